@@ -1,0 +1,107 @@
+"""Configuration models: ``wf.toml`` / ``[tool.wf]`` and the sections a tasks file may override.
+
+Loading, env overrides and error formatting live in ``wf.configload``; this module only says
+what a valid configuration is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from wf.model import RetryPolicy, check_task_id, parse_duration
+
+
+def _opt_duration(value: Any) -> float | None:
+    if value is None:
+        return None
+    seconds = parse_duration(value)
+    return seconds or None  # 0 means "no limit"
+
+
+class AgentConfig(BaseModel):
+    """An agent: the command wf runs in the task's worktree.
+
+    Placeholders ``{prompt}``, ``{task_id}``, ``{worktree}`` and ``{attempt}`` are replaced in
+    each argument; no shell is involved, so a prompt cannot inject a command.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command: tuple[str, ...] = Field(min_length=1, description="argv with placeholders")
+    env: dict[str, str] = Field(default_factory=dict, description="extra environment")
+    max_parallel: int | None = Field(None, ge=1, description="cap on this agent's running tasks")
+    timeout: float | None = Field(None, description="whole-attempt timeout for this agent")
+    no_output_timeout: float | None = Field(None, description="silence allowed for this agent")
+
+    _durations = field_validator("timeout", "no_output_timeout", mode="before")(
+        classmethod(lambda cls, v: _opt_duration(v)))
+
+
+class TaskConfig(BaseModel):
+    """One ``[[task]]`` table of a tasks file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str | None = Field(None, description="branch wf/<id> and folder name; derived if absent")
+    prompt: str = Field(description="what the agent is asked to do")
+    agent: str | None = Field(None, description="an [agents.NAME] or a built-in agent")
+    depends_on: tuple[str, ...] = Field((), description="ids that must succeed first")
+    base: str | None = Field(None, description="ref to start from (default: config base)")
+    timeout: float | None = None
+    no_output_timeout: float | None = None
+    retry: dict[str, Any] | None = Field(None, description="overrides of [retry] fields")
+    setup: tuple[str, ...] | None = Field(None, description="command run once in the worktree")
+
+    _durations = field_validator("timeout", "no_output_timeout", mode="before")(
+        classmethod(lambda cls, v: _opt_duration(v)))
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str | None) -> str | None:
+        return None if value is None else check_task_id(value)
+
+    @field_validator("depends_on")
+    @classmethod
+    def _deps(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for dep in value:
+            check_task_id(dep)
+        return value
+
+
+class Config(BaseModel):
+    """The whole configuration. Every field can be set in wf.toml, in ``[tool.wf]`` of
+    pyproject.toml, in a tasks file (for that run), or by a ``WF_<FIELD>`` variable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_parallel: int = Field(4, ge=1, le=1024, description="tasks running at once")
+    base: str | None = Field(None, description="ref tasks start from; default the current branch")
+    agent: str | None = Field(None, description="agent for tasks that name none")
+    worktree_root: str = Field(
+        "../{repo}.worktrees", description="folder for task worktrees, relative to the repo root")
+    port_range: tuple[int, int] = Field((20000, 29999), description="WF_PORT is picked from here")
+    setup: tuple[str, ...] | None = Field(None, description="command run once per new worktree")
+    timeout: float | None = Field(3600.0, description="whole-attempt timeout, 0 for none")
+    no_output_timeout: float | None = Field(900.0, description="silence allowed, 0 for none")
+    log_max_bytes: int = Field(20 * 1024 * 1024, ge=4096, description="agent log size cap")
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    agents: dict[str, AgentConfig] = Field(default_factory=dict)
+
+    _durations = field_validator("timeout", "no_output_timeout", mode="before")(
+        classmethod(lambda cls, v: _opt_duration(v)))
+
+    @model_validator(mode="after")
+    def _ports(self) -> Config:
+        low, high = self.port_range
+        if not (1024 <= low <= high <= 65535):
+            raise ValueError("port_range must be two ports [low, high] with 1024 <= low <= high")
+        return self
+
+    @field_validator("agents")
+    @classmethod
+    def _agent_names(cls, value: dict[str, AgentConfig]) -> dict[str, AgentConfig]:
+        for name in value:
+            check_task_id(name)  # agent names follow the same safe pattern
+        return value

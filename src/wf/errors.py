@@ -1,0 +1,60 @@
+"""The one error tree of wf.
+
+    WfError                      root; the CLI catches it once, prints one line, exits with .exit_code
+    ├── UsageError               bad command-line input                      exit 2
+    ├── ConfigError              bad wf.toml / tasks file / task id / DAG    exit 2
+    ├── GitError                 git missing, failed, or the repo is in a bad state   exit 2
+    ├── StoreError               the event log cannot be opened or written  exit 2
+    │   └── ConcurrencyError     an append lost a race on (stream, stream_version)
+    ├── EngineBusy               another `wf run`/`wf resume` holds the repository   exit 3
+    ├── NotFound                 a task or attempt that the log does not know      exit 2
+    └── AgentSpawnError          the agent process could not be started
+
+Foreign errors (subprocess, sqlite3, tomllib, pydantic) are mapped to these at the edge that
+calls them, chained with ``from exc`` so a debugger still sees the cause.
+"""
+
+from __future__ import annotations
+
+
+class WfError(Exception):
+    """Root of every error wf raises on purpose. ``hint`` is an optional second line."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class UsageError(WfError):
+    pass
+
+
+class ConfigError(WfError):
+    pass
+
+
+class GitError(WfError):
+    pass
+
+
+class StoreError(WfError):
+    pass
+
+
+class ConcurrencyError(StoreError):
+    """An append was rejected because its stream moved on: a decision taken on stale state."""
+
+
+class EngineBusy(WfError):
+    exit_code = 3
+
+
+class NotFound(WfError):
+    pass
+
+
+class AgentSpawnError(WfError):
+    pass

@@ -1,0 +1,232 @@
+"""Domain values: task specs, retry policy, states, failure kinds, events.
+
+Everything here is pure data or a pure function of data, so the local engine and a Temporal
+workflow can share it and tests can exercise it without a repository.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+TASK_ID_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+
+
+def check_task_id(value: str) -> str:
+    """Return ``value`` if it is a safe task id (it becomes a branch and a folder name)."""
+    if not isinstance(value, str) or not TASK_ID_RE.fullmatch(value) or ".." in value:
+        raise ValueError(
+            f"invalid task id {value!r}: use 1-63 characters of a-z 0-9 . _ -, "
+            "starting with a letter or digit, without '..'"
+        )
+    if value.endswith(".lock") or value.endswith("."):
+        raise ValueError(f"invalid task id {value!r}: it must not end in '.lock' or '.'")
+    return value
+
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``"90s"``, ``"5m"``, ``"1h30m"``, ``"250ms"`` or a plain number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"a duration cannot be negative: {value!r}")
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip().replace(" ", "")
+        pos, total = 0, 0.0
+        for match in _DURATION_RE.finditer(text):
+            if match.start() != pos:
+                break
+            total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            pos = match.end()
+        if text and pos == len(text):
+            return total
+    raise ValueError(f"not a duration: {value!r} (use e.g. \"90s\", \"5m\", \"2h\", \"1h30m\")")
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, seconds)
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+class TaskState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    BLOCKED = "blocked"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL_TASK
+
+
+_TERMINAL_TASK = {TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED, TaskState.BLOCKED}
+
+
+class AttemptState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+
+class FailureKind(StrEnum):
+    """Why an attempt failed. The retry policy's ``non_retryable`` lists these names."""
+
+    TRANSIENT = "transient"  # exit 75, rate limits, network: try again later
+    LOST = "lost"  # the agent vanished (reboot, killed outside wf)
+    INFRA = "infra"  # worktree or git trouble on wf's side
+    AGENT_ERROR = "agent_error"  # the agent exited non-zero
+    NO_CHANGES = "no_changes"  # exit 0 but nothing changed
+    TIMEOUT = "timeout"  # the whole-attempt timeout passed
+    NO_OUTPUT_TIMEOUT = "no_output_timeout"  # no byte of output for too long
+    SETUP_ERROR = "setup_error"  # the task's setup command failed
+    DEPENDENCY_CONFLICT = "dependency_conflict"  # dependencies' branches do not merge
+    POLICY_DENIED = "policy_denied"
+    CONFIG_ERROR = "config_error"  # never retried
+
+
+NEVER_RETRIED = frozenset({FailureKind.CONFIG_ERROR, FailureKind.POLICY_DENIED,
+                           FailureKind.DEPENDENCY_CONFLICT})
+
+
+class RetryPolicy(BaseModel):
+    """Temporal's retry fields with Temporal's meaning, plus jitter.
+
+    The delay before attempt n+1 is ``initial_interval * backoff_coefficient**(n-1)``, capped
+    at ``maximum_interval``, then spread by ±``jitter`` (a fraction). ``maximum_attempts = 0``
+    means no limit.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    maximum_attempts: int = Field(3, ge=0, description="attempts in all, 0 for no limit")
+    initial_interval: float = Field(5.0, ge=0, description="delay before the first retry")
+    backoff_coefficient: float = Field(2.0, ge=1.0, description="growth of the delay per retry")
+    maximum_interval: float = Field(300.0, ge=0, description="cap on one delay")
+    jitter: float = Field(0.2, ge=0.0, le=1.0, description="random spread, a fraction of the delay")
+    non_retryable: tuple[FailureKind, ...] = Field(
+        (FailureKind.CONFIG_ERROR,), description="failure kinds that are never retried"
+    )
+
+    @field_validator("initial_interval", "maximum_interval", mode="before")
+    @classmethod
+    def _durations(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    def delay(self, failed_attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after attempt number ``failed_attempt`` (1-based) failed."""
+        base = self.initial_interval * self.backoff_coefficient ** max(0, failed_attempt - 1)
+        base = min(base, self.maximum_interval) if self.maximum_interval else base
+        if self.jitter and base:
+            spread = (rng or random).uniform(-self.jitter, self.jitter)
+            base = base * (1.0 + spread)
+            if self.maximum_interval:
+                base = min(base, self.maximum_interval)
+        return max(0.0, base)
+
+    def should_retry(self, kind: FailureKind, attempts_in_budget: int) -> bool:
+        """Whether a failure of ``kind`` after ``attempts_in_budget`` attempts gets another one."""
+        if kind in NEVER_RETRIED or kind in self.non_retryable:
+            return False
+        return self.maximum_attempts == 0 or attempts_in_budget < self.maximum_attempts
+
+
+class TaskSpec(BaseModel):
+    """One task as submitted: what to run, where, and how to retry it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    prompt: str
+    agent: str
+    command: tuple[str, ...] = Field(description="the agent's argv with placeholders filled in")
+    env: dict[str, str] = Field(default_factory=dict)
+    depends_on: tuple[str, ...] = ()
+    base: str = Field(description="ref the task starts from when it has no dependencies")
+    timeout: float | None = None
+    no_output_timeout: float | None = None
+    retry: RetryPolicy = RetryPolicy()
+    setup: tuple[str, ...] | None = None
+
+    _check_id = field_validator("id")(classmethod(lambda cls, v: check_task_id(v)))
+
+    @property
+    def branch(self) -> str:
+        return f"wf/{self.id}"
+
+
+def task_stream(task_id: str) -> str:
+    return f"task:{task_id}"
+
+
+RUN_STREAM = "run"
+SIGNAL_STREAM = "signals"
+
+
+class SignalKind(StrEnum):
+    CANCEL = "cancel"
+    RETRY = "retry"
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to append. ``stream_version`` is assigned by the store unless given
+    (then the append fails with ConcurrencyError if the stream has moved on)."""
+
+    stream: str
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)
+    expected_version: int | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int
+    stream: str
+    stream_version: int
+    type: str
+    ts: float
+    data: dict[str, Any]
+    idempotency_key: str | None = None
+
+    @property
+    def task_id(self) -> str | None:
+        return self.stream[5:] if self.stream.startswith("task:") else self.data.get("task")
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"seq": self.seq, "ts": self.ts, "type": self.type,
+                               "stream": self.stream}
+        task = self.task_id
+        if task is not None:
+            out["task"] = task
+        if "n" in self.data:
+            out["attempt"] = self.data["n"]
+        out["data"] = self.data
+        return out

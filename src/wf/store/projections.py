@@ -1,0 +1,158 @@
+"""Projections: the derived tables, as one pure reducer over events.
+
+The same ``apply`` runs on the live path (the store applies each appended event inside the
+append's transaction) and on ``rebuild`` (a fold over the whole log), so the two cannot drift;
+a test checks that a rebuild equals the live tables.
+
+Rows are plain dicts whose keys are the SQL columns in ``COLUMNS``. JSON-valued columns are
+listed in ``JSON_COLUMNS``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from wf.model import Event
+
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "tasks": (
+        "id", "state", "agent", "prompt", "spec", "depends_on", "base_ref", "base_commit",
+        "branch", "worktree", "worktree_ready", "port", "setup_done", "attempts",
+        "budget_start", "last_error", "last_failure_kind", "next_retry_at", "commit_sha",
+        "created_ts", "updated_ts", "started_ts", "ended_ts", "cleaned", "version",
+    ),
+    "attempts": (
+        "task_id", "n", "state", "pid", "pid_start", "log_path", "started_ts", "ended_ts",
+        "exit_code", "failure_kind", "error", "commit_sha", "retry_delay",
+    ),
+    "signals": ("seq", "kind", "task_id", "data", "created_ts", "handled_seq", "result"),
+    "runs": ("id", "pid", "host", "argv", "started_ts", "ended_ts", "exit_code"),
+}
+PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
+    "tasks": ("id",),
+    "attempts": ("task_id", "n"),
+    "signals": ("seq",),
+    "runs": ("id",),
+}
+JSON_COLUMNS = {("tasks", "spec"), ("tasks", "depends_on"), ("signals", "data"), ("runs", "argv")}
+
+
+@dataclass
+class Projection:
+    """All projection rows in memory, keyed by primary key."""
+
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    attempts: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    signals: dict[int, dict[str, Any]] = field(default_factory=dict)
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def table(self, name: str) -> dict[Any, dict[str, Any]]:
+        return getattr(self, name)
+
+
+def _blank(table: str, **values: Any) -> dict[str, Any]:
+    row = dict.fromkeys(COLUMNS[table])
+    row.update(values)
+    return row
+
+
+def apply(p: Projection, e: Event) -> set[tuple[str, Any]]:
+    """Fold event ``e`` into ``p``; return the (table, key) pairs it touched.
+
+    Unknown event types touch nothing: projections only follow the events they know, so
+    informational events (agent output summaries, notes) can be added freely.
+    """
+    d = e.data
+    touched: set[tuple[str, Any]] = set()
+    tid = e.stream[5:] if e.stream.startswith("task:") else None
+
+    def task(**values: Any) -> None:
+        row = p.tasks[tid]
+        row.update(values)
+        row["updated_ts"] = e.ts
+        row["version"] = e.stream_version
+        touched.add(("tasks", tid))
+
+    def attempt(n: int, **values: Any) -> None:
+        key = (tid, n)
+        row = p.attempts.setdefault(key, _blank("attempts", task_id=tid, n=n))
+        row.update(values)
+        touched.add(("attempts", key))
+
+    t = e.type
+    if t == "task.submitted":
+        spec = d["spec"]
+        p.tasks[tid] = _blank(
+            "tasks", id=tid, state="queued", agent=spec["agent"], prompt=spec["prompt"],
+            spec=spec, depends_on=list(spec.get("depends_on", ())), base_ref=spec["base"],
+            branch=f"wf/{tid}", worktree_ready=0, setup_done=0, attempts=0, budget_start=1,
+            created_ts=e.ts, cleaned=0,
+        )
+        task()
+    elif tid is not None and tid not in p.tasks:
+        return touched  # an event for a task the log never submitted: ignore, never crash
+    elif t == "task.worktree_requested":
+        task(branch=d["branch"], worktree=d["path"])
+    elif t == "task.worktree_ready":
+        task(branch=d["branch"], worktree=d["path"], base_commit=d["base_commit"],
+             port=d.get("port"), worktree_ready=1)
+    elif t == "task.setup_done":
+        task(setup_done=1)
+    elif t == "attempt.started":
+        n = d["n"]
+        attempt(n, state="running", log_path=d.get("log_path"), started_ts=e.ts)
+        row = p.tasks[tid]
+        task(state="running", attempts=max(row["attempts"] or 0, n), next_retry_at=None,
+             started_ts=row["started_ts"] or e.ts)
+    elif t == "attempt.spawned":
+        attempt(d["n"], pid=d["pid"], pid_start=d.get("pid_start"))
+    elif t == "attempt.finished":
+        attempt(d["n"], state=d["state"], ended_ts=e.ts, exit_code=d.get("exit_code"),
+                failure_kind=d.get("failure_kind"), error=d.get("error"),
+                commit_sha=d.get("commit"))
+    elif t == "task.retry_scheduled":
+        attempt(d["n"], retry_delay=d["delay"])
+        task(state="retrying", next_retry_at=d["due_ts"], last_error=d.get("error"),
+             last_failure_kind=d.get("kind"))
+    elif t == "task.succeeded":
+        task(state="done", commit_sha=d.get("commit"), last_error=None,
+             last_failure_kind=None, next_retry_at=None, ended_ts=e.ts)
+    elif t in ("task.failed", "task.blocked", "task.cancelled"):
+        state = {"task.failed": "failed", "task.blocked": "blocked",
+                 "task.cancelled": "cancelled"}[t]
+        task(state=state, last_error=d.get("error"), last_failure_kind=d.get("kind"),
+             next_retry_at=None, ended_ts=e.ts)
+    elif t == "task.requeued":
+        row = p.tasks[tid]
+        task(state="queued", budget_start=(row["attempts"] or 0) + 1, next_retry_at=None,
+             ended_ts=None)
+    elif t == "task.cleaned":
+        task(cleaned=1, worktree_ready=0, setup_done=0,
+             worktree=None if d.get("worktree_removed") else p.tasks[tid]["worktree"])
+    elif t == "signal.sent":
+        p.signals[e.seq] = _blank("signals", seq=e.seq, kind=d["kind"], task_id=d.get("task"),
+                                  data=d, created_ts=e.ts)
+        touched.add(("signals", e.seq))
+    elif t == "signal.handled":
+        row = p.signals.get(d["signal_seq"])
+        if row is not None:
+            row.update(handled_seq=e.seq, result=d.get("result"))
+            touched.add(("signals", d["signal_seq"]))
+    elif t == "run.started":
+        p.runs[d["run_id"]] = _blank("runs", id=d["run_id"], pid=d.get("pid"),
+                                     host=d.get("host"), argv=d.get("argv"), started_ts=e.ts)
+        touched.add(("runs", d["run_id"]))
+    elif t == "run.finished":
+        row = p.runs.get(d["run_id"])
+        if row is not None:
+            row.update(ended_ts=e.ts, exit_code=d.get("exit_code"))
+            touched.add(("runs", d["run_id"]))
+    return touched
+
+
+def fold(events: Any, into: Projection | None = None) -> Projection:
+    p = into or Projection()
+    for e in events:
+        apply(p, e)
+    return p
