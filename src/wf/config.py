@@ -31,6 +31,7 @@ class AgentConfig(BaseModel):
 
     command: tuple[str, ...] = Field(min_length=1, description="argv with placeholders")
     env: dict[str, str] = Field(default_factory=dict, description="extra environment")
+    pass_env: tuple[str, ...] = Field((), description="names of wf's variables to pass through")
     max_parallel: int | None = Field(None, ge=1, description="cap on this agent's running tasks")
     timeout: float | None = Field(None, description="whole-attempt timeout for this agent")
     no_output_timeout: float | None = Field(None, description="silence allowed for this agent")

@@ -8,7 +8,8 @@
     │   └── ConcurrencyError     an append lost a race on (stream, stream_version)
     ├── EngineBusy               another `wf run`/`wf resume` holds the repository   exit 3
     ├── NotFound                 a task or attempt that the log does not know      exit 2
-    └── AgentSpawnError          the agent process could not be started
+    ├── AgentSpawnError          the agent process could not be started
+    └── Interrupted              Ctrl-C or SIGTERM stopped the engine; state kept  exit 130
 
 Foreign errors (subprocess, sqlite3, tomllib, pydantic) are mapped to these at the edge that
 calls them, chained with ``from exc`` so a debugger still sees the cause.
@@ -58,3 +59,9 @@ class NotFound(WfError):
 
 class AgentSpawnError(WfError):
     pass
+
+
+class Interrupted(WfError):
+    """Ctrl-C or SIGTERM stopped the engine; the log is intact and `wf resume` continues."""
+
+    exit_code = 130

@@ -43,6 +43,8 @@ def parse_duration(value: Any) -> float:
         return float(value)
     if isinstance(value, str):
         text = value.strip().replace(" ", "")
+        if re.fullmatch(r"\d+(\.\d+)?", text):  # "90" means seconds, as 90 does
+            return float(text)
         pos, total = 0, 0.0
         for match in _DURATION_RE.finditer(text):
             if match.start() != pos:
@@ -141,8 +143,11 @@ class RetryPolicy(BaseModel):
 
     def delay(self, failed_attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after attempt number ``failed_attempt`` (1-based) failed."""
-        base = self.initial_interval * self.backoff_coefficient ** max(0, failed_attempt - 1)
-        base = min(base, self.maximum_interval) if self.maximum_interval else base
+        try:
+            base = self.initial_interval * self.backoff_coefficient ** max(0, failed_attempt - 1)
+        except OverflowError:  # thousands of retries with no limit: the cap applies
+            base = float("inf")
+        base = min(base, self.maximum_interval) if self.maximum_interval else min(base, 86400.0)
         if self.jitter and base:
             spread = (rng or random).uniform(-self.jitter, self.jitter)
             base = base * (1.0 + spread)
@@ -165,8 +170,10 @@ class TaskSpec(BaseModel):
     id: str
     prompt: str
     agent: str
-    command: tuple[str, ...] = Field(description="the agent's argv with placeholders filled in")
+    command: tuple[str, ...] = Field(description="the agent's argv; the engine fills the "
+                                    "placeholders for each attempt")
     env: dict[str, str] = Field(default_factory=dict)
+    pass_env: tuple[str, ...] = ()
     depends_on: tuple[str, ...] = ()
     base: str = Field(description="ref the task starts from when it has no dependencies")
     timeout: float | None = None

@@ -1,0 +1,420 @@
+"""The façade both the CLI and the dashboard call: run, resume, status, signal, events.
+
+This is the composition root: it finds the repository and its state folder, loads the config,
+and builds the store, writer, worktree manager and engine that everything else receives.
+Heavy modules (the engine, anyio) are imported only by the calls that need them, so read-only
+commands such as ``wf status`` start fast.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wf import gitx
+from wf.config import Config
+from wf.errors import ConfigError, EngineBusy, GitError, Interrupted, NotFound
+from wf.model import SIGNAL_STREAM, Event, NewEvent, SignalKind, TaskSpec, task_stream
+
+STATE_DIR = "wf"  # inside the git common dir, so every worktree sees the same log
+
+
+@dataclass
+class Repo:
+    root: Path
+    common_dir: Path
+    config: Config
+
+    @property
+    def state_dir(self) -> Path:
+        return self.common_dir / STATE_DIR
+
+    @property
+    def db_path(self) -> Path:
+        return self.state_dir / "wf.db"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def worktree_root(self) -> Path:
+        raw = self.config.worktree_root.replace("{repo}", self.root.name)
+        return (self.root / raw).resolve()
+
+    def default_base(self) -> str:
+        if self.config.base:
+            return self.config.base
+        branch = gitx.current_branch(self.root)
+        if branch is None:
+            raise ConfigError("the repository is on a detached HEAD and no base is configured",
+                              hint="check out a branch, or set base = \"main\" in wf.toml")
+        return branch
+
+
+def find_repo(cwd: Path | None = None) -> tuple[Path, Path]:
+    """(toplevel of the main worktree, git common dir) for ``cwd``."""
+    here = Path(cwd or os.getcwd())
+    common = gitx.common_dir(here)
+    root = gitx.repo_root(here)
+    # From inside a task worktree, the main worktree is the parent of the common dir.
+    if common.name == ".git" and common.parent != root:
+        root = common.parent
+    return root, common
+
+
+def open_repo(cwd: Path | None = None, *, config: Config | None = None) -> Repo:
+    from wf.configload import load_config
+
+    root, common = find_repo(cwd)
+    return Repo(root, common, config or load_config(root))
+
+
+def open_store(repo: Repo, *, create: bool = True) -> Any:
+    from wf.store import SqliteEventStore
+
+    if not create and not repo.db_path.exists():
+        raise NotFound("no wf runs in this repository yet", hint="start one with `wf run`")
+    return SqliteEventStore(repo.db_path)
+
+
+class EngineLock:
+    """One engine per repository: an flock on ``engine.lock``, held while the engine runs.
+    The kernel drops it when the process dies, however it dies."""
+
+    def __init__(self, repo: Repo) -> None:
+        self.path = repo.state_dir / "engine.lock"
+        self.fd: int | None = None
+
+    def acquire(self, info: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise EngineBusy(f"another wf engine is active in this repository ({self.holder()})",
+                             hint="watch it with `wf status` or `wf events --follow`") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(info).encode())
+        self.fd = fd
+
+    def holder(self) -> str:
+        try:
+            info = json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            return "holder unknown"
+        started = time.strftime("%H:%M:%S", time.localtime(info.get("started", 0)))
+        return f"pid {info.get('pid')}, `{info.get('command', 'wf run')}`, started {started}"
+
+    def is_held(self) -> bool:
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+# -- running ---------------------------------------------------------------------------------
+
+@dataclass
+class RunResult:
+    exit_code: int
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+
+
+Observer = Callable[[list[Event]], None]
+
+
+def submit_events(store: Any, specs: list[TaskSpec]) -> list[NewEvent]:
+    """The ``task.submitted`` events for specs the log does not hold yet. A task the log holds
+    with the same spec is left alone (re-running a tasks file is idempotent); one with a
+    different spec is a config error, since its id names a branch that already has history."""
+    out = []
+    for spec in specs:
+        existing = store.task(spec.id)
+        data = spec.model_dump(mode="json")
+        if existing is None:
+            out.append(NewEvent(task_stream(spec.id), "task.submitted", {"spec": data},
+                                idempotency_key=f"task.submitted:{spec.id}"))
+        elif existing["spec"] != data:
+            raise ConfigError(f"task {spec.id!r} already exists with a different definition",
+                              hint=f"pick another id, or `wf clean {spec.id} --forget` first")
+    return out
+
+
+def run(repo: Repo, specs: list[TaskSpec] | None, *, command: str,
+        observers: list[Observer] = (), on_engine: Callable[[Any], None] | None = None) -> RunResult:
+    """Submit ``specs`` (None: resume only) and drive every unfinished task to an end.
+
+    Exit code 0 when every task in scope is done, 1 when one failed, was cancelled or blocked.
+    The scope is the submitted tasks for ``wf run`` and the tasks this engine touched for
+    ``wf resume``.
+    """
+    import anyio
+
+    from wf.engine.local import EngineDeps, LocalEngine
+    from wf.store import GroupCommitWriter
+    from wf.worktrees import WorktreeManager
+
+    if gitx.rev_parse(repo.root, "HEAD") is None:
+        raise GitError("the repository has no commits yet", hint="commit something first")
+    lock = EngineLock(repo)
+    lock.acquire({"pid": os.getpid(), "command": command, "started": time.time()})
+    store = open_store(repo)
+    writer = GroupCommitWriter(store)
+    for observer in [*observers, *_crash_hook()]:
+        writer.add_listener(observer)
+    run_id = f"r-{uuid.uuid4().hex[:8]}"
+    engine = None
+    try:
+        if specs:
+            writer.append_sync(submit_events(store, specs))
+        wt = WorktreeManager(repo.root, repo.worktree_root, port_range=repo.config.port_range)
+        engine = LocalEngine(EngineDeps(store=store, writer=writer, worktrees=wt,
+                                        config=repo.config, logs_dir=repo.logs_dir))
+        if on_engine:
+            on_engine(engine)
+        try:
+            final = anyio.run(engine.run, run_id, [command])
+        except KeyboardInterrupt:
+            running = sum(1 for t in engine.p.tasks.values() if t["state"] == "running")
+            _finish_run(writer, run_id, 130)
+            raise Interrupted(
+                f"interrupted; {running} agent(s) keep running in the background",
+                hint="`wf resume` adopts them and carries on; `wf cancel TASK` stops one") from None
+        scope = [s.id for s in specs] if specs else sorted(engine.touched)
+        rows = [final.tasks[t] for t in scope if t in final.tasks]
+        code = 0 if all(r["state"] == "done" for r in rows) else 1
+        _finish_run(writer, run_id, code)
+        return RunResult(code, rows)
+    finally:
+        writer.close()
+        store.close()
+        lock.release()
+
+
+def _crash_hook() -> list[Observer]:
+    """Fault injection for the crash tests: ``WF_CRASH_AFTER=TYPE[:N]`` kills this process
+    with SIGKILL right after the N-th event of TYPE is committed (N defaults to 1)."""
+    spec = os.environ.get("WF_CRASH_AFTER")
+    if not spec:
+        return []
+    type_, _, nth = spec.partition(":")
+    remaining = [int(nth or 1)]
+
+    def observe(committed: list[Event]) -> None:
+        remaining[0] -= sum(1 for e in committed if e.type == type_)
+        if remaining[0] <= 0:
+            os.kill(os.getpid(), 9)
+
+    return [observe]
+
+
+def _finish_run(writer: Any, run_id: str, code: int) -> None:
+    from wf.model import RUN_STREAM
+
+    writer.append_sync([NewEvent(RUN_STREAM, "run.finished", {"run_id": run_id,
+                                                               "exit_code": code})])
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+STATUS_FIELDS = ("id", "state", "agent", "attempts", "branch", "worktree", "last_error",
+                 "last_failure_kind", "next_retry_at", "depends_on", "base_commit", "commit_sha",
+                 "port", "started_ts", "ended_ts", "created_ts", "updated_ts")
+
+
+def status(repo: Repo) -> list[dict[str, Any]]:
+    if not repo.db_path.exists():
+        return []
+    store = open_store(repo)
+    try:
+        return [{k: row.get(k) for k in STATUS_FIELDS} for row in store.tasks()]
+    finally:
+        store.close()
+
+
+def engine_active(repo: Repo) -> bool:
+    return EngineLock(repo).is_held()
+
+
+def get_task(store: Any, task_id: str) -> dict[str, Any]:
+    row = store.task(task_id)
+    if row is None:
+        raise NotFound(f"no task {task_id!r} in this repository's log",
+                       hint="`wf status` lists the tasks")
+    return row
+
+
+def send_signal(repo: Repo, kind: SignalKind, task_id: str) -> tuple[Event, bool]:
+    """Write a signal for the engine; (the event, whether an engine is active to act on it)."""
+    store = open_store(repo, create=False)
+    try:
+        get_task(store, task_id)
+        [event] = store.append([NewEvent(SIGNAL_STREAM, "signal.sent",
+                                         {"kind": str(kind), "task": task_id})])
+    finally:
+        store.close()
+    return event, engine_active(repo)
+
+
+def events(repo: Repo, *, since: int = 0, follow: bool = False, poll: float = 0.2,
+           stop: Callable[[], bool] = lambda: False) -> Iterator[Event]:
+    store = open_store(repo, create=False)
+    try:
+        last = since
+        while True:
+            batch = store.read(last, limit=1000)
+            yield from batch
+            if batch:
+                last = batch[-1].seq
+                continue
+            if not follow or stop():
+                return
+            time.sleep(poll)
+    finally:
+        store.close()
+
+
+def attempt_log(repo: Repo, task_id: str, attempt: int | None = None) -> tuple[Path, int, bool]:
+    """(log path, attempt number, whether that attempt is still running)."""
+    from wf.agents.runner import AttemptFiles
+
+    store = open_store(repo, create=False)
+    try:
+        row = get_task(store, task_id)
+        n = attempt or row["attempts"]
+        if not n:
+            raise NotFound(f"task {task_id!r} has not started an attempt yet")
+        att = [a for a in store.attempts(task_id) if a["n"] == n]
+        if not att:
+            raise NotFound(f"task {task_id!r} has no attempt {n}")
+        running = att[0]["state"] == "running"
+    finally:
+        store.close()
+    return AttemptFiles.of(repo.logs_dir, task_id, n).log, n, running
+
+
+def task_diff(repo: Repo, task_id: str, *, stat: bool = False) -> dict[str, Any]:
+    """The task's change against its base, uncommitted work included while the worktree
+    exists."""
+    store = open_store(repo, create=False)
+    try:
+        row = get_task(store, task_id)
+    finally:
+        store.close()
+    base = row["base_commit"]
+    if not base:
+        raise NotFound(f"task {task_id!r} has no worktree yet, so no diff")
+    wt = row["worktree"]
+    if wt and Path(wt).is_dir():
+        text = gitx.diff_worktree(Path(wt), base, stat=stat)
+    elif gitx.branch_exists(repo.root, row["branch"]):
+        text = gitx.diff(repo.root, base, row["branch"], stat=stat)
+    else:
+        raise NotFound(f"task {task_id!r} has neither a worktree nor a branch any more")
+    return {"task": task_id, "base": base, "branch": row["branch"], "diff": text}
+
+
+# -- cleaning --------------------------------------------------------------------------------
+
+FINISHED = ("done", "failed", "cancelled", "blocked")
+
+
+def clean(repo: Repo, task_ids: list[str], *, force: bool = False,
+          orphans: bool = False) -> list[dict[str, Any]]:
+    """Remove worktrees of finished tasks, and their branches when every commit on them is
+    merged into the task's base or pushed. Unmerged work is kept unless ``force``, and even
+    then a ``refs/wf-backup/...`` ref is written first. Returns one report line per item."""
+    from wf.errors import WfError
+    from wf.worktrees import WorktreeManager
+
+    wt = WorktreeManager(repo.root, repo.worktree_root, port_range=repo.config.port_range)
+    report: list[dict[str, Any]] = []
+    rows: dict[str, dict[str, Any]] = {}
+    store = open_store(repo) if repo.db_path.exists() or task_ids else None
+    try:
+        if store is not None:
+            rows = {r["id"]: r for r in store.tasks()}
+        for tid in task_ids:
+            get_task(store, tid)
+        chosen = task_ids or [t for t, r in rows.items()
+                              if r["state"] in FINISHED and not r["cleaned"]]
+        for tid in chosen:
+            row = rows[tid]
+            if row["state"] not in FINISHED:
+                result = f"skipped: still {row['state']} (`wf cancel {tid}` first)"
+            else:
+                try:
+                    result = _clean_task(store, wt, row, force)
+                except WfError as exc:
+                    result = f"kept: {exc.message}"
+            report.append({"kind": "task", "task": tid, "result": result})
+        if orphans:
+            report += _clean_orphans(wt, set(rows), force)
+    finally:
+        if store is not None:
+            store.close()
+    return report
+
+
+def _clean_task(store: Any, wt: Any, row: dict[str, Any], force: bool) -> str:
+    tid = row["id"]
+    removed = wt.remove(tid, force=force)
+    deleted = wt.delete_branch(tid, force=force, targets=[row["base_ref"]])
+    store.append([NewEvent(task_stream(tid), "task.cleaned", {
+        "worktree_removed": removed.removed, "branch_deleted": deleted.deleted,
+        "backup_refs": [r for r in (removed.backup_ref, deleted.backup_ref) if r]})])
+    parts = ["worktree removed" if removed.removed else "no worktree"]
+    if deleted.deleted:
+        parts.append(f"branch deleted ({deleted.reason})")
+    else:
+        parts.append(f"branch kept: {deleted.reason}"
+                     + ("" if "does not exist" in deleted.reason
+                        else " (--force deletes it after writing a backup ref)"))
+    parts += [f"backup at {r}" for r in (removed.backup_ref, deleted.backup_ref) if r]
+    return "; ".join(parts)
+
+
+def _clean_orphans(wt: Any, known: set[str], force: bool) -> list[dict[str, Any]]:
+    from wf.errors import WfError
+
+    report = []
+    for orphan in wt.orphans(known):
+        item = {"kind": f"orphan-{orphan.kind}", "task": orphan.task_id,
+                "name": orphan.path_or_ref}
+        try:
+            if not orphan.safe and not force:
+                item["result"] = f"kept: {orphan.reason} (--force removes it after a backup ref)"
+            elif orphan.kind == "worktree":
+                res = wt.remove(orphan.task_id, force=force)
+                item["result"] = "removed" + (f"; backup at {res.backup_ref}"
+                                              if res.backup_ref else "")
+            else:
+                res = wt.delete_branch(orphan.task_id, force=force)
+                item["result"] = ("deleted" if res.deleted else f"kept: {res.reason}") + (
+                    f"; backup at {res.backup_ref}" if res.backup_ref else "")
+        except WfError as exc:
+            item["result"] = f"kept: {exc.message}"
+        report.append(item)
+    return report

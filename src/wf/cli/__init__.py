@@ -1,0 +1,47 @@
+"""The ``wf`` command. Commands live in one module per group and call ``wf.api`` only.
+
+Exit codes (docs/cli.md): 0 success; 1 a task failed, was cancelled or blocked; 2 usage or
+config error; 3 another engine is active in the repository; 130 interrupted (state kept).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from wf.cli.output import fail
+from wf.errors import WfError
+
+app = typer.Typer(
+    name="wf", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Run many coding agents in parallel on one repository, safely.",
+)
+
+
+def _register() -> None:
+    from wf.cli import control, inspect, running  # noqa: F401  (commands register on import)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turn every error into one line and a documented exit code."""
+    _register()
+    try:
+        rv = app(args=argv, standalone_mode=False)
+    except WfError as exc:
+        fail(exc.message, exc.hint)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        fail("interrupted", "`wf resume` carries on from the log")
+        sys.exit(130)
+    except typer.TyperException as exc:  # usage errors: unknown option, missing argument
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        fail(" ".join(message.split()), "see `wf --help` or `wf COMMAND --help`")
+        sys.exit(2)
+    except BrokenPipeError:  # `wf events | head`
+        sys.stderr.close()
+        sys.exit(0)
+    sys.exit(rv if isinstance(rv, int) else 0)

@@ -1,0 +1,77 @@
+"""wf cancel, wf retry, wf clean, wf init: commands that change things."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from wf import api
+from wf.cli import app
+from wf.cli.output import console, note, print_json
+from wf.errors import UsageError
+from wf.model import SignalKind
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+
+
+def _signal(kind: SignalKind, task: str, as_json: bool) -> int:
+    repo = api.open_repo()
+    event, active = api.send_signal(repo, kind, task)
+    if as_json:
+        print_json({"signal": str(kind), "task": task, "seq": event.seq, "engine_active": active})
+    elif active:
+        console.print(f"{kind} signal for {task} sent (seq {event.seq}); the running engine acts on it")
+    else:
+        console.print(f"{kind} signal for {task} recorded (seq {event.seq})")
+        note("no engine is running: `wf resume` acts on it")
+    return 0
+
+
+@app.command()
+def cancel(task: Annotated[str, typer.Argument(help="task id")], as_json: JsonOpt = False) -> int:
+    """Stop a task: its agent's whole process group is stopped and it is not retried."""
+    return _signal(SignalKind.CANCEL, task, as_json)
+
+
+@app.command()
+def retry(task: Annotated[str, typer.Argument(help="task id")], as_json: JsonOpt = False) -> int:
+    """Run a failed, cancelled or blocked task again, with a fresh retry budget."""
+    return _signal(SignalKind.RETRY, task, as_json)
+
+
+@app.command()
+def clean(
+    tasks: Annotated[list[str] | None, typer.Argument(help="task ids (default: every finished task)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="also remove unmerged work, after a backup ref")] = False,
+    orphans: Annotated[bool, typer.Option("--orphans", help="worktrees and wf/* branches the log does not track")] = False,
+    as_json: JsonOpt = False,
+) -> int:
+    """Remove worktrees of finished tasks, and branches whose work is merged or pushed."""
+    repo = api.open_repo()
+    report = api.clean(repo, tasks or [], force=force, orphans=orphans)
+    if as_json:
+        print_json(report)
+        return 0
+    for item in report:
+        what = item["task"] if item["kind"] == "task" else f"orphan {item['kind']} {item['name']}"
+        console.print(f"{escape(what)}: {escape(item['result'])}")
+    if not report:
+        note("nothing to clean")
+    return 0
+
+
+@app.command()
+def init(force: Annotated[bool, typer.Option("--force", help="overwrite wf.toml")] = False) -> int:
+    """Write a commented wf.toml at the repository root."""
+    from wf.init_template import INIT_TEMPLATE
+
+    root, _ = api.find_repo()
+    path = Path(root) / "wf.toml"
+    if path.exists() and not force:
+        raise UsageError(f"{path} already exists", hint="use --force to overwrite it")
+    path.write_text(INIT_TEMPLATE)
+    console.print(f"wrote {path}")
+    return 0

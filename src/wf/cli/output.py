@@ -1,0 +1,78 @@
+"""Printing: one red line for errors, JSON lines for machines, rich for people."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from wf.model import Event, format_duration
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+STATE_STYLE = {
+    "queued": ("·", "dim"),
+    "running": ("▶", "cyan"),
+    "retrying": ("↻", "yellow"),
+    "done": ("✔", "green"),
+    "failed": ("✘", "red"),
+    "cancelled": ("■", "magenta"),
+    "blocked": ("⊘", "red"),
+}
+
+
+def fail(message: str, hint: str | None = None) -> None:
+    err_console.print(f"[bold red]wf: error:[/] {escape(message)}", soft_wrap=True)
+    if hint:
+        err_console.print(f"[dim]hint: {escape(hint)}[/]", soft_wrap=True)
+
+
+def note(message: str) -> None:
+    err_console.print(f"[dim]{escape(message)}[/]", soft_wrap=True)
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def styled_state(state: str) -> str:
+    icon, style = STATE_STYLE.get(state, ("?", ""))
+    return f"[{style}]{icon} {state}[/]"
+
+
+def clock(ts: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts))
+
+
+def event_line(e: Event) -> str | None:
+    """A person's one-line account of an event, or None for the ones not worth a line."""
+    d, task = e.data, e.task_id or ""
+    t = e.type
+    text = {
+        "task.submitted": lambda: f"{task}: queued ({d['spec']['agent']})",
+        "task.worktree_ready": lambda: f"{task}: worktree {d['path']} on {d['branch']}",
+        "attempt.started": lambda: f"{task}: attempt {d['n']} started",
+        "attempt.adopted": lambda: f"{task}: attempt {d['n']} adopted (pid {d['pid']})",
+        "attempt.finished": lambda: (
+            f"{task}: attempt {d['n']} {d['state']}"
+            + (f" ({d['failure_kind']}: {d['error']})" if d.get("failure_kind") else "")),
+        "task.retry_scheduled": lambda: f"{task}: retry in {format_duration(d['delay'])}",
+        "task.succeeded": lambda: f"{task}: done at {str(d.get('commit'))[:10]}",
+        "task.failed": lambda: f"{task}: failed ({d['kind']}: {d.get('error')}; {d.get('why')})",
+        "task.blocked": lambda: f"{task}: blocked ({d.get('error')})",
+        "task.cancelled": lambda: f"{task}: cancelled",
+        "task.requeued": lambda: f"{task}: requeued",
+        "task.cleaned": lambda: f"{task}: cleaned",
+        "signal.sent": lambda: f"signal {d['kind']} for {d.get('task')}",
+        "signal.handled": lambda: f"signal for {d.get('task')}: {d.get('result')}",
+        "run.started": lambda: f"run {d['run_id']} started (pid {d['pid']})",
+        "run.finished": lambda: f"run {d['run_id']} finished (exit {d.get('exit_code')})",
+    }.get(t)
+    return None if text is None else f"{clock(e.ts)}  {text()}"
+

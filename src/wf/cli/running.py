@@ -1,0 +1,83 @@
+"""wf run, wf resume, wf demo."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from wf import api
+from wf.cli import app
+from wf.cli.output import console, note
+from wf.cli.view import RunView, summary_line
+from wf.errors import UsageError
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="one JSON object per event, per line")]
+
+
+def _drive(repo: api.Repo, specs: list | None, *, as_json: bool, command: str) -> int:
+    view = RunView(as_json=as_json, live=sys.stdout.isatty(), logs_dir=repo.logs_dir)
+    try:
+        result = api.run(repo, specs, command=command, observers=[view.on_events],
+                         on_engine=view.attach)
+    finally:
+        view.close()
+    if not as_json:
+        if not result.tasks:
+            note("nothing to do: every task in the log has finished")
+        else:
+            console.print(summary_line(result.tasks))
+    return result.exit_code
+
+
+@app.command()
+def run(
+    tasks_file: Annotated[Optional[Path], typer.Argument(help="a TOML file of [[task]] tables")] = None,
+    prompt: Annotated[Optional[str], typer.Option("-p", "--prompt", help="run this prompt")] = None,
+    n: Annotated[int, typer.Option("-n", help="copies of the prompt", min=1, max=100)] = 1,
+    agent: Annotated[Optional[str], typer.Option("--agent", help="agent for the tasks")] = None,
+    max_parallel: Annotated[Optional[int], typer.Option(help="tasks at once", min=1)] = None,
+    as_json: JsonOpt = False,
+) -> int:
+    """Run tasks, each in its own worktree and branch, until every one has ended."""
+    from wf.planning import plan_prompt, plan_tasks_file
+
+    if (tasks_file is None) == (prompt is None):
+        raise UsageError("give either a tasks file or -p PROMPT", hint="see `wf run --help`")
+    repo = api.open_repo()
+    if tasks_file is not None:
+        repo, specs = plan_tasks_file(repo, tasks_file, agent=agent, max_parallel=max_parallel)
+    else:
+        repo, specs = plan_prompt(repo, prompt, n, agent=agent, max_parallel=max_parallel)
+    return _drive(repo, specs, as_json=as_json, command="wf run")
+
+
+@app.command()
+def resume(as_json: JsonOpt = False) -> int:
+    """Carry on from the log after Ctrl-C, kill -9 or a reboot; act on waiting signals."""
+    repo = api.open_repo()
+    return _drive(repo, None, as_json=as_json, command="wf resume")
+
+
+@app.command()
+def demo(
+    path: Annotated[Optional[Path], typer.Option(help="where to make the demo repository")] = None,
+    as_json: JsonOpt = False,
+) -> int:
+    """Make a throwaway repository and run the whole flow there with the demo agent."""
+    from wf.demo import make_demo_repo
+
+    root = make_demo_repo(path)
+    if not as_json:
+        note(f"demo repository: {root}")
+    repo = api.open_repo(root)
+    from wf.planning import plan_tasks_file
+
+    repo, specs = plan_tasks_file(repo, root / "tasks.toml")
+    code = _drive(repo, specs, as_json=as_json, command="wf demo")
+    if not as_json:
+        console.print(f"\nexplore it: [bold]cd {root}[/] then `wf status`, `wf logs flaky-api`, "
+                      "`wf diff summary`, `wf events`")
+    return code

@@ -1,0 +1,89 @@
+"""What ``wf run`` shows while it works: a live table for a terminal, one line per event
+otherwise, one JSON object per event with ``--json``."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Group
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from wf.agents.runner import AttemptFiles
+from wf.cli.output import console, event_line, print_json, styled_state
+from wf.model import Event, format_duration
+
+
+def tasks_table(tasks: list[dict[str, Any]], logs_dir: Path, now: float) -> Table:
+    table = Table(box=None, pad_edge=False, expand=False, header_style="bold")
+    for col in ("task", "agent", "state", "try", "time", "last output"):
+        table.add_column(col, no_wrap=True, overflow="ellipsis",
+                         max_width=60 if col == "last output" else None)
+    for t in tasks:
+        started, ended = t.get("started_ts"), t.get("ended_ts")
+        elapsed = format_duration((ended or now) - started) if started else "-"
+        state = styled_state(t["state"])
+        if t["state"] == "retrying" and t.get("next_retry_at"):
+            state += f" [dim]in {format_duration(t['next_retry_at'] - now)}[/]"
+        if t["state"] in ("failed", "blocked") and t.get("last_failure_kind"):
+            state += f" [dim]{t['last_failure_kind']}[/]"
+        last = ""
+        if t.get("attempts") and t["state"] in ("running", "retrying", "failed"):
+            tail = AttemptFiles.of(logs_dir, t["id"], t["attempts"]).tail(512)
+            lines = [ln for ln in tail.splitlines() if ln.strip()]
+            last = lines[-1].strip() if lines else ""
+        max_attempts = (t.get("spec") or {}).get("retry", {}).get("maximum_attempts") or "∞"
+        table.add_row(t["id"], t["agent"], state, f"{t.get('attempts') or 0}/{max_attempts}",
+                      elapsed, Text(last, style="dim"))
+    return table
+
+
+def summary_line(tasks: list[dict[str, Any]]) -> str:
+    counts: dict[str, int] = {}
+    for t in tasks:
+        counts[t["state"]] = counts.get(t["state"], 0) + 1
+    return "  ".join(f"{styled_state(s)} {n}" for s, n in sorted(counts.items()))
+
+
+class RunView:
+    """Chooses the presentation and is handed to ``wf.api.run`` as observer and engine hook."""
+
+    def __init__(self, *, as_json: bool, live: bool, logs_dir: Path) -> None:
+        self.as_json, self.logs_dir = as_json, logs_dir
+        self.live: Live | None = None
+        self.engine: Any = None
+        self._lock = threading.Lock()
+        if live and not as_json:
+            self.live = Live(self, console=console, refresh_per_second=4, transient=False)
+
+    def attach(self, engine: Any) -> None:
+        self.engine = engine
+        if self.live:
+            self.live.start()
+
+    def on_events(self, events: list[Event]) -> None:
+        if self.live:
+            return
+        with self._lock:
+            for e in events:
+                if self.as_json:
+                    print_json(e.to_json())
+                else:
+                    line = event_line(e)
+                    if line:
+                        console.print(escape(line), soft_wrap=True)
+
+    def __rich__(self) -> Group:
+        tasks = list(self.engine.p.tasks.values()) if self.engine else []
+        return Group(tasks_table(tasks, self.logs_dir, time.time()), "",
+                     summary_line(tasks))
+
+    def close(self) -> None:
+        if self.live and self.live.is_started:
+            self.live.refresh()
+            self.live.stop()

@@ -1,0 +1,433 @@
+"""The local engine: an anyio scheduler over the event log.
+
+One main loop decides (which task starts, what a signal does); one driver coroutine per running
+task acts through activities (worktrees, agent processes) and records each step as
+intent → effect → done. The engine's view of the world is a ``Projection`` folded from the
+events it reads and appends; on start it reconciles every attempt the log calls running with
+what the processes and files say, instead of redoing anything blindly.
+
+Leaving the loop (Ctrl-C, SIGTERM, a crash) never stops an agent: agents run under the shim in
+sessions of their own, and the next engine adopts them.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+
+from wf import gitx
+from wf.agents import runner
+from wf.agents.runner import AttemptFiles
+from wf.config import Config
+from wf.engine.decide import Outcome, classify_exit, plan_after_attempt, readiness
+from wf.errors import WfError
+from wf.model import (
+    RUN_STREAM, SIGNAL_STREAM, AttemptState, Event, FailureKind, NewEvent, TaskSpec, task_stream,
+)
+from wf.store.projections import Projection, apply
+
+KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when stopping an attempt
+SIGNAL_POLL = 0.25  # how often the loop looks for signals written by other processes
+ADOPTED_POLL = 0.2  # how often an adopted attempt's exit file is checked
+_WAITERS = anyio.CapacityLimiter(10_000)  # threads blocked in Popen.wait: one per own agent
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.time()
+
+
+@dataclass
+class EngineDeps:
+    """What the composition root (wf.api) hands the engine."""
+
+    store: Any  # SqliteEventStore
+    writer: Any  # GroupCommitWriter
+    worktrees: Any  # WorktreeManager
+    config: Config
+    logs_dir: Path
+    clock: Clock = field(default_factory=SystemClock)
+    rng: random.Random = field(default_factory=random.Random)
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+@dataclass
+class _Active:
+    """A task with a driver. ``poke`` wakes the driver: a cancel came, or its agent exited."""
+
+    task_id: str
+    cancel_reason: str | None = None
+    exited: bool = False
+    poke: anyio.Event = field(default_factory=anyio.Event)
+
+    def cancel(self, reason: str) -> None:
+        self.cancel_reason = reason
+        self.poke.set()
+
+    async def wait(self, timeout: float) -> None:
+        with anyio.move_on_after(timeout):
+            await self.poke.wait()
+        self.poke = anyio.Event()
+
+
+class LocalEngine:
+    def __init__(self, deps: EngineDeps) -> None:
+        self.d = deps
+        self.p = Projection()
+        self.active: dict[str, _Active] = {}
+        self.touched: set[str] = set()  # tasks this engine session drove or changed
+        self._wake = anyio.Event()
+        self._last_signal_poll = 0.0
+
+    # -- the log ----------------------------------------------------------------------------
+    async def append(self, *events: NewEvent) -> list[Event]:
+        committed = await self.d.writer.append(list(events))
+        for e in committed:
+            apply(self.p, e)
+            if e.task_id:
+                self.touched.add(e.task_id)
+        return committed
+
+    async def _task_event(self, tid: str, type_: str, data: dict[str, Any], **kw: Any) -> None:
+        await self.append(NewEvent(task_stream(tid), type_, data, **kw))
+
+    def spec(self, tid: str) -> TaskSpec:
+        return TaskSpec.model_validate(self.p.tasks[tid]["spec"])
+
+    # -- the main loop ----------------------------------------------------------------------
+    async def run(self, run_id: str, argv: list[str]) -> Projection:
+        self.p = await anyio.to_thread.run_sync(self.d.store.projection)
+        await self.append(NewEvent(RUN_STREAM, "run.started", {
+            "run_id": run_id, "pid": os.getpid(), "host": os.uname().nodename, "argv": argv}))
+        async with anyio.create_task_group() as tg:
+            await self._reconcile(tg)
+            while True:
+                await self._poll_signals(tg)
+                await self._start_ready(tg)
+                if not self.active and self._all_settled():
+                    break
+                with anyio.move_on_after(self._sleep_for()):
+                    await self._wake.wait()
+                self._wake = anyio.Event()
+        return self.p
+
+    def _all_settled(self) -> bool:
+        return all(t["state"] in ("done", "failed", "cancelled", "blocked")
+                   for t in self.p.tasks.values())
+
+    def _sleep_for(self) -> float:
+        now = self.d.clock.now()
+        due = [t["next_retry_at"] - now for t in self.p.tasks.values()
+               if t["state"] == "retrying" and t["next_retry_at"]]
+        return max(0.0, min([SIGNAL_POLL, *due]))
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _start_ready(self, tg: anyio.abc.TaskGroup) -> None:
+        now = self.d.clock.now()
+        running_by_agent: dict[str, int] = {}
+        for tid in self.active:
+            agent = self.p.tasks[tid]["agent"]
+            running_by_agent[agent] = running_by_agent.get(agent, 0) + 1
+        for tid, task in list(self.p.tasks.items()):
+            if task["state"] not in ("queued", "retrying") or tid in self.active:
+                continue
+            r = readiness(task, self.p.tasks, now)
+            if r.blocked_by:
+                await self._task_event(tid, "task.blocked", {
+                    "kind": "dependency", "dependency": r.blocked_by,
+                    "error": f"dependency {r.blocked_by} is {r.blocked_state}"})
+                continue
+            if not r.ready or len(self.active) >= self.d.config.max_parallel:
+                continue
+            agent = task["agent"]
+            limit = self._agent_limit(agent)
+            if limit is not None and running_by_agent.get(agent, 0) >= limit:
+                continue
+            running_by_agent[agent] = running_by_agent.get(agent, 0) + 1
+            self.active[tid] = _Active(tid)
+            self.touched.add(tid)
+            tg.start_soon(self._drive, tid, None)
+
+    def _agent_limit(self, agent: str) -> int | None:
+        cfg = self.d.config.agents.get(agent)
+        return cfg.max_parallel if cfg else None
+
+    # -- signals ----------------------------------------------------------------------------
+    async def _poll_signals(self, tg: anyio.abc.TaskGroup) -> None:
+        now = time.monotonic()
+        if now - self._last_signal_poll < SIGNAL_POLL * 0.8:
+            return
+        self._last_signal_poll = now
+        pending = await anyio.to_thread.run_sync(self.d.store.signals)
+        for sig in pending:
+            result = await self._apply_signal(sig)
+            await self.append(NewEvent(SIGNAL_STREAM, "signal.handled", {
+                "signal_seq": sig["seq"], "task": sig["task_id"], "result": result},
+                idempotency_key=f"signal.handled:{sig['seq']}"))
+
+    async def _apply_signal(self, sig: Mapping[str, Any]) -> str:
+        tid, kind = sig["task_id"], sig["kind"]
+        task = self.p.tasks.get(tid)
+        if task is None:
+            return f"unknown task {tid}"
+        state = task["state"]
+        if kind == "cancel":
+            if tid in self.active:
+                self.active[tid].cancel("cancelled by signal")
+                return "cancelling"
+            if state in ("queued", "retrying"):
+                await self._task_event(tid, "task.cancelled",
+                                       {"kind": "cancelled", "error": "cancelled by signal"})
+                return "cancelled"
+            return f"already {state}"
+        if kind == "retry":
+            if state in ("failed", "cancelled", "blocked", "retrying") and tid not in self.active:
+                await self._requeue_with_dependents(tid)
+                return "requeued"
+            return f"already {state}"
+        return f"unknown signal {kind}"
+
+    async def _requeue_with_dependents(self, tid: str) -> None:
+        """Requeue ``tid`` with a fresh retry budget, and the tasks it blocked, transitively."""
+        await self._task_event(tid, "task.requeued", {"reason": "retry"})
+        for other, row in self.p.tasks.items():
+            if row["state"] == "blocked" and tid in (row["depends_on"] or ()):
+                await self._requeue_with_dependents(other)
+
+    # -- reconciliation ---------------------------------------------------------------------
+    async def _reconcile(self, tg: anyio.abc.TaskGroup) -> None:
+        """Every attempt the log calls running: adopt it, finish it, or record it lost."""
+        for tid, task in list(self.p.tasks.items()):
+            if task["state"] != "running":
+                continue
+            self.active[tid] = _Active(tid)
+            self.touched.add(tid)
+            tg.start_soon(self._drive, tid, task["attempts"])
+
+    # -- one task ---------------------------------------------------------------------------
+    async def _drive(self, tid: str, adopt_n: int | None) -> None:
+        """Run (or adopt, when ``adopt_n`` is given) one attempt of ``tid`` to its end."""
+        try:
+            if adopt_n is None:
+                n = (self.p.tasks[tid]["attempts"] or 0) + 1
+                files = AttemptFiles.of(self.d.logs_dir, tid, n)
+                await self._task_event(tid, "attempt.started", {"n": n, "log_path": str(files.log)},
+                                       idempotency_key=f"attempt.started:{tid}:{n}")
+                outcome = await self._prepare_and_run(tid, n, files)
+            else:
+                n = adopt_n
+                files = AttemptFiles.of(self.d.logs_dir, tid, n)
+                outcome = await self._adopt(tid, n, files)
+            await self._close_attempt(tid, n, outcome)
+        except WfError as exc:  # an activity failed on wf's side: retry under the policy
+            n = self.p.tasks[tid]["attempts"]
+            await self._close_attempt(tid, n, Outcome(AttemptState.FAILED, FailureKind.INFRA,
+                                                      exc.message))
+        finally:
+            self.active.pop(tid, None)
+            self.wake()
+
+    async def _close_attempt(self, tid: str, n: int, outcome: Outcome) -> None:
+        events = plan_after_attempt(self.p.tasks[tid], n, outcome, self.spec(tid).retry,
+                                    self.d.clock.now(), self.d.rng)
+        await self.append(*events)
+
+    async def _prepare_and_run(self, tid: str, n: int, files: AttemptFiles) -> Outcome:
+        spec = self.spec(tid)
+        task = await self._ensure_worktree(tid, spec)
+        if isinstance(task, Outcome):
+            return task
+        path = Path(task["worktree"])
+        if n > 1:
+            await self._reset_for_retry(tid, n, path, task["base_commit"])
+        env = self._agent_env(spec, task, n)
+        if spec.setup and not task["setup_done"]:
+            ok, out = await anyio.to_thread.run_sync(
+                self.d.worktrees.run_setup, path, list(spec.setup), env, spec.timeout)
+            files.prefix.parent.mkdir(parents=True, exist_ok=True)
+            with open(files.log, "a") as log:
+                log.write(f"wf: setup {' '.join(spec.setup)}\n{out}\n")
+            if not ok:
+                return Outcome(AttemptState.FAILED, FailureKind.SETUP_ERROR,
+                               f"setup command failed: {_last_line(out)}")
+            await self._task_event(tid, "task.setup_done", {"n": n})
+        argv = runner.fill_placeholders(spec.command, {
+            "prompt": spec.prompt, "task_id": tid, "worktree": str(path), "attempt": str(n)})
+        proc = await anyio.to_thread.run_sync(lambda: runner.spawn(
+            argv, cwd=path, env=env, files=files, max_log_bytes=self.d.config.log_max_bytes))
+        await self._task_event(tid, "attempt.spawned", {
+            "n": n, "pid": proc.pid, "pid_start": runner.process_starttime(proc.pid)})
+        return await self._watch(tid, n, files, spec, proc=proc, pid=proc.pid)
+
+    async def _ensure_worktree(self, tid: str, spec: TaskSpec) -> dict[str, Any] | Outcome:
+        task = self.p.tasks[tid]
+        if task["worktree_ready"] and task["worktree"] and Path(task["worktree"]).is_dir():
+            return task
+        wt = self.d.worktrees
+        path = wt.worktree_root / tid
+        deps = list(spec.depends_on)
+        start = f"wf/{deps[0]}" if deps else None
+        await self._task_event(tid, "task.worktree_requested", {
+            "branch": spec.branch, "path": str(path), "base_ref": spec.base, "start_point": start})
+        info = await anyio.to_thread.run_sync(
+            lambda: wt.ensure(tid, spec.base, start_point=start))
+        if deps[1:]:
+            merged = await anyio.to_thread.run_sync(
+                gitx.merge_into_worktree, info.path, [f"wf/{d}" for d in deps[1:]])
+            if not merged:
+                return Outcome(AttemptState.FAILED, FailureKind.DEPENDENCY_CONFLICT,
+                               f"the branches of {', '.join(deps)} do not merge cleanly")
+        base_commit = task["base_commit"] if not info.created and task["base_commit"] else None
+        base_commit = base_commit or await anyio.to_thread.run_sync(gitx.head, info.path)
+        taken = {t["port"] for k, t in self.p.tasks.items() if k != tid and t["port"]}
+        port = task["port"] or wt.port_for(tid, taken)
+        await self._task_event(tid, "task.worktree_ready", {
+            "branch": info.branch, "path": str(info.path), "base_commit": base_commit,
+            "port": port, "created": info.created})
+        return self.p.tasks[tid]
+
+    async def _reset_for_retry(self, tid: str, n: int, path: Path, base_commit: str) -> None:
+        """Start attempt ``n`` from the task's base, keeping the failed attempt's work in a
+        backup ref rather than throwing it away."""
+        wt = self.d.worktrees
+        backup = await anyio.to_thread.run_sync(
+            lambda: wt.save_backup(path, tid, f"attempt-{n - 1}", base_commit))
+        if backup:
+            await anyio.to_thread.run_sync(wt.reset_to, path, base_commit)
+            await self._task_event(tid, "attempt.reset", {"n": n, "backup_ref": backup})
+
+    def _agent_env(self, spec: TaskSpec, task: Mapping[str, Any], n: int) -> dict[str, str]:
+        return runner.agent_environment(self.d.environ, extra=spec.env, pass_env=spec.pass_env,
+                                        wf_vars={
+            "WF_TASK_ID": spec.id, "WF_ATTEMPT": str(n), "WF_WORKTREE": str(task["worktree"]),
+            "WF_PROMPT": spec.prompt, "WF_PORT": str(task["port"] or ""),
+            "WF_BRANCH": spec.branch})
+
+    async def _adopt(self, tid: str, n: int, files: AttemptFiles) -> Outcome:
+        """Reconcile attempt ``n`` that a previous engine started."""
+        spec = self.spec(tid)
+        if files.read_exit() is None:
+            claim = files.read_claim()
+            if claim is None and files.claim_as_lost():
+                return Outcome(AttemptState.FAILED, FailureKind.LOST,
+                               "wf stopped before the agent started")
+            claim = claim or files.read_claim()
+            if claim and runner.is_alive(*claim):
+                await self._task_event(tid, "attempt.adopted", {"n": n, "pid": claim[0]})
+                return await self._watch(tid, n, files, spec, proc=None, pid=claim[0])
+            if files.read_exit() is None:
+                return Outcome(AttemptState.FAILED, FailureKind.LOST,
+                               "the agent vanished (machine restarted or killed outside wf)")
+        return await self._finish_exited(tid, n, files, spec)
+
+    async def _watch(self, tid: str, n: int, files: AttemptFiles, spec: TaskSpec, *,
+                     proc: subprocess.Popen[bytes] | None, pid: int) -> Outcome:
+        """Wait for the attempt to end, enforcing its timeouts and honouring cancel."""
+        active = self.active[tid]
+        started = self.p.attempts[(tid, n)]["started_ts"] or self.d.clock.now()
+
+        async def wait_own() -> None:
+            await anyio.to_thread.run_sync(proc.wait, limiter=_WAITERS)
+            active.exited = True
+            active.poke.set()
+
+        stop: tuple[AttemptState, FailureKind | None, str] | None = None
+        async with anyio.create_task_group() as tg:
+            if proc is not None:
+                tg.start_soon(wait_own)
+            while True:
+                if active.cancel_reason is not None:
+                    stop = (AttemptState.CANCELLED, None, active.cancel_reason)
+                    break
+                if active.exited or files.read_exit() is not None:
+                    break
+                if proc is None and not runner.is_alive(pid, None):
+                    break
+                now = self.d.clock.now()
+                if spec.timeout and now - started > spec.timeout:
+                    stop = (AttemptState.TIMED_OUT, FailureKind.TIMEOUT,
+                            f"timed out after {spec.timeout:g}s")
+                    break
+                quiet_since = max(started, files.last_output() or 0)
+                if spec.no_output_timeout and now - quiet_since > spec.no_output_timeout:
+                    stop = (AttemptState.TIMED_OUT, FailureKind.NO_OUTPUT_TIMEOUT,
+                            f"no output for {spec.no_output_timeout:g}s")
+                    break
+                await active.wait(self._watch_tick(spec, started, quiet_since, proc))
+            if stop is not None:
+                await self._stop_group(pid, files, active)
+            # wait_own stays to reap our own child; an adopted agent needs nothing more
+        if stop is not None:
+            state, kind, error = stop
+            return Outcome(state, kind, error, exit_code=(files.read_exit() or {}).get("exit_code"))
+        if files.read_exit() is None:
+            return Outcome(AttemptState.FAILED, FailureKind.LOST,
+                           "the agent's supervisor died without recording an exit status")
+        return await self._finish_exited(tid, n, files, spec)
+
+    def _watch_tick(self, spec: TaskSpec, started: float, quiet_since: float,
+                    proc: subprocess.Popen[bytes] | None) -> float:
+        now = self.d.clock.now()
+        tick = 1.0 if proc is not None else ADOPTED_POLL
+        if spec.timeout:
+            tick = min(tick, started + spec.timeout - now)
+        if spec.no_output_timeout:
+            tick = min(tick, quiet_since + spec.no_output_timeout - now)
+        return max(0.01, tick)
+
+    async def _stop_group(self, pid: int, files: AttemptFiles, active: _Active) -> None:
+        """SIGTERM the attempt's process group, then SIGKILL what is left after a grace."""
+        runner.signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + KILL_GRACE
+        while files.read_exit() is None and runner.is_alive(pid, None):
+            if time.monotonic() > deadline:
+                break
+            await active.wait(0.05)
+        runner.signal_group(pid, signal.SIGKILL)
+
+    async def _finish_exited(self, tid: str, n: int, files: AttemptFiles,
+                             spec: TaskSpec) -> Outcome:
+        """The agent exited: commit what it left uncommitted, then judge the attempt."""
+        record = files.read_exit() or {}
+        task = self.p.tasks[tid]
+        path = Path(task["worktree"])
+        changed, commit = False, None
+        if record.get("exit_code") == 0:
+            message = f"wf: {tid}: {_first_line(spec.prompt)}"
+            trailers = {"Wf-Task": tid, "Wf-Attempt": str(n)}
+            await anyio.to_thread.run_sync(gitx.commit_all, path, message, trailers)
+            changes = await anyio.to_thread.run_sync(
+                self.d.worktrees.changes, path, task["base_commit"])
+            changed = changes.commits > 0
+            commit = await anyio.to_thread.run_sync(gitx.head, path) if changed else None
+        return classify_exit(record, changed=changed, commit=commit,
+                             last_line=_last_line(files.tail()))
+
+
+def _first_line(text: str, width: int = 60) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def _last_line(text: str, width: int = 200) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    line = lines[-1] if lines else ""
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+EventCallback = Callable[[list[Event]], None]

@@ -1,0 +1,46 @@
+"""From what the user typed to validated TaskSpecs: tasks files and ``-p PROMPT -n N``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from wf.agents.builtin import builtin_agents
+from wf.api import Repo, open_store
+from wf.config import Config
+from wf.configload import build_specs, load_tasks_file, prompt_tasks
+from wf.model import TaskSpec
+
+
+def _with_overrides(config: Config, agent: str | None, max_parallel: int | None) -> Config:
+    update = {k: v for k, v in (("agent", agent), ("max_parallel", max_parallel)) if v}
+    return config.model_copy(update=update) if update else config
+
+
+def plan_tasks_file(repo: Repo, path: Path, *, agent: str | None = None,
+                    max_parallel: int | None = None) -> tuple[Repo, list[TaskSpec]]:
+    """The run's config (wf.toml overridden by the file's own sections, then by flags) and
+    the file's tasks as specs in dependency order."""
+    config, tasks = load_tasks_file(path, repo.config)
+    config = _with_overrides(config, agent, max_parallel)
+    repo = Repo(repo.root, repo.common_dir, config)
+    specs = build_specs(tasks, config, builtin_agents=builtin_agents(),
+                        default_base=repo.default_base())
+    return repo, specs
+
+
+def plan_prompt(repo: Repo, prompt: str, n: int, *, agent: str | None = None,
+                max_parallel: int | None = None) -> tuple[Repo, list[TaskSpec]]:
+    """``n`` copies of one prompt, numbered after the copies earlier runs made."""
+    config = _with_overrides(repo.config, agent, max_parallel)
+    repo = Repo(repo.root, repo.common_dir, config)
+    existing: set[str] = set()
+    if repo.db_path.exists():
+        store = open_store(repo)
+        try:
+            existing = {t["id"] for t in store.tasks()}
+        finally:
+            store.close()
+    tasks = prompt_tasks(prompt, n, agent, existing)
+    specs = build_specs(tasks, config, builtin_agents=builtin_agents(),
+                        default_base=repo.default_base())
+    return repo, specs

@@ -1,0 +1,120 @@
+"""Helpers for tests that drive the real `wf` command in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+AGENT = Path(__file__).parent / "agents" / "agent.py"
+
+
+def agent_cmd(mode: str, arg: str = "", journal: Path | str = "") -> str:
+    """A TOML array for `command = ...` running the test agent."""
+    args = [sys.executable, str(AGENT), mode, arg, str(journal)]
+    return json.dumps(args)
+
+
+def wf_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "wf", *args]
+
+
+def wf(repo: Path, *args: str, timeout: float = 120, env: dict | None = None,
+       input: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(wf_argv(*args), cwd=repo, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})}, input=input)
+
+
+def wf_bg(repo: Path, *args: str, env: dict | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(wf_argv(*args), cwd=repo, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+
+
+def status(repo: Path) -> dict[str, dict]:
+    proc = wf(repo, "status", "--json")
+    assert proc.returncode == 0, proc.stderr
+    return {t["id"]: t for t in json.loads(proc.stdout)}
+
+
+def db_path(repo: Path) -> Path:
+    return repo / ".git" / "wf" / "wf.db"
+
+
+def events(repo: Path, type_: str | None = None) -> list[dict]:
+    path = db_path(repo)
+    if not path.exists():
+        return []
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        rows = con.execute("SELECT seq, stream, type, ts, data FROM events ORDER BY seq").fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        con.close()
+    out = [{"seq": s, "stream": st, "type": t, "ts": ts, "data": json.loads(d)}
+           for s, st, t, ts, d in rows]
+    return [e for e in out if type_ is None or e["type"] == type_]
+
+
+def task_states(repo: Path) -> dict[str, str]:
+    path = db_path(repo)
+    if not path.exists():
+        return {}
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        return dict(con.execute("SELECT id, state FROM tasks").fetchall())
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        con.close()
+
+
+def wait_until(predicate, timeout: float = 30.0, what: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+def journal_pids(journal: Path, task: str) -> list[int]:
+    if not journal.exists():
+        return []
+    return [int(line.split()[2]) for line in journal.read_text().splitlines()
+            if line.split()[0] == task and line.split()[3] == "start"]
+
+
+def write_tasks(repo: Path, text: str, name: str = "tasks.toml") -> Path:
+    path = repo.parent / name  # outside the repo, so the main worktree stays clean
+    path.write_text(text)
+    return path
+
+
+FAST_RETRY = """
+[retry]
+maximum_attempts = {attempts}
+initial_interval = "{interval}"
+backoff_coefficient = 2.0
+jitter = 0.0
+"""
+
+
+def fast_retry(attempts: int = 3, interval: str = "50ms") -> str:
+    return FAST_RETRY.format(attempts=attempts, interval=interval)
