@@ -59,6 +59,13 @@ def main(argv):
     if sep != "--" or not command:
         print("usage: _shim.py PREFIX MAX_BYTES -- ARGV...", file=sys.stderr)
         return 2
+    # wf stops an attempt by signalling the whole process group; the shim must outlive the
+    # agent to record its exit, so this comes before the claim that makes it visible. A Python
+    # handler (not SIG_IGN) is reset to default on exec: the agent keeps the default.
+    # A signal that comes before the agent exists is remembered and passed on to it.
+    stop = []
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: stop.append(signum))
     try:
         fd = os.open(prefix + ".claim", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
@@ -72,13 +79,10 @@ def main(argv):
     os.fsync(fd)
     os.close(fd)
 
-    # wf stops an attempt by signalling the whole process group; the shim must outlive the
-    # agent to record its exit. A Python handler (not SIG_IGN) is reset to default on exec,
-    # so the agent still gets the default disposition.
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, lambda *_: None)
-
     log = _Log(prefix + ".log", max_bytes)
+    if stop:  # stopped before the agent started: never start it
+        _write_exit(prefix, {"exit_code": -stop[0], "ended": time.time()})
+        return 0
     try:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, close_fds=True)
@@ -88,6 +92,8 @@ def main(argv):
         _write_exit(prefix, {"exit_code": 127, "spawn_error": msg, "ended": time.time()})
         return 0
 
+    if stop:
+        child.send_signal(stop[0])
     out = child.stdout.fileno()
     sel = selectors.DefaultSelector()
     sel.register(out, selectors.EVENT_READ)

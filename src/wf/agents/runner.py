@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -46,14 +47,11 @@ def agent_environment(base: Mapping[str, str], *, wf_vars: Mapping[str, str],
 def fill_placeholders(command: Sequence[str], values: Mapping[str, str]) -> list[str]:
     """Replace ``{prompt}``, ``{task_id}``, ``{worktree}``, ``{attempt}`` in each argument.
 
-    Plain replacement, not ``str.format``: other braces in an argument stay as they are, and a
-    prompt is always exactly one argument, never split or shell-parsed."""
-    out = []
-    for arg in command:
-        for key, value in values.items():
-            arg = arg.replace("{" + key + "}", value)
-        out.append(arg)
-    return out
+    One pass, not ``str.format``: other braces in an argument stay as they are, braces inside a
+    substituted value are never expanded again, and a prompt is always exactly one argument,
+    never split or shell-parsed."""
+    pattern = re.compile("|".join(re.escape("{" + k + "}") for k in values))
+    return [pattern.sub(lambda m: values[m.group(0)[1:-1]], arg) for arg in command]
 
 
 @dataclass(frozen=True)

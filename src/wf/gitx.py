@@ -1,0 +1,519 @@
+"""The one module that runs git.
+
+Every function is a thin wrapper over one git command line (or two) and maps failures to
+:class:`GitCommandError`, a :class:`~wf.errors.GitError` with a one-line message. Callers never
+build git command lines themselves.
+
+Safety rules kept here:
+
+* Values that come from users (refs, remotes, paths) are never placed where git could read them as
+  options: refs are checked with :func:`check_rev` (nothing starting with ``-``) and commands get
+  ``--end-of-options`` or ``--`` where git supports it.
+* Repository-locating variables inherited from a parent git process (``GIT_DIR``,
+  ``GIT_INDEX_FILE``, ... set when wf runs inside a hook) are dropped, so ``cwd`` alone decides
+  which repository is used.
+* git never prompts: stdin is closed and ``GIT_TERMINAL_PROMPT=0``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from wf.errors import GitError
+
+# Variables that point git at a repository or index; see `git rev-parse --local-env-vars`.
+_LOCATION_VARS = (
+    "GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_IMPLICIT_WORK_TREE", "GIT_PREFIX",
+    "GIT_SHALLOW_FILE", "GIT_GRAFT_FILE",
+)
+_TWO_WORD_COMMANDS = {"worktree", "remote", "stash", "submodule", "notes"}
+_FALLBACK_IDENTITY = ("-c", "user.name=wf", "-c", "user.email=wf@localhost")
+
+
+class GitCommandError(GitError):
+    """A git command exited non-zero. Keeps the details a caller may need to decide what to do."""
+
+    def __init__(self, message: str, *, argv: Sequence[str], returncode: int, stderr: str) -> None:
+        super().__init__(message)
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+@dataclass(frozen=True)
+class WorktreeEntry:
+    """One record of ``git worktree list --porcelain``. ``branch`` is short (``wf/x``), None if
+    detached; ``locked``/``prunable`` hold git's reason ("" when none was given) or None."""
+
+    path: Path
+    head: str | None
+    branch: str | None
+    bare: bool = False
+    locked: str | None = None
+    prunable: str | None = None
+
+
+# --- running git ---------------------------------------------------------------------------
+
+
+def run_git(
+    args: Sequence[str],
+    *,
+    cwd: Path,
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
+    input: str | None = None,
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``git -c core.quotepath=off ARGS`` in ``cwd`` and capture its output as text.
+
+    ``env`` holds variables added to (or overriding) the inherited environment. With ``check``, a
+    non-zero exit raises :class:`GitCommandError` (``git <subcommand> failed: <reason>``).
+    """
+    argv = ["git", "-c", "core.quotepath=off", *args]
+    full_env = {k: v for k, v in os.environ.items() if k not in _LOCATION_VARS}
+    full_env["GIT_TERMINAL_PROMPT"] = "0"  # a prompt on /dev/tty would hang wf (or its TUI)
+    if env:
+        full_env.update(env)
+    name = _command_name(args)
+    try:
+        proc = subprocess.run(
+            argv, cwd=cwd, env=full_env, input=input, timeout=timeout,
+            stdin=subprocess.DEVNULL if input is None else None,
+            capture_output=True, text=True, encoding="utf-8", errors="surrogateescape",
+        )
+    except FileNotFoundError as exc:
+        if exc.filename not in (None, "git") and not Path(cwd).is_dir():
+            raise GitError(f"not a directory: {cwd}") from exc
+        raise GitError("git is not installed or not on PATH") from exc
+    except NotADirectoryError as exc:
+        raise GitError(f"not a directory: {cwd}") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise GitError(f"git {name} timed out after {timeout:g}s") from exc
+    if check and proc.returncode != 0:
+        raise GitCommandError(
+            f"git {name} failed: {_reason(proc)}",
+            argv=argv, returncode=proc.returncode, stderr=proc.stderr,
+        )
+    return proc
+
+
+def _command_name(args: Sequence[str]) -> str:
+    """``worktree add`` for ``["-c", "x=y", "worktree", "add", ...]``: for error messages."""
+    rest = list(args)
+    while rest and rest[0].startswith("-"):
+        rest = rest[2:] if rest[0] in ("-c", "-C") else rest[1:]
+    if not rest:
+        return "?"
+    if rest[0] in _TWO_WORD_COMMANDS and len(rest) > 1 and not rest[1].startswith("-"):
+        return f"{rest[0]} {rest[1]}"
+    return rest[0]
+
+
+def _reason(proc: subprocess.CompletedProcess[str]) -> str:
+    lines = [line.strip() for line in (proc.stderr or proc.stdout or "").splitlines()]
+    lines = [line for line in lines if line]
+    for line in lines:
+        for prefix in ("fatal: ", "error: "):
+            if line.startswith(prefix):
+                return line[len(prefix):]
+    return lines[0] if lines else f"exit code {proc.returncode}"
+
+
+def _out(args: Sequence[str], cwd: Path, *, env: Mapping[str, str] | None = None,
+         input: str | None = None) -> str:
+    return run_git(args, cwd=cwd, env=env, input=input).stdout.strip()
+
+
+def check_rev(rev: str) -> str:
+    """Return ``rev`` if it is safe to hand to git as a revision or ref name."""
+    if not isinstance(rev, str) or not rev or rev.startswith("-") or any(
+        c in rev for c in "\0\n\r"
+    ):
+        raise GitError(f"refusing suspicious git ref {rev!r}")
+    return rev
+
+
+# --- repository --------------------------------------------------------------------------
+
+
+def init_repo(path: Path, message: str | None = None, *, branch: str = "main") -> str | None:
+    """``git init`` at ``path`` (existing repositories are left as they are) on ``branch``; with
+    ``message``, commit every file there. Returns the new commit's sha, if one was made."""
+    path.mkdir(parents=True, exist_ok=True)
+    run_git(["init", "--quiet", f"--initial-branch={check_rev(branch)}"], cwd=path)
+    return commit_all(path, message) if message is not None else None
+
+
+def repo_root(path: Path) -> Path:
+    """Top of the working tree containing ``path``."""
+    proc = run_git(["rev-parse", "--show-toplevel"], cwd=path, check=False)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise GitError(f"not a git repository: {path}")
+    return Path(proc.stdout.strip())
+
+
+def common_dir(path: Path) -> Path:
+    """Absolute git common dir (shared by all worktrees): where wf keeps its state."""
+    return Path(_out(["rev-parse", "--path-format=absolute", "--git-common-dir"], path))
+
+
+def git_path(path: Path, name: str) -> Path:
+    """Absolute path of ``name`` inside this worktree's own git dir (e.g. its ``index``)."""
+    return Path(_out(["rev-parse", "--path-format=absolute", "--git-path", name], path))
+
+
+def current_branch(root: Path) -> str | None:
+    """Short name of the checked-out branch, None when HEAD is detached."""
+    proc = run_git(["symbolic-ref", "--quiet", "HEAD"], cwd=root, check=False)
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.strip().removeprefix("refs/heads/")
+
+
+def rev_parse(root: Path, rev: str) -> str | None:
+    """Commit sha that ``rev`` names, None if it names no commit."""
+    proc = run_git(
+        ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{check_rev(rev)}^{{commit}}"],
+        cwd=root, check=False,
+    )
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def resolve_commit(root: Path, rev: str) -> str:
+    """Like :func:`rev_parse` but a missing commit is an error."""
+    sha = rev_parse(root, rev)
+    if sha is None:
+        raise GitError(f"unknown revision {rev!r}")
+    return sha
+
+
+def head(path: Path) -> str:
+    """Sha of HEAD in the worktree at ``path``."""
+    return resolve_commit(path, "HEAD")
+
+
+def symbolic_full_name(root: Path, rev: str) -> str | None:
+    """``refs/remotes/origin/main`` for ``origin/main``; None for a sha or an unknown name."""
+    proc = run_git(
+        ["rev-parse", "--symbolic-full-name", "--end-of-options", check_rev(rev)],
+        cwd=root, check=False,
+    )
+    name = proc.stdout.strip()
+    return name if proc.returncode == 0 and name.startswith("refs/") else None
+
+
+def remotes(root: Path) -> list[str]:
+    return _out(["remote"], root).split()
+
+
+def is_dirty(path: Path) -> bool:
+    """True when tracked files changed or untracked, not-ignored files exist."""
+    out = run_git(
+        ["--no-optional-locks", "status", "--porcelain", "-z", "--untracked-files=normal"],
+        cwd=path,
+    ).stdout
+    return bool(out)
+
+
+def is_ancestor(root: Path, a: str, b: str) -> bool:
+    """Whether commit ``a`` is reachable from ``b`` (``a`` is merged into ``b``)."""
+    proc = run_git(
+        ["merge-base", "--is-ancestor", "--end-of-options", check_rev(a), check_rev(b)],
+        cwd=root, check=False,
+    )
+    if proc.returncode in (0, 1):
+        return proc.returncode == 0
+    raise GitCommandError(f"git merge-base failed: {_reason(proc)}", argv=proc.args,
+                          returncode=proc.returncode, stderr=proc.stderr)
+
+
+def merge_base(root: Path, a: str, b: str) -> str | None:
+    """Best common ancestor of two commits, None when they share no history."""
+    proc = run_git(["merge-base", "--end-of-options", check_rev(a), check_rev(b)],
+                   cwd=root, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def commits_beyond(root: Path, base: str, head_rev: str) -> int:
+    """Number of commits in ``base..head``."""
+    return int(_out(["rev-list", "--count", f"{check_rev(base)}..{check_rev(head_rev)}", "--"],
+                    root))
+
+
+def count_unreachable(root: Path, tip: str, excluded: Sequence[str], *,
+                      remotes_too: bool = False) -> int:
+    """Commits reachable from ``tip`` but from none of ``excluded`` (nor any remote-tracking
+    branch when ``remotes_too``)."""
+    args = ["rev-list", "--count", check_rev(tip), "--not", *map(check_rev, excluded)]
+    if remotes_too:
+        args.append("--remotes")
+    return int(_out([*args, "--"], root))
+
+
+# --- refs and branches -------------------------------------------------------------------
+
+
+def branch_exists(root: Path, name: str) -> bool:
+    proc = run_git(["show-ref", "--verify", "--quiet", f"refs/heads/{check_rev(name)}"],
+                   cwd=root, check=False)
+    return proc.returncode == 0
+
+
+def create_branch(root: Path, name: str, start: str) -> str:
+    """Create branch ``name`` at ``start`` (no upstream); fails if it exists. Returns its sha."""
+    sha = resolve_commit(root, start)
+    update_ref(root, f"refs/heads/{check_rev(name)}", sha, old="",
+               message=f"branch: Created from {start}")
+    return sha
+
+
+def delete_branch(root: Path, name: str) -> None:
+    """Force-delete a local branch (callers decide whether that is safe). git refuses when the
+    branch is checked out in a worktree."""
+    run_git(["branch", "-D", "--", check_rev(name)], cwd=root)
+
+
+def update_ref(root: Path, ref: str, new: str, old: str | None = None, *,
+               message: str = "wf") -> None:
+    """Point ``ref`` at ``new``. With ``old``, only if it still points there (compare-and-swap;
+    ``old=""`` means "only if it does not exist yet")."""
+    args = ["update-ref", "-m", message, check_rev(ref), check_rev(new)]
+    if old is not None:
+        args.append(old if old == "" else check_rev(old))
+    run_git(args, cwd=root)
+
+
+def delete_ref(root: Path, ref: str, old: str | None = None) -> None:
+    """Delete ``ref``; with ``old``, only if it still points there."""
+    args = ["update-ref", "-d", check_rev(ref)]
+    if old is not None:
+        args.append(check_rev(old))
+    run_git(args, cwd=root)
+
+
+def list_refs(root: Path, prefix: str) -> dict[str, str]:
+    """Full ref name -> commit sha for the refs under ``prefix`` (e.g. ``refs/wf-backup/``)."""
+    out = run_git(["for-each-ref", "--format=%(refname)%00%(objectname)", check_rev(prefix)],
+                  cwd=root).stdout
+    pairs = (line.split("\0", 1) for line in out.splitlines() if line)
+    return {name: sha for name, sha in pairs}
+
+
+def list_branches(root: Path, prefix: str = "wf/") -> dict[str, str]:
+    """Short branch name -> sha for local branches whose name starts with ``prefix``."""
+    refs = list_refs(root, "refs/heads/")
+    names = ((name.removeprefix("refs/heads/"), sha) for name, sha in refs.items())
+    return {name: sha for name, sha in names if name.startswith(prefix)}
+
+
+def remote_tracking_branches_containing(root: Path, sha: str) -> list[str]:
+    """Full names (``refs/remotes/origin/main``) of remote-tracking branches containing ``sha``."""
+    out = _out(["for-each-ref", "--format=%(refname)%00%(symref)", "--contains", check_rev(sha),
+                "refs/remotes/"], root)
+    pairs = (line.split("\0", 1) for line in out.splitlines() if line)
+    return [name for name, symref in pairs if not symref]
+
+
+def fetch(root: Path, remote: str, ref: str, *, timeout: float | None = 300) -> None:
+    """``git fetch REMOTE REF``; the remote-tracking branch is updated through the remote's
+    configured refspec."""
+    run_git(["fetch", "--quiet", "--no-tags", "--", check_rev(remote), check_rev(ref)],
+            cwd=root, timeout=timeout)
+
+
+def split_remote_ref(root: Path, rev: str) -> tuple[str, str] | None:
+    """``("origin", "main")`` when ``rev`` names a remote-tracking branch (``origin/main`` or
+    ``refs/remotes/origin/main``), even one not fetched yet; None otherwise."""
+    full = symbolic_full_name(root, rev)
+    if full is not None and not full.startswith("refs/remotes/"):
+        return None
+    name = (full or rev).removeprefix("refs/remotes/")
+    # Remote names may contain '/': prefer the longest remote that matches.
+    for remote in sorted(remotes(root), key=len, reverse=True):
+        if name.startswith(remote + "/") and len(name) > len(remote) + 1:
+            return remote, name[len(remote) + 1:]
+    return None
+
+
+# --- commits and trees -------------------------------------------------------------------
+
+
+def _identity_args(path: Path) -> list[str]:
+    """``-c user.name=wf -c user.email=wf@localhost`` when git has no identity of its own."""
+    for var in ("GIT_AUTHOR_IDENT", "GIT_COMMITTER_IDENT"):
+        if run_git(["var", var], cwd=path, check=False).returncode != 0:
+            return list(_FALLBACK_IDENTITY)
+    return []
+
+
+def commit_all(path: Path, message: str, trailers: Mapping[str, str] | None = None) -> str | None:
+    """Stage everything (respecting .gitignore) and commit with ``trailers``. Returns the new sha,
+    or None when there was nothing to commit. Hooks are skipped: this records an agent's work,
+    the merge queue runs the checks."""
+    run_git(["add", "-A"], cwd=path)
+    if run_git(["diff", "--cached", "--quiet"], cwd=path, check=False).returncode == 0:
+        return None
+    args = [*_identity_args(path), "commit", "--quiet", "--no-verify", "-F", "-"]
+    for key, value in (trailers or {}).items():
+        args += ["--trailer", f"{key}: {value}"]
+    run_git(args, cwd=path, input=message)
+    return head(path)
+
+
+def merge_into_worktree(path: Path, refs: Sequence[str]) -> bool:
+    """Merge ``refs`` into the branch checked out at ``path``, one after the other. On a conflict
+    every merge of this call is undone and False is returned."""
+    start = head(path)
+    ident = _identity_args(path)
+    for ref in refs:
+        proc = run_git([*ident, "merge", "--no-edit", "--no-verify", "--end-of-options",
+                        check_rev(ref)], cwd=path, check=False)
+        if proc.returncode == 0:
+            continue
+        in_merge = rev_parse(path, "MERGE_HEAD") is not None
+        if in_merge:
+            run_git(["merge", "--abort"], cwd=path)
+        if head(path) != start:
+            run_git(["reset", "--keep", start], cwd=path)  # keeps unrelated local changes
+        if in_merge:
+            return False
+        raise GitCommandError(f"git merge failed: {_reason(proc)}", argv=proc.args,
+                              returncode=proc.returncode, stderr=proc.stderr)
+    return True
+
+
+@contextmanager
+def _temporary_index(path: Path) -> Iterator[dict[str, str]]:
+    """Environment for git commands that use a throw-away copy of the worktree's index."""
+    real = git_path(path, "index")
+    tmp = real.with_name(f"wf-index-{uuid.uuid4().hex}")
+    try:
+        if real.exists():
+            shutil.copyfile(real, tmp)  # a copy keeps stat info: add -A stays fast
+        yield {"GIT_INDEX_FILE": str(tmp)}
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + ".lock")):
+            leftover.unlink(missing_ok=True)
+
+
+def snapshot_tree(path: Path) -> str:
+    """Tree id of the working tree as it is, untracked files included, ignored ones not.
+    Neither the real index nor any ref is touched."""
+    with _temporary_index(path) as env:
+        run_git(["add", "-A"], cwd=path, env=env)
+        return _out(["write-tree"], path, env=env)
+
+
+def tree_of(root: Path, rev: str) -> str:
+    return _out(["rev-parse", "--verify", "--end-of-options", f"{check_rev(rev)}^{{tree}}"], root)
+
+
+def commit_tree(root: Path, tree: str, parents: Sequence[str], message: str) -> str:
+    """Create a commit object (no ref moves) and return its sha."""
+    args = [*_identity_args(root), "commit-tree", check_rev(tree)]
+    for parent in parents:
+        args += ["-p", check_rev(parent)]
+    return _out(args, root, input=message)
+
+
+def reset_hard(path: Path, commit: str) -> None:
+    """``git reset --hard COMMIT`` then ``git clean -fd``: ignored files (a copied .env) stay."""
+    sha = resolve_commit(path, commit)
+    run_git(["reset", "--quiet", "--hard", sha, "--"], cwd=path)
+    run_git(["clean", "-fdq"], cwd=path)
+
+
+# --- diffs -------------------------------------------------------------------------------
+
+
+def diff(root: Path, base: str, head_rev: str, stat: bool = False) -> str:
+    """Diff between two commits (or trees)."""
+    args = ["diff", "--no-color", "--no-ext-diff", *(["--stat"] if stat else []),
+            "--end-of-options", check_rev(base), check_rev(head_rev), "--"]
+    return run_git(args, cwd=root).stdout
+
+
+def diff_worktree(path: Path, base: str, stat: bool = False) -> str:
+    """Diff from ``base`` to the working tree as it is, uncommitted and untracked files included."""
+    return diff(path, base, snapshot_tree(path), stat=stat)
+
+
+# --- worktrees ---------------------------------------------------------------------------
+
+
+def list_worktrees(root: Path) -> list[WorktreeEntry]:
+    """Every worktree of the repository, the main one first."""
+    out = run_git(["worktree", "list", "--porcelain", "-z"], cwd=root).stdout
+    entries: list[WorktreeEntry] = []
+    record: dict[str, str] = {}
+    for field in out.split("\0"):
+        if field:
+            key, _, value = field.partition(" ")
+            record[key] = value
+        elif record:
+            entries.append(_worktree_entry(record))
+            record = {}
+    if record:
+        entries.append(_worktree_entry(record))
+    return entries
+
+
+def _worktree_entry(record: dict[str, str]) -> WorktreeEntry:
+    branch = record.get("branch")
+    return WorktreeEntry(
+        path=Path(record["worktree"]),
+        head=record.get("HEAD"),
+        branch=branch.removeprefix("refs/heads/") if branch else None,
+        bare="bare" in record,
+        locked=record.get("locked"),
+        prunable=record.get("prunable"),
+    )
+
+
+def worktree_add(root: Path, path: Path, branch: str) -> None:
+    """Check out the existing ``branch`` in a new worktree at ``path``."""
+    run_git(["worktree", "add", "--quiet", "--", str(path), check_rev(branch)], cwd=root)
+
+
+def worktree_remove(root: Path, path: Path, *, force: bool = False) -> None:
+    run_git(["worktree", "remove", *(["--force"] if force else []), "--", str(path)], cwd=root)
+
+
+def worktree_prune(root: Path) -> None:
+    run_git(["worktree", "prune"], cwd=root)
+
+
+def worktree_unlock(root: Path, path: Path) -> None:
+    run_git(["worktree", "unlock", "--", str(path)], cwd=root)
+
+
+# --- files -------------------------------------------------------------------------------
+
+
+def untracked_matching(root: Path, exclude_file: Path) -> list[str]:
+    """Untracked files (paths relative to ``root``) matched by the patterns in ``exclude_file``,
+    ignoring .gitignore."""
+    out = run_git(["ls-files", "-z", "--others", "--ignored", f"--exclude-from={exclude_file}"],
+                  cwd=root).stdout
+    return [p for p in out.split("\0") if p]
+
+
+def ignored_among(root: Path, paths: Sequence[str]) -> list[str]:
+    """Those of ``paths`` that .gitignore (and info/exclude, core.excludesFile) ignore."""
+    if not paths:
+        return []
+    proc = run_git(["check-ignore", "-z", "--stdin"], cwd=root, check=False,
+                   input="".join(p + "\0" for p in paths))
+    if proc.returncode not in (0, 1):  # 1: none of them is ignored
+        raise GitCommandError(f"git check-ignore failed: {_reason(proc)}", argv=proc.args,
+                              returncode=proc.returncode, stderr=proc.stderr)
+    return [p for p in proc.stdout.split("\0") if p]

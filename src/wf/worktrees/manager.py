@@ -1,0 +1,461 @@
+"""Create, adopt, back up and remove the worktree and branch of each task.
+
+Names are deterministic (branch ``wf/<task-id>``, folder ``<worktree_root>/<task-id>``), so every
+operation is idempotent and a restarted engine can reconcile by looking: ``ensure`` adopts what
+exists, ``remove`` of a removed worktree is a no-op. Nothing here deletes work silently: a
+folder wf did not create is never touched, a dirty worktree is only removed with ``force`` and
+after its changes were saved under ``refs/wf-backup/<task-id>/<unix-ts>``, and a branch with
+commits found nowhere else is only deleted with ``force`` and after the same kind of backup.
+
+``git worktree add/remove/prune`` race with each other (a concurrent add can fail reading another
+add's half-written ``.git/worktrees/<name>/commondir``, and so can ``git worktree list``), so they
+run under :func:`repo_lock`: a lock per repository in this process plus an ``flock`` shared with
+other processes.
+
+All methods block; the engine calls them from worker threads.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import IO, Literal
+
+from wf import gitx
+from wf.errors import ConfigError, GitError
+from wf.model import check_task_id
+from wf.worktrees.include import INCLUDE_FILE, copy_included_files
+from wf.worktrees.processes import processes_in, stop_processes_in
+
+BRANCH_PREFIX = "wf/"
+BACKUP_PREFIX = "refs/wf-backup/"
+OUTPUT_TAIL_CHARS = 4000
+_LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
+
+
+@dataclass(frozen=True)
+class WorktreeInfo:
+    """A task's worktree. ``base_commit`` is where its branch forked from the base (or from the
+    ``start_point``); ``created`` is False when an existing worktree was adopted."""
+
+    path: Path
+    branch: str
+    base_commit: str
+    created: bool
+
+
+@dataclass(frozen=True)
+class RemoveResult:
+    removed: bool
+    backup_ref: str | None = None
+    stopped_pids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    deleted: bool
+    backup_ref: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """A worktree or ``wf/*`` branch that no known task owns; ``safe`` when removing it would
+    lose nothing."""
+
+    kind: Literal["worktree", "branch"]
+    task_id: str
+    path_or_ref: str
+    safe: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Changes:
+    commits: int
+    dirty: bool
+
+
+_thread_locks: dict[tuple[str, str], threading.Lock] = {}
+_thread_locks_guard = threading.Lock()
+
+
+@contextmanager
+def repo_lock(common_dir: Path, name: str) -> Iterator[None]:
+    """Hold lock ``name`` of the repository whose git common dir is ``common_dir``, against
+    other threads of this process and other processes (``<common_dir>/wf/<name>.lock``)."""
+    with _thread_locks_guard:
+        lock = _thread_locks.setdefault((str(common_dir), name), threading.Lock())
+    with lock:
+        lock_dir = common_dir / "wf"
+        lock_dir.mkdir(exist_ok=True)
+        fd = os.open(lock_dir / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+
+
+def _checked(task_id: str) -> str:
+    try:
+        return check_task_id(task_id)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+class WorktreeManager:
+    """Worktrees of one repository. ``repo_root`` is the top of its main working tree (where
+    ``.worktreeinclude`` is read); task worktrees go in ``worktree_root``."""
+
+    def __init__(
+        self,
+        repo_root: Path,
+        worktree_root: Path,
+        *,
+        port_range: tuple[int, int] = (20000, 29999),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        low, high = port_range
+        if not 0 < low <= high <= 65535:
+            raise ConfigError(f"invalid port range {low}-{high}")
+        self.repo_root = Path(repo_root).resolve()
+        self.worktree_root = Path(worktree_root).resolve()
+        self.port_range = (low, high)
+        self._clock = clock
+
+    @cached_property
+    def _common_dir(self) -> Path:
+        return gitx.common_dir(self.repo_root)
+
+    def _lock(self, name: str) -> AbstractContextManager[None]:
+        return repo_lock(self._common_dir, name)
+
+    def branch_for(self, task_id: str) -> str:
+        return BRANCH_PREFIX + _checked(task_id)
+
+    def path_for(self, task_id: str) -> Path:
+        return self.worktree_root / _checked(task_id)
+
+    # --- create or adopt ---------------------------------------------------------------
+
+    def ensure(self, task_id: str, base_ref: str, *,
+               start_point: str | None = None) -> WorktreeInfo:
+        """Return the task's worktree, creating its branch (from ``start_point`` if given, else
+        ``base_ref``; a remote-tracking ref is fetched first) and folder when missing.
+        Idempotent. Raises GitError when the folder exists but is not this task's worktree."""
+        branch, path = self.branch_for(task_id), self.path_for(task_id)
+        fork_from = gitx.check_rev(start_point or base_ref)
+        gitx.check_rev(base_ref)
+        root = self.repo_root
+        if not gitx.branch_exists(root, branch):
+            self._fetch_if_remote(fork_from)  # outside the worktree lock: it may be slow
+        with self._lock("worktree"):
+            if self._adoptable_entry(path, branch) is not None:
+                return WorktreeInfo(path, branch, self._fork_point(branch, fork_from, base_ref),
+                                    created=False)
+            if gitx.branch_exists(root, branch):
+                base_commit = self._fork_point(branch, fork_from, base_ref)
+            else:
+                base_commit = self._resolve_base(fork_from)
+                gitx.create_branch(root, branch, base_commit)
+            self._add_worktree(path, branch)
+        try:
+            copy_included_files(root, path)
+        except OSError as exc:
+            raise GitError(f"could not copy the {INCLUDE_FILE} files into {path}: {exc}") from exc
+        return WorktreeInfo(path, branch, base_commit, created=True)
+
+    def _resolve_base(self, ref: str) -> str:
+        sha = gitx.rev_parse(self.repo_root, ref)
+        if sha is None:
+            raise GitError(f"base ref {ref!r} does not name a commit")
+        return sha
+
+    def _fetch_if_remote(self, ref: str) -> None:
+        remote_ref = gitx.split_remote_ref(self.repo_root, ref)
+        if remote_ref is not None:
+            with self._lock("fetch"):  # concurrent fetches fight over the same ref locks
+                gitx.fetch(self.repo_root, *remote_ref)
+
+    def _adoptable_entry(self, path: Path, branch: str) -> gitx.WorktreeEntry | None:
+        """The registered worktree at ``path`` if it is ``branch``'s; None when there is none
+        (a vanished or half-created one is cleaned up first). Must hold the worktree lock."""
+        root = self.repo_root
+        entries = gitx.list_worktrees(root)
+        entry = _entry_at(entries, path)
+        half_made = entry is not None and entry.branch == branch and entry.locked == "initializing"
+        if entry is not None and (not path.exists() or half_made):
+            # Folder deleted by hand, or a `git worktree add` of ours that died half-way (we
+            # hold the lock, so no live add is running): forget it and create it afresh.
+            if entry.locked is not None:
+                gitx.worktree_unlock(root, path)
+            if path.exists():
+                gitx.worktree_remove(root, path, force=True)
+            gitx.worktree_prune(root)
+            entries = gitx.list_worktrees(root)
+            entry = _entry_at(entries, path)
+        if entry is not None:
+            if entry.branch != branch:
+                holder = f"branch {entry.branch}" if entry.branch else "a detached HEAD"
+                raise GitError(f"{path} is a worktree of {holder}, not of {branch}",
+                               hint="remove that worktree or choose another worktree root")
+            return entry
+        holder = next((e for e in entries if e.branch == branch), None)
+        if holder is not None:
+            raise GitError(f"branch {branch} is already checked out at {holder.path}")
+        if os.path.lexists(path):
+            raise GitError(f"{path} exists but is not a git worktree of this repository",
+                           hint="move it away; wf never deletes a folder it did not create")
+        return None
+
+    def _add_worktree(self, path: Path, branch: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            gitx.worktree_add(self.repo_root, path, branch)
+        except GitError:
+            # Another git (not wf) may have raced us; git cleaned up its half-made worktree.
+            gitx.worktree_prune(self.repo_root)
+            gitx.worktree_add(self.repo_root, path, branch)
+
+    def _fork_point(self, branch: str, *refs: str) -> str:
+        for ref in refs:
+            if gitx.rev_parse(self.repo_root, ref) is not None:
+                base = gitx.merge_base(self.repo_root, ref, f"refs/heads/{branch}")
+                if base is not None:
+                    return base
+        names = " or ".join(dict.fromkeys(refs))
+        raise GitError(f"branch {branch} shares no history with {names}")
+
+    # --- setup -------------------------------------------------------------------------
+
+    def port_for(self, task_id: str, taken: set[int]) -> int:
+        """A port for the task: the same one every time unless it is ``taken``, then the next
+        free one above it (wrapping within the range)."""
+        low, high = self.port_range
+        size = high - low + 1
+        start = zlib.crc32(_checked(task_id).encode()) % size
+        for step in range(size):
+            port = low + (start + step) % size
+            if port not in taken:
+                return port
+        raise ConfigError(f"no free port left in {low}-{high}")
+
+    def run_setup(self, path: Path, command: Sequence[str], env: Mapping[str, str],
+                  timeout: float | None) -> tuple[bool, str]:
+        """Run ``command`` (argv, no shell) in ``path`` with exactly the environment ``env``.
+        Returns (exit code was 0, last ~4000 characters of its output). On timeout the
+        command's whole process group is killed."""
+        if not command:
+            return True, ""
+        with tempfile.TemporaryFile() as out:
+            try:
+                proc = subprocess.Popen(
+                    list(command), cwd=path, env=dict(env), stdin=subprocess.DEVNULL,
+                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                )
+            except OSError as exc:
+                return False, f"cannot run setup command {command[0]!r}: {exc.strerror or exc}"
+            try:
+                code = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc.pid)
+                proc.wait()
+                return False, _tail(out) + f"\n[wf] setup timed out after {timeout:g}s"
+            if code != 0:
+                return False, _tail(out) + f"\n[wf] setup exited with code {code}"
+            return True, _tail(out)
+
+    # --- inspect and reset -------------------------------------------------------------
+
+    def changes(self, path: Path, base_commit: str) -> Changes:
+        """Commits on HEAD beyond ``base_commit``, and whether uncommitted changes exist."""
+        return Changes(commits=gitx.commits_beyond(path, base_commit, "HEAD"),
+                       dirty=gitx.is_dirty(path))
+
+    def processes_in(self, path: Path) -> list[int]:
+        return processes_in(path)
+
+    def stop_processes_in(self, path: Path, grace: float = 3.0) -> list[int]:
+        return stop_processes_in(path, grace)
+
+    def save_backup(self, path: Path, task_id: str, label: str | None = None,
+                    base: str | None = None) -> str | None:
+        """Save the worktree's state (HEAD plus uncommitted and untracked changes, as a commit
+        whose parent is HEAD) under ``refs/wf-backup/<task-id>/<ts>[-<label>]`` without moving
+        the branch or touching the index. Returns None when there is nothing to save: no
+        uncommitted changes and HEAD is ``base`` (or ``base`` is not given)."""
+        head = gitx.head(path)
+        tree = gitx.snapshot_tree(path)
+        if tree != gitx.tree_of(path, head):
+            message = f"wf backup of {task_id}" + (f" ({label})" if label else "")
+            commit = gitx.commit_tree(path, tree, [head], message)
+        elif base is None or gitx.resolve_commit(path, base) == head:
+            return None
+        else:
+            commit = head
+        return self._write_backup_ref(task_id, commit, label)
+
+    def reset_to(self, path: Path, commit: str) -> None:
+        """Hard-reset the worktree to ``commit`` and delete untracked files; ignored files (a
+        copied .env) stay. Save what matters with :meth:`save_backup` first."""
+        gitx.reset_hard(path, commit)
+
+    def _write_backup_ref(self, task_id: str, commit: str, label: str | None = None) -> str:
+        if label is not None and not _LABEL_RE.fullmatch(label):
+            raise ValueError(f"invalid backup label {label!r}")
+        stem = f"{BACKUP_PREFIX}{_checked(task_id)}/{int(self._clock())}"
+        stem += f"-{label}" if label else ""
+        for n in range(100):
+            ref = stem if n == 0 else f"{stem}.{n}"
+            try:
+                gitx.update_ref(self.repo_root, ref, commit, old="", message="wf: backup")
+                return ref
+            except GitError:
+                if gitx.rev_parse(self.repo_root, ref) is None:
+                    raise
+        raise GitError(f"too many backups of {task_id} at {stem}")
+
+    # --- remove ------------------------------------------------------------------------
+
+    def remove(self, task_id: str, *, force: bool = False, grace: float = 3.0) -> RemoveResult:
+        """Stop the processes inside the task's worktree (SIGTERM, SIGKILL after ``grace``
+        seconds) and remove it (the branch stays).
+        Uncommitted changes make it refuse unless ``force``; with ``force`` they are saved to a
+        backup ref first. Removing a worktree that does not exist is a no-op."""
+        path = self.path_for(task_id)
+        with self._lock("worktree"):
+            entry = _entry_at(gitx.list_worktrees(self.repo_root), path)
+            if entry is None:
+                if os.path.lexists(path):
+                    raise GitError(f"{path} is not a git worktree of this repository; "
+                                   "wf leaves it alone")
+                return RemoveResult(removed=False)
+            if not path.exists():  # deleted by hand: only git's record is left
+                if entry.locked is not None:
+                    gitx.worktree_unlock(self.repo_root, path)
+                gitx.worktree_prune(self.repo_root)
+                return RemoveResult(removed=True)
+        self._refuse_if_dirty(path, force)
+        stopped = tuple(stop_processes_in(path, grace))
+        self._refuse_if_dirty(path, force)  # they may have written on their way out
+        backup = self.save_backup(path, task_id) if force else None
+        with self._lock("worktree"):
+            gitx.worktree_remove(self.repo_root, path, force=force)
+        return RemoveResult(removed=True, backup_ref=backup, stopped_pids=stopped)
+
+    def _refuse_if_dirty(self, path: Path, force: bool) -> None:
+        if not force and gitx.is_dirty(path):
+            raise GitError(f"worktree {path} has uncommitted changes; commit them or use --force")
+
+    # --- branches ----------------------------------------------------------------------
+
+    def branch_is_safe_to_delete(self, task_id: str,
+                                 targets: Sequence[str] | None = None) -> tuple[bool, str]:
+        """Whether every commit of the task's branch is also in one of ``targets`` (default: the
+        branch checked out in the main worktree) or in a remote-tracking branch."""
+        branch = self.branch_for(task_id)
+        tip = gitx.rev_parse(self.repo_root, f"refs/heads/{branch}")
+        if tip is None:
+            return True, f"branch {branch} does not exist"
+        return self._safety(tip, targets)
+
+    def _safety(self, tip: str, targets: Sequence[str] | None) -> tuple[bool, str]:
+        root = self.repo_root
+        if targets is None:
+            current = gitx.current_branch(root)
+            targets = [current] if current else []
+        present = [t for t in targets if gitx.rev_parse(root, t) is not None]
+        missing = gitx.count_unreachable(root, tip, present, remotes_too=True)
+        if missing:
+            where = " or ".join(targets) if targets else "any target branch"
+            plural = "s" if missing != 1 else ""
+            return False, f"{missing} commit{plural} not merged into {where} or pushed"
+        merged = next((t for t in present if gitx.is_ancestor(root, tip, t)), None)
+        if merged:
+            return True, f"merged into {merged}"
+        pushed = gitx.remote_tracking_branches_containing(root, tip)
+        if pushed:
+            return True, f"pushed to {pushed[0].removeprefix('refs/remotes/')}"
+        return True, "every commit is merged or pushed"
+
+    def delete_branch(self, task_id: str, *, force: bool = False,
+                      targets: Sequence[str] | None = None) -> DeleteResult:
+        """Delete the task's branch when it is safe (see :meth:`branch_is_safe_to_delete`); an
+        unsafe one only with ``force``, after writing ``refs/wf-backup/<task-id>/<ts>`` at its
+        tip. A branch still checked out in a worktree is an error: remove the worktree first."""
+        branch = self.branch_for(task_id)
+        ref = f"refs/heads/{branch}"
+        with self._lock("worktree"):  # no worktree may check it out meanwhile
+            tip = gitx.rev_parse(self.repo_root, ref)
+            if tip is None:
+                return DeleteResult(False, None, f"branch {branch} does not exist")
+            holder = next((e for e in gitx.list_worktrees(self.repo_root)
+                           if e.branch == branch), None)
+            if holder is not None:
+                raise GitError(f"branch {branch} is checked out in worktree {holder.path}; "
+                               "remove the worktree first")
+            safe, reason = self._safety(tip, targets)
+            backup = None
+            if not safe:
+                if not force:
+                    return DeleteResult(False, None, reason)
+                backup = self._write_backup_ref(task_id, tip)
+            gitx.delete_ref(self.repo_root, ref, tip)  # compare-and-swap: only the tip we judged
+        return DeleteResult(True, backup, reason)
+
+    # --- garbage -----------------------------------------------------------------------
+
+    def orphans(self, known_task_ids: set[str]) -> list[Orphan]:
+        """Worktrees under ``worktree_root`` and ``wf/*`` branches whose task is not known."""
+        found: list[Orphan] = []
+        with self._lock("worktree"):
+            entries = gitx.list_worktrees(self.repo_root)
+        for entry in entries:
+            if entry.path.resolve().parent != self.worktree_root:
+                continue
+            task_id = entry.path.name
+            if task_id in known_task_ids:
+                continue
+            if not entry.path.exists():
+                safe, reason = True, "folder is gone; only git's record of it is left"
+            elif gitx.is_dirty(entry.path):
+                safe, reason = False, "uncommitted changes"
+            else:
+                safe, reason = True, "no uncommitted changes"
+            found.append(Orphan("worktree", task_id, str(entry.path), safe, reason))
+        for name, sha in sorted(gitx.list_branches(self.repo_root, BRANCH_PREFIX).items()):
+            task_id = name.removeprefix(BRANCH_PREFIX)
+            if task_id not in known_task_ids:
+                safe, reason = self._safety(sha, None)
+                found.append(Orphan("branch", task_id, f"refs/heads/{name}", safe, reason))
+        return found
+
+
+def _entry_at(entries: list[gitx.WorktreeEntry], path: Path) -> gitx.WorktreeEntry | None:
+    return next((e for e in entries if e.path.resolve() == path), None)
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _tail(out: IO[bytes]) -> str:
+    size = out.seek(0, os.SEEK_END)
+    out.seek(max(0, size - 4 * OUTPUT_TAIL_CHARS))
+    return out.read().decode("utf-8", "replace")[-OUTPUT_TAIL_CHARS:]

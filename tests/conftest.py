@@ -1,0 +1,43 @@
+"""Shared fixtures. Every test gets a hermetic git: no user or system config, a pinned identity,
+no inherited repository variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers import make_origin, make_repo
+
+# Variables that would point git at another repository (set when tests run from a git hook).
+_REPO_VARS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR",
+              "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_PREFIX",
+              "GIT_CONFIG", "GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT")
+
+TEST_NAME = "wf test"
+TEST_EMAIL = "test@wf.invalid"
+
+
+@pytest.fixture(autouse=True)
+def hermetic_git(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_TERMINAL_PROMPT", "0")
+    for role in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{role}_NAME", TEST_NAME)
+        monkeypatch.setenv(f"GIT_{role}_EMAIL", TEST_EMAIL)
+    for name in _REPO_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A repository at ``tmp_path / "repo"`` on branch main with three commits: README.md,
+    src/utils.py, and a .gitignore that ignores ``.env``."""
+    return make_repo(tmp_path / "repo")
+
+
+@pytest.fixture
+def origin(repo: Path, tmp_path: Path) -> Path:
+    """A bare repository at ``tmp_path / "origin.git"``: ``repo``'s remote ``origin``, with
+    ``main`` pushed and tracked."""
+    return make_origin(repo, tmp_path / "origin.git")

@@ -1,0 +1,469 @@
+"""WorktreeManager against real repositories, real processes and real concurrency."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from helpers import clone, commit_files, git
+
+from wf.errors import ConfigError, GitError
+from wf.worktrees import Changes, WorktreeManager
+
+
+@pytest.fixture
+def manager(repo: Path, tmp_path: Path) -> WorktreeManager:
+    return WorktreeManager(repo, tmp_path / "worktrees", clock=lambda: 1_700_000_000.0)
+
+
+def registered(repo: Path) -> list[str]:
+    out = git(repo, "worktree", "list", "--porcelain")
+    return [line.split(" ", 1)[1] for line in out.splitlines() if line.startswith("worktree ")]
+
+
+# --- ensure: create, adopt, recover ----------------------------------------------------
+
+
+def test_ensure_creates_then_adopts(manager: WorktreeManager, repo: Path) -> None:
+    main_tip = git(repo, "rev-parse", "main")
+    first = manager.ensure("t1", "main")
+    assert first.created
+    assert first.path == manager.worktree_root / "t1"
+    assert first.branch == "wf/t1"
+    assert first.base_commit == main_tip
+    assert git(first.path, "rev-parse", "--abbrev-ref", "HEAD") == "wf/t1"
+    assert (first.path / "src" / "utils.py").exists()
+
+    commit_files(first.path, {"feature.txt": "work\n"}, "agent work")
+    commit_files(repo, {"later.txt": "main moved on\n"}, "main moves")
+    again = manager.ensure("t1", "main")
+    assert not again.created
+    assert again.path == first.path
+    assert again.base_commit == main_tip  # the fork point, not main's new tip
+
+
+def test_ensure_from_start_point(manager: WorktreeManager, repo: Path) -> None:
+    dep = manager.ensure("dep", "main")
+    dep_tip = commit_files(dep.path, {"dep.txt": "dep\n"}, "dependency work")
+    child = manager.ensure("child", "main", start_point="wf/dep")
+    assert child.base_commit == dep_tip
+    assert (child.path / "dep.txt").exists()
+    assert manager.ensure("child", "main", start_point="wf/dep").base_commit == dep_tip
+
+
+def test_ensure_recreates_worktree_for_existing_branch(manager: WorktreeManager,
+                                                        repo: Path) -> None:
+    fork = git(repo, "rev-parse", "main")
+    info = manager.ensure("t1", "main")
+    tip = commit_files(info.path, {"a.txt": "a\n"})
+    manager.remove("t1")
+    again = manager.ensure("t1", "main")
+    assert again.created
+    assert again.base_commit == fork
+    assert git(again.path, "rev-parse", "HEAD") == tip
+
+
+def test_folder_that_is_not_a_worktree_is_an_error_and_kept(manager: WorktreeManager) -> None:
+    path = manager.worktree_root / "t1"
+    path.mkdir(parents=True)
+    (path / "precious.txt").write_text("mine\n")
+    with pytest.raises(GitError, match="exists but is not a git worktree"):
+        manager.ensure("t1", "main")
+    assert (path / "precious.txt").read_text() == "mine\n"
+
+
+def test_folder_registered_to_another_branch_is_an_error(manager: WorktreeManager,
+                                                         repo: Path) -> None:
+    path = manager.worktree_root / "t1"
+    git(repo, "worktree", "add", "--quiet", "-b", "something-else", str(path))
+    with pytest.raises(GitError, match="worktree of branch something-else, not of wf/t1"):
+        manager.ensure("t1", "main")
+    assert path.exists()
+
+
+def test_vanished_folder_is_pruned_and_recreated(manager: WorktreeManager, repo: Path) -> None:
+    info = manager.ensure("t1", "main")
+    tip = commit_files(info.path, {"a.txt": "a\n"})
+    shutil.rmtree(info.path)
+    again = manager.ensure("t1", "main")
+    assert again.created
+    assert git(again.path, "rev-parse", "HEAD") == tip
+    assert registered(repo).count(str(again.path)) == 1
+
+
+def test_half_created_worktree_is_replaced(manager: WorktreeManager, repo: Path) -> None:
+    # What a `git worktree add` killed half-way leaves: registered, still locked "initializing".
+    path = manager.worktree_root / "t1"
+    git(repo, "worktree", "add", "--quiet", "-b", "wf/t1", str(path))
+    git(repo, "worktree", "lock", "--reason", "initializing", str(path))
+    (path / "README.md").unlink()
+    info = manager.ensure("t1", "main")
+    assert info.created
+    assert (path / "README.md").exists()
+    assert "locked" not in git(repo, "worktree", "list", "--porcelain")
+
+
+def test_concurrent_ensure_from_threads(manager: WorktreeManager, repo: Path) -> None:
+    ids = [f"task-{n}" for n in range(20)]
+    barrier = threading.Barrier(len(ids))
+
+    def ensure(task_id: str) -> Path:
+        barrier.wait()
+        return manager.ensure(task_id, "main").path
+
+    with ThreadPoolExecutor(len(ids)) as pool:
+        paths = list(pool.map(ensure, ids))
+    assert sorted(p.name for p in paths) == sorted(ids)
+    assert {str(p) for p in paths} <= set(registered(repo))
+    for path in paths:
+        assert git(path, "status", "--porcelain") == ""
+
+
+def test_concurrent_ensure_from_processes(repo: Path, tmp_path: Path) -> None:
+    script = textwrap.dedent("""
+        import sys
+        from pathlib import Path
+        from wf.worktrees import Changes, WorktreeManager
+        manager = WorktreeManager(Path(sys.argv[1]), Path(sys.argv[2]))
+        for task_id in sys.argv[3:]:
+            manager.ensure(task_id, "main")
+    """)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(repo), str(tmp_path / "wt"),
+                          f"p{n}-a", f"p{n}-b", f"p{n}-c"], stderr=subprocess.PIPE, text=True)
+        for n in range(6)
+    ]
+    errors = [proc.communicate(timeout=60)[1] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0] * 6, errors
+    assert len(registered(repo)) == 1 + 18
+
+
+def test_remote_tracking_base_is_fetched_first(manager: WorktreeManager, repo: Path,
+                                               origin: Path, tmp_path: Path) -> None:
+    other = clone(origin, tmp_path / "other")
+    pushed = commit_files(other, {"upstream.txt": "from a colleague\n"}, "upstream work")
+    git(other, "push", "--quiet", "origin", "main")
+    assert git(repo, "rev-parse", "origin/main") != pushed
+
+    info = manager.ensure("t1", "origin/main")
+    assert info.base_commit == pushed
+    assert git(info.path, "rev-parse", "HEAD") == pushed
+    assert git(repo, "rev-parse", "origin/main") == pushed
+
+
+def test_unknown_base_ref_is_an_error(manager: WorktreeManager) -> None:
+    with pytest.raises(GitError, match="base ref 'nope' does not name a commit"):
+        manager.ensure("t1", "nope")
+
+
+@pytest.mark.parametrize("bad", ["--upload-pack=x", "../x", "a/b", "-rf", "X", ""])
+def test_bad_task_ids_are_rejected_before_git(manager: WorktreeManager, repo: Path,
+                                              bad: str) -> None:
+    for call in (lambda: manager.ensure(bad, "main"), lambda: manager.remove(bad),
+                 lambda: manager.delete_branch(bad, force=True)):
+        with pytest.raises(ConfigError, match="invalid task id"):
+            call()
+    assert not manager.worktree_root.exists()
+    assert git(repo, "branch", "--list") == "* main"
+
+
+def test_option_like_base_ref_is_rejected(manager: WorktreeManager) -> None:
+    with pytest.raises(GitError, match="suspicious"):
+        manager.ensure("t1", "--upload-pack=touch /tmp/pwned")
+
+
+# --- .worktreeinclude ------------------------------------------------------------------
+
+
+def test_worktreeinclude_copies_ignored_matching_files(manager: WorktreeManager,
+                                                       repo: Path) -> None:
+    git(repo, "rm", "--quiet", "--cached", ".gitignore")
+    (repo / ".gitignore").write_text(".env\nconfig/local.json\n*.log\nlink-to-env\n")
+    (repo / ".worktreeinclude").write_text(".env\nconfig/\nlink-to-env\n!config/skip.json\n")
+    git(repo, "add", ".gitignore", ".worktreeinclude")
+    git(repo, "commit", "--quiet", "-m", "include rules")
+    (repo / ".env").write_text("SECRET=1\n")
+    (repo / ".env").chmod(0o600)
+    (repo / "config").mkdir()
+    (repo / "config" / "local.json").write_text("{}\n")
+    (repo / "config" / "skip.json").write_text("untracked, not ignored\n")
+    (repo / "debug.log").write_text("ignored but not included\n")
+    (repo / "link-to-env").symlink_to(".env")
+    (repo / "README.md").write_text("uncommitted change to a tracked file\n")
+
+    info = manager.ensure("t1", "main")
+    assert (info.path / ".env").read_text() == "SECRET=1\n"
+    assert (info.path / ".env").stat().st_mode & 0o777 == 0o600
+    assert (info.path / "config" / "local.json").exists()
+    assert not (info.path / "config" / "skip.json").exists()
+    assert not (info.path / "debug.log").exists()
+    assert os.readlink(info.path / "link-to-env") == ".env"
+    assert (info.path / "README.md").read_text() == "# demo\n"
+    assert git(info.path, "status", "--porcelain") == ""
+
+
+def test_worktreeinclude_never_writes_through_a_tracked_symlink(
+        manager: WorktreeManager, repo: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (repo / ".gitignore").write_text(".env\nreal/\n")
+    (repo / ".worktreeinclude").write_text("real/\n")
+    commit_files(repo, {".gitignore": ".env\nreal/\n", ".worktreeinclude": "real/\n"})
+    (repo / "real").mkdir()
+    (repo / "real" / "x.txt").write_text("ignored and included\n")
+    # A base commit in which `real` is a tracked symlink to a folder outside the repository.
+    link = git(repo, "hash-object", "-w", "--stdin", input=str(outside))
+    listing = git(repo, "ls-tree", "HEAD") + f"\n120000 blob {link}\treal\n"
+    tree = git(repo, "mktree", input=listing)
+    git(repo, "branch", "evil", git(repo, "commit-tree", tree, "-p", "HEAD", "-m", "evil"))
+
+    info = manager.ensure("t1", "evil")
+    assert (info.path / "real").is_symlink()
+    assert list(outside.iterdir()) == []
+
+
+# --- ports and setup -------------------------------------------------------------------
+
+
+def test_port_is_stable_and_probes_past_taken(repo: Path, tmp_path: Path) -> None:
+    manager = WorktreeManager(repo, tmp_path / "wt", port_range=(30000, 30009))
+    port = manager.port_for("alpha", set())
+    assert 30000 <= port <= 30009
+    assert manager.port_for("alpha", set()) == port
+    assert manager.port_for("alpha", {port}) == (port + 1 if port < 30009 else 30000)
+    all_but_one = set(range(30000, 30010)) - {port - 1 if port > 30000 else 30009}
+    assert manager.port_for("alpha", all_but_one) == (port - 1 if port > 30000 else 30009)
+    with pytest.raises(ConfigError, match="no free port"):
+        manager.port_for("alpha", set(range(30000, 30010)))
+
+
+def test_port_does_not_depend_on_python_hash_seed(repo: Path, tmp_path: Path) -> None:
+    code = ("import sys; from pathlib import Path; from wf.worktrees import WorktreeManager; "
+            "print(WorktreeManager(Path(sys.argv[1]), Path(sys.argv[2])).port_for('alpha', set()))")
+    ports = {
+        subprocess.run([sys.executable, "-c", code, str(repo), str(tmp_path)], text=True,
+                       capture_output=True, check=True,
+                       env={**os.environ, "PYTHONHASHSEED": seed}).stdout.strip()
+        for seed in ("1", "2")
+    }
+    assert len(ports) == 1
+
+
+def test_run_setup(manager: WorktreeManager, repo: Path) -> None:
+    info = manager.ensure("t1", "main")
+    env = {"PATH": os.environ["PATH"], "WF_PORT": "20001"}
+    ok, out = manager.run_setup(info.path, ["sh", "-c", 'echo "port=$WF_PORT"; pwd'], env, 10)
+    assert ok
+    assert out.splitlines() == ["port=20001", str(info.path)]
+
+    ok, out = manager.run_setup(info.path, ["sh", "-c", "echo boom >&2; exit 3"], env, 10)
+    assert not ok and "boom" in out and "exited with code 3" in out
+
+    ok, out = manager.run_setup(info.path, ["no-such-command-wf"], env, 10)
+    assert not ok and "no-such-command-wf" in out
+
+    ok, out = manager.run_setup(info.path, ["sh", "-c", "echo start; exec sleep 30"], env, 0.5)
+    assert not ok and "start" in out and "timed out" in out
+
+    ok, out = manager.run_setup(info.path, ["sh", "-c", "yes line | head -n 100000"], env, 10)
+    assert ok and len(out) <= 4000 and out.endswith("line\n")
+
+
+# --- remove ----------------------------------------------------------------------------
+
+
+def test_remove_refuses_dirty_worktree_without_force(manager: WorktreeManager) -> None:
+    info = manager.ensure("t1", "main")
+    (info.path / "wip.txt").write_text("unsaved\n")
+    with pytest.raises(GitError, match="has uncommitted changes; commit them or use --force"):
+        manager.remove("t1")
+    assert (info.path / "wip.txt").exists()
+
+
+def test_remove_clean_worktree_keeps_branch(manager: WorktreeManager, repo: Path) -> None:
+    info = manager.ensure("t1", "main")
+    (info.path / ".env").write_text("ignored files do not make it dirty\n")
+    result = manager.remove("t1")
+    assert result.removed and result.backup_ref is None
+    assert not info.path.exists()
+    assert str(info.path) not in registered(repo)
+    assert git(repo, "branch", "--list", "wf/t1")
+    assert not manager.remove("t1").removed  # idempotent
+
+
+def test_force_remove_backs_up_dirty_changes(manager: WorktreeManager, repo: Path) -> None:
+    info = manager.ensure("t1", "main")
+    tip = commit_files(info.path, {"committed.txt": "c\n"})
+    (info.path / "wip.txt").write_text("unsaved\n")
+    (info.path / "README.md").write_text("edited\n")
+    result = manager.remove("t1", force=True)
+
+    assert result.removed and not info.path.exists()
+    assert result.backup_ref == "refs/wf-backup/t1/1700000000"
+    assert git(repo, "show", f"{result.backup_ref}:wip.txt") == "unsaved"
+    assert git(repo, "show", f"{result.backup_ref}:README.md") == "edited"
+    assert git(repo, "rev-parse", f"{result.backup_ref}^") == tip
+    assert git(repo, "rev-parse", "wf/t1") == tip  # the branch did not move
+
+
+def test_remove_stops_processes_inside(manager: WorktreeManager) -> None:
+    info = manager.ensure("t1", "main")
+    (info.path / "sub").mkdir()
+    sleeper = subprocess.Popen(["sleep", "60"], cwd=info.path / "sub")
+    stubborn = subprocess.Popen(
+        [sys.executable, "-c",
+         "import signal, sys; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+         "print('ready', flush=True); sys.stdin.read()"],
+        cwd=info.path, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert stubborn.stdout is not None and stubborn.stdout.readline() == "ready\n"
+        assert set(manager.processes_in(info.path)) == {sleeper.pid, stubborn.pid}
+        result = manager.remove("t1", grace=0.3)
+        assert set(result.stopped_pids) == {sleeper.pid, stubborn.pid}
+        assert sleeper.wait(timeout=5) == -signal.SIGTERM
+        assert stubborn.wait(timeout=5) == -signal.SIGKILL  # it ignored SIGTERM
+        assert result.removed and not info.path.exists()
+    finally:
+        for proc in (sleeper, stubborn):
+            proc.kill()
+            proc.wait()
+            for stream in (proc.stdin, proc.stdout):
+                if stream:
+                    stream.close()
+
+
+def test_processes_outside_are_left_alone(manager: WorktreeManager, tmp_path: Path) -> None:
+    info = manager.ensure("t1", "main")
+    sibling = manager.worktree_root / "t10"
+    sibling.mkdir()
+    outside = subprocess.Popen(["sleep", "60"], cwd=sibling)
+    try:
+        assert manager.processes_in(info.path) == []
+        assert manager.stop_processes_in(info.path) == []
+        assert outside.poll() is None
+    finally:
+        outside.kill()
+        outside.wait()
+
+
+# --- backups and resets ----------------------------------------------------------------
+
+
+def test_save_backup_and_reset_for_retry(manager: WorktreeManager, repo: Path) -> None:
+    info = manager.ensure("t1", "main")
+    assert manager.save_backup(info.path, "t1", "attempt-1", base=info.base_commit) is None
+    assert manager.changes(info.path, info.base_commit) == Changes(commits=0, dirty=False)
+
+    commit_files(info.path, {"a.txt": "attempt one\n"})
+    (info.path / "wip.txt").write_text("half done\n")
+    (info.path / ".env").write_text("copied config\n")
+    changes = manager.changes(info.path, info.base_commit)
+    assert changes == Changes(commits=1, dirty=True)
+
+    ref = manager.save_backup(info.path, "t1", "attempt-1", base=info.base_commit)
+    assert ref == "refs/wf-backup/t1/1700000000-attempt-1"
+    assert git(repo, "show", f"{ref}:a.txt") == "attempt one"
+    assert git(repo, "show", f"{ref}:wip.txt") == "half done"
+    assert (info.path / "wip.txt").exists()  # saving touched nothing
+
+    manager.reset_to(info.path, info.base_commit)
+    assert git(info.path, "rev-parse", "HEAD") == info.base_commit
+    assert not (info.path / "a.txt").exists() and not (info.path / "wip.txt").exists()
+    assert (info.path / ".env").read_text() == "copied config\n"
+
+    # Only commits (no dirt): the backup points at the branch's old tip; same second -> suffix.
+    commit_files(info.path, {"b.txt": "attempt two\n"})
+    ref2 = manager.save_backup(info.path, "t1", "attempt-1", base=info.base_commit)
+    assert ref2 == "refs/wf-backup/t1/1700000000-attempt-1.1"
+    assert git(repo, "rev-parse", ref2) == git(info.path, "rev-parse", "HEAD")
+
+
+# --- branches --------------------------------------------------------------------------
+
+
+def test_branch_safety_merged_unmerged_pushed(manager: WorktreeManager, repo: Path,
+                                              origin: Path) -> None:
+    info = manager.ensure("t1", "main")
+    assert manager.branch_is_safe_to_delete("t1", ["main"]) == (True, "merged into main")
+
+    commit_files(info.path, {"a.txt": "a\n"})
+    commit_files(info.path, {"b.txt": "b\n"})
+    assert manager.branch_is_safe_to_delete("t1", ["main"]) == (
+        False, "2 commits not merged into main or pushed")
+
+    git(info.path, "push", "--quiet", "origin", "wf/t1")
+    assert manager.branch_is_safe_to_delete("t1", ["main"]) == (True, "pushed to origin/wf/t1")
+
+    commit_files(info.path, {"c.txt": "c\n"})
+    assert manager.branch_is_safe_to_delete("t1", ["main"]) == (
+        False, "1 commit not merged into main or pushed")
+    git(repo, "merge", "--quiet", "--ff-only", "wf/t1")
+    assert manager.branch_is_safe_to_delete("t1", ["main"]) == (True, "merged into main")
+    assert manager.branch_is_safe_to_delete("t1") == (True, "merged into main")
+    assert manager.branch_is_safe_to_delete("nope", ["main"])[0]
+
+
+def test_delete_branch(manager: WorktreeManager, repo: Path) -> None:
+    info = manager.ensure("t1", "main")
+    tip = commit_files(info.path, {"a.txt": "a\n"})
+    with pytest.raises(GitError, match="checked out in worktree .*; remove the worktree first"):
+        manager.delete_branch("t1", force=True)
+    manager.remove("t1")
+
+    refused = manager.delete_branch("t1", targets=["main"])
+    assert (refused.deleted, refused.backup_ref) == (False, None)
+    assert refused.reason == "1 commit not merged into main or pushed"
+    assert git(repo, "rev-parse", "wf/t1") == tip
+
+    forced = manager.delete_branch("t1", force=True, targets=["main"])
+    assert forced.deleted
+    assert forced.backup_ref == "refs/wf-backup/t1/1700000000"
+    assert git(repo, "rev-parse", forced.backup_ref) == tip
+    assert git(repo, "branch", "--list", "wf/t1") == ""
+    assert not manager.delete_branch("t1").deleted
+
+
+def test_delete_safe_branch_needs_no_force_or_backup(manager: WorktreeManager,
+                                                     repo: Path) -> None:
+    manager.ensure("t1", "main")
+    manager.remove("t1")
+    result = manager.delete_branch("t1", targets=["main"])
+    assert (result.deleted, result.backup_ref, result.reason) == (True, None, "merged into main")
+
+
+def test_orphans(manager: WorktreeManager, repo: Path) -> None:
+    manager.ensure("known", "main")
+    clean = manager.ensure("clean", "main")
+    dirty = manager.ensure("dirty", "main")
+    (dirty.path / "wip.txt").write_text("x\n")
+    gone = manager.ensure("gone", "main")
+    shutil.rmtree(gone.path)
+    git(repo, "branch", "wf/branch-only", "main")
+    git(repo, "branch", "wf/unmerged", "main")
+    git(repo, "branch", "unrelated", "main")
+    unmerged_wt = repo.parent / "elsewhere"
+    git(repo, "worktree", "add", "--quiet", str(unmerged_wt), "wf/unmerged")
+    commit_files(unmerged_wt, {"u.txt": "u\n"})
+
+    found = {(o.kind, o.task_id): o for o in manager.orphans({"known"})}
+    assert set(found) == {
+        ("worktree", "clean"), ("worktree", "dirty"), ("worktree", "gone"),
+        ("branch", "clean"), ("branch", "dirty"), ("branch", "gone"),
+        ("branch", "branch-only"), ("branch", "unmerged"),
+    }
+    assert found["worktree", "clean"].safe
+    assert found["worktree", "clean"].path_or_ref == str(clean.path)
+    assert not found["worktree", "dirty"].safe
+    assert found["worktree", "dirty"].reason == "uncommitted changes"
+    assert found["worktree", "gone"].safe
+    assert found["branch", "branch-only"].safe
+    assert found["branch", "branch-only"].path_or_ref == "refs/heads/wf/branch-only"
+    assert not found["branch", "unmerged"].safe

@@ -1,0 +1,19 @@
+"""The core never loads the dashboard's or Temporal's libraries."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_core_and_cli_import_neither_textual_nor_temporalio():
+    code = (
+        "import sys\n"
+        "import wf.api, wf.engine.local, wf.store, wf.worktrees, wf.configload, wf.planning\n"
+        "from wf.cli import _register; _register()\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'temporalio'))\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == ""
