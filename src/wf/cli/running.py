@@ -10,7 +10,7 @@ import typer
 
 from wf import api
 from wf.cli import app
-from wf.cli.output import console, note
+from wf.cli.output import console, note, print_json
 from wf.cli.view import RunView, summary_line
 from wf.errors import UsageError
 
@@ -39,6 +39,7 @@ def run(
     n: Annotated[int, typer.Option("-n", help="copies of the prompt", min=1, max=100)] = 1,
     agent: Annotated[Optional[str], typer.Option("--agent", help="agent for the tasks")] = None,
     max_parallel: Annotated[Optional[int], typer.Option(help="tasks at once", min=1)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="check and print the plan only")] = False,
     as_json: JsonOpt = False,
 ) -> int:
     """Run tasks, each in its own worktree and branch, until every one has ended."""
@@ -51,7 +52,19 @@ def run(
         repo, specs = plan_tasks_file(repo, tasks_file, agent=agent, max_parallel=max_parallel)
     else:
         repo, specs = plan_prompt(repo, prompt, n, agent=agent, max_parallel=max_parallel)
+    if dry_run:
+        return _print_plan(specs, as_json)
     return _drive(repo, specs, as_json=as_json, command="wf run")
+
+
+def _print_plan(specs: list, as_json: bool) -> int:
+    if as_json:
+        print_json([s.model_dump(mode="json") for s in specs])
+        return 0
+    for s in specs:
+        after = f" after {', '.join(s.depends_on)}" if s.depends_on else ""
+        console.print(f"{s.id}: {s.agent} from {s.base}{after}", soft_wrap=True, markup=False)
+    return 0
 
 
 @app.command()
