@@ -249,7 +249,8 @@ def status(repo: Repo) -> list[dict[str, Any]]:
         return []
     store = open_store(repo)
     try:
-        return [{k: row.get(k) for k in STATUS_FIELDS} for row in store.tasks()]
+        rows = sorted(store.tasks(), key=lambda r: r["submitted_seq"] or 0)
+        return [{k: row.get(k) for k in STATUS_FIELDS} for row in rows]
     finally:
         store.close()
 

@@ -27,7 +27,7 @@ def _drive(repo: api.Repo, specs: list | None, *, as_json: bool, command: str) -
     if not as_json:
         if not result.tasks:
             note("nothing to do: every task in the log has finished")
-        else:
+        elif not view.showed_summary:
             console.print(summary_line(result.tasks))
     return result.exit_code
 

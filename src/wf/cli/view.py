@@ -20,11 +20,11 @@ from wf.model import Event, format_duration
 
 
 def tasks_table(tasks: list[dict[str, Any]], logs_dir: Path, now: float) -> Table:
-    table = Table(box=None, pad_edge=False, expand=False, header_style="bold")
-    for col in ("task", "agent", "state", "try", "time", "last output"):
-        table.add_column(col, no_wrap=True, overflow="ellipsis",
-                         max_width=60 if col == "last output" else None)
-    for t in tasks:
+    table = Table(box=None, pad_edge=False, expand=True, header_style="bold")
+    for col in ("task", "agent", "state", "try", "time"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("last output", no_wrap=True, overflow="ellipsis", ratio=1)
+    for t in sorted(tasks, key=lambda r: r.get("submitted_seq") or 0):
         started, ended = t.get("started_ts"), t.get("ended_ts")
         elapsed = format_duration((ended or now) - started) if started else "-"
         state = styled_state(t["state"])
@@ -82,6 +82,10 @@ class RunView:
         tasks = list(self.engine.p.tasks.values()) if self.engine else []
         return Group(tasks_table(tasks, self.logs_dir, time.time()), "",
                      summary_line(tasks))
+
+    @property
+    def showed_summary(self) -> bool:
+        return self.live is not None
 
     def close(self) -> None:
         if self.live and self.live.is_started:

@@ -21,6 +21,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "branch", "worktree", "worktree_ready", "port", "setup_done", "attempts",
         "budget_start", "last_error", "last_failure_kind", "next_retry_at", "commit_sha",
         "created_ts", "updated_ts", "started_ts", "ended_ts", "cleaned", "version",
+        "submitted_seq",
     ),
     "attempts": (
         "task_id", "n", "state", "pid", "pid_start", "log_path", "started_ts", "ended_ts",
@@ -87,7 +88,7 @@ def apply(p: Projection, e: Event) -> set[tuple[str, Any]]:
             "tasks", id=tid, state="queued", agent=spec["agent"], prompt=spec["prompt"],
             spec=spec, depends_on=list(spec.get("depends_on", ())), base_ref=spec["base"],
             branch=f"wf/{tid}", worktree_ready=0, setup_done=0, attempts=0, budget_start=1,
-            created_ts=e.ts, cleaned=0,
+            created_ts=e.ts, cleaned=0, submitted_seq=e.seq,
         )
         task()
     elif tid is not None and tid not in p.tasks:
