@@ -16,21 +16,36 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wf import gitx
-from wf.config import Config
 from wf.errors import ConfigError, EngineBusy, GitError, Interrupted, NotFound
-from wf.model import SIGNAL_STREAM, Event, NewEvent, SignalKind, TaskSpec, task_stream
+from wf.model import SIGNAL_STREAM, Event, NewEvent, SignalKind, task_stream
+
+if TYPE_CHECKING:
+    from wf.config import Config
+    from wf.spec import TaskSpec
 
 STATE_DIR = "wf"  # inside the git common dir, so every worktree sees the same log
 
 
 @dataclass
 class Repo:
+    """A repository and where wf keeps its state. The config is read on first use, so the
+    commands that only read the log (status, logs, events, ...) neither pay for it nor fail on a
+    broken wf.toml."""
+
     root: Path
     common_dir: Path
-    config: Config
+    loaded_config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self.loaded_config is None:
+            from wf.configload import load_config
+
+            self.loaded_config = load_config(self.root)
+        return self.loaded_config
 
     @property
     def state_dir(self) -> Path:
@@ -71,10 +86,8 @@ def find_repo(cwd: Path | None = None) -> tuple[Path, Path]:
 
 
 def open_repo(cwd: Path | None = None, *, config: Config | None = None) -> Repo:
-    from wf.configload import load_config
-
     root, common = find_repo(cwd)
-    return Repo(root, common, config or load_config(root))
+    return Repo(root, common, config)
 
 
 def open_store(repo: Repo, *, create: bool = True) -> Any:

@@ -10,7 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from wf.model import RetryPolicy, check_task_id, parse_duration
+from wf.model import check_task_id, parse_duration
+from wf.spec import RetryPolicy
 
 
 def _opt_duration(value: Any) -> float | None:

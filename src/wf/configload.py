@@ -33,7 +33,8 @@ from pydantic import ValidationError
 
 from wf.config import AgentConfig, Config, TaskConfig
 from wf.errors import ConfigError
-from wf.model import RetryPolicy, TaskSpec, check_task_id
+from wf.model import check_task_id
+from wf.spec import RetryPolicy, TaskSpec
 
 REPO_CONFIG_NAME = "wf.toml"
 PYPROJECT_NAME = "pyproject.toml"

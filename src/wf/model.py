@@ -1,18 +1,16 @@
-"""Domain values: task specs, retry policy, states, failure kinds, events.
+"""Domain values: task ids, durations, states, failure kinds, events.
 
-Everything here is pure data or a pure function of data, so the local engine and a Temporal
-workflow can share it and tests can exercise it without a repository.
+Everything here is pure data or a pure function of data, and imports nothing heavy: read-only
+commands such as ``wf status`` load it at start-up. The validated specs (``RetryPolicy``,
+``TaskSpec``) are pydantic models in ``wf.spec``.
 """
 
 from __future__ import annotations
 
-import random
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 TASK_ID_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 
@@ -115,77 +113,6 @@ class FailureKind(StrEnum):
 
 NEVER_RETRIED = frozenset({FailureKind.CONFIG_ERROR, FailureKind.POLICY_DENIED,
                            FailureKind.DEPENDENCY_CONFLICT})
-
-
-class RetryPolicy(BaseModel):
-    """Temporal's retry fields with Temporal's meaning, plus jitter.
-
-    The delay before attempt n+1 is ``initial_interval * backoff_coefficient**(n-1)``, capped
-    at ``maximum_interval``, then spread by ±``jitter`` (a fraction). ``maximum_attempts = 0``
-    means no limit.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    maximum_attempts: int = Field(3, ge=0, description="attempts in all, 0 for no limit")
-    initial_interval: float = Field(5.0, ge=0, description="delay before the first retry")
-    backoff_coefficient: float = Field(2.0, ge=1.0, description="growth of the delay per retry")
-    maximum_interval: float = Field(300.0, ge=0, description="cap on one delay")
-    jitter: float = Field(0.2, ge=0.0, le=1.0, description="random spread, a fraction of the delay")
-    non_retryable: tuple[FailureKind, ...] = Field(
-        (FailureKind.CONFIG_ERROR,), description="failure kinds that are never retried"
-    )
-
-    @field_validator("initial_interval", "maximum_interval", mode="before")
-    @classmethod
-    def _durations(cls, value: Any) -> float:
-        return parse_duration(value)
-
-    def delay(self, failed_attempt: int, rng: random.Random | None = None) -> float:
-        """Seconds to wait after attempt number ``failed_attempt`` (1-based) failed."""
-        try:
-            base = self.initial_interval * self.backoff_coefficient ** max(0, failed_attempt - 1)
-        except OverflowError:  # thousands of retries with no limit: the cap applies
-            base = float("inf")
-        base = min(base, self.maximum_interval) if self.maximum_interval else min(base, 86400.0)
-        if self.jitter and base:
-            spread = (rng or random).uniform(-self.jitter, self.jitter)
-            base = base * (1.0 + spread)
-            if self.maximum_interval:
-                base = min(base, self.maximum_interval)
-        return max(0.0, base)
-
-    def should_retry(self, kind: FailureKind, attempts_in_budget: int) -> bool:
-        """Whether a failure of ``kind`` after ``attempts_in_budget`` attempts gets another one."""
-        if kind in NEVER_RETRIED or kind in self.non_retryable:
-            return False
-        return self.maximum_attempts == 0 or attempts_in_budget < self.maximum_attempts
-
-
-class TaskSpec(BaseModel):
-    """One task as submitted: what to run, where, and how to retry it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: str
-    prompt: str
-    agent: str
-    command: tuple[str, ...] = Field(description="the agent's argv; the engine fills the "
-                                    "placeholders for each attempt")
-    env: dict[str, str] = Field(default_factory=dict)
-    pass_env: tuple[str, ...] = ()
-    depends_on: tuple[str, ...] = ()
-    base: str = Field(description="ref the task starts from when it has no dependencies")
-    timeout: float | None = None
-    no_output_timeout: float | None = None
-    retry: RetryPolicy = RetryPolicy()
-    setup: tuple[str, ...] | None = None
-
-    _check_id = field_validator("id")(classmethod(lambda cls, v: check_task_id(v)))
-
-    @property
-    def branch(self) -> str:
-        return f"wf/{self.id}"
 
 
 def task_stream(task_id: str) -> str:

@@ -8,7 +8,7 @@ from wf.agents.builtin import builtin_agents
 from wf.api import Repo, open_store
 from wf.config import Config
 from wf.configload import build_specs, load_tasks_file, prompt_tasks
-from wf.model import TaskSpec
+from wf.spec import TaskSpec
 
 
 def _with_overrides(config: Config, agent: str | None, max_parallel: int | None) -> Config:

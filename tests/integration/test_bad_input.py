@@ -120,7 +120,7 @@ def test_generated_wf_toml(sandbox, doc):
         return
     (repo / "wf.toml").write_text(text)
     try:
-        assert_clean_exit(*run_cli(repo, "status"))
+        assert_clean_exit(*run_cli(repo, "run", "-p", "x", "--agent", "shell", "--dry-run"))
     finally:
         (repo / "wf.toml").unlink()
 

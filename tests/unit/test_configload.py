@@ -25,7 +25,8 @@ from wf.configload import (
     prompt_tasks,
 )
 from wf.errors import ConfigError
-from wf.model import FailureKind, RetryPolicy
+from wf.model import FailureKind
+from wf.spec import RetryPolicy
 
 BUILTINS = {"shell": AgentConfig(command=("sh", "-c", "{prompt}")),
             "demo": AgentConfig(command=("python", "demo.py", "{task_id}"), timeout=60)}

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wf.engine.decide import Outcome, classify_exit, plan_after_attempt, readiness
-from wf.model import AttemptState, FailureKind, RetryPolicy
+from wf.model import AttemptState, FailureKind
+from wf.spec import RetryPolicy
 
 
 def row(tid="t", state="queued", deps=(), budget_start=1, next_retry_at=None):

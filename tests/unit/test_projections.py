@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wf.model import RUN_STREAM, SIGNAL_STREAM, NewEvent, RetryPolicy, TaskSpec, task_stream
+from wf.model import RUN_STREAM, SIGNAL_STREAM, NewEvent, task_stream
+from wf.spec import RetryPolicy, TaskSpec
 from wf.store import SqliteEventStore
 from wf.store.projections import COLUMNS, Projection, fold
 

@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from wf.model import AttemptState, FailureKind, NewEvent, RetryPolicy, task_stream
+from wf.model import AttemptState, FailureKind, NewEvent, task_stream
+from wf.spec import RetryPolicy
 
 FAILED_DEP_STATES = frozenset({"failed", "cancelled", "blocked"})
 TERMINAL_STATES = frozenset({"done", "failed", "cancelled", "blocked"})

@@ -31,8 +31,9 @@ from wf.config import Config
 from wf.engine.decide import Outcome, classify_exit, plan_after_attempt, readiness
 from wf.errors import WfError
 from wf.model import (
-    RUN_STREAM, SIGNAL_STREAM, AttemptState, Event, FailureKind, NewEvent, TaskSpec, task_stream,
+    RUN_STREAM, SIGNAL_STREAM, AttemptState, Event, FailureKind, NewEvent, task_stream,
 )
+from wf.spec import TaskSpec
 from wf.store.projections import Projection, apply
 
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when stopping an attempt

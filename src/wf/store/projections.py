@@ -77,7 +77,9 @@ def apply(p: Projection, e: Event) -> set[tuple[str, Any]]:
 
     def attempt(n: int, **values: Any) -> None:
         key = (tid, n)
-        row = p.attempts.setdefault(key, _blank("attempts", task_id=tid, n=n))
+        row = p.attempts.get(key)
+        if row is None:
+            row = p.attempts[key] = _blank("attempts", task_id=tid, n=n)
         row.update(values)
         touched.add(("attempts", key))
 
@@ -91,8 +93,9 @@ def apply(p: Projection, e: Event) -> set[tuple[str, Any]]:
             created_ts=e.ts, cleaned=0, submitted_seq=e.seq,
         )
         task()
-    elif tid is not None and tid not in p.tasks:
-        return touched  # an event for a task the log never submitted: ignore, never crash
+    elif (tid is None and t.startswith(("task.", "attempt."))) or (
+            tid is not None and tid not in p.tasks):
+        return touched  # a task event off a task stream, or for a task never submitted
     elif t == "task.worktree_requested":
         task(branch=d["branch"], worktree=d["path"])
     elif t == "task.worktree_ready":

@@ -9,7 +9,6 @@ the futures. A producer whose append returned therefore knows the listeners have
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -68,6 +67,8 @@ class GroupCommitWriter:
 
     async def append(self, events: Sequence[NewEvent]) -> list[Event]:
         """Submit and await the commit without blocking the event loop."""
+        import asyncio  # here, not at the top: read-only commands never load asyncio
+
         future = self.submit(events)
         try:
             asyncio.get_running_loop()
