@@ -77,3 +77,15 @@ def test_unknown_task_and_usage_errors_are_one_line(repo):
         assert proc.returncode == 2, (args, proc.stderr)
         assert "Traceback" not in proc.stderr
         assert proc.stderr.startswith("wf: error:"), proc.stderr
+
+
+def test_logs_json_is_one_object_per_line(repo):
+    assert wf(repo, "run", str(_run(repo))).returncode == 0
+    lines = [json.loads(x) for x in wf(repo, "logs", "t", "--json").stdout.splitlines()]
+    assert lines[0] == {"task": "t", "attempt": 1,
+                        "line": lines[0]["line"]} and "agent commit" in lines[0]["line"]
+
+
+def test_version(repo):
+    proc = wf(repo, "--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("wf ")

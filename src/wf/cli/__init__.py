@@ -20,8 +20,22 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from wf import __version__
+
+        print(f"wf {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """Run many coding agents in parallel on one repository, safely."""
+
+
 def _register() -> None:
-    from wf.cli import control, inspect, running  # noqa: F401  (commands register on import)
+    from wf.cli import running, inspect, control  # noqa: F401, I001  (register in this order)
 
 
 def main(argv: list[str] | None = None) -> None:

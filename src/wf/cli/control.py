@@ -64,7 +64,8 @@ def clean(
 
 
 @app.command()
-def init(force: Annotated[bool, typer.Option("--force", help="overwrite wf.toml")] = False) -> int:
+def init(force: Annotated[bool, typer.Option("--force", help="overwrite wf.toml")] = False,
+         as_json: JsonOpt = False) -> int:
     """Write a commented wf.toml at the repository root."""
     from wf.init_template import INIT_TEMPLATE
 
@@ -73,5 +74,8 @@ def init(force: Annotated[bool, typer.Option("--force", help="overwrite wf.toml"
     if path.exists() and not force:
         raise UsageError(f"{path} already exists", hint="use --force to overwrite it")
     path.write_text(INIT_TEMPLATE)
-    console.print(f"wrote {path}")
+    if as_json:
+        print_json({"path": str(path)})
+    else:
+        console.print(f"wrote {path}")
     return 0

@@ -50,14 +50,15 @@ def logs(
     task: Annotated[str, typer.Argument(help="task id")],
     attempt: Annotated[Optional[int], typer.Option(help="attempt number (default: latest)")] = None,
     follow: Annotated[bool, typer.Option("-f", "--follow", help="keep printing new output")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per output line")] = False,
 ) -> int:
     """The output of a task's agent (its latest attempt unless --attempt)."""
     repo = api.open_repo()
     path, n, running = api.attempt_log(repo, task, attempt)
-    out = sys.stdout.buffer
+    write = _json_lines(task, n) if as_json else _raw_bytes()
     rotated = path.with_name(path.name + ".1")
     if rotated.exists():
-        out.write(rotated.read_bytes())
+        write(rotated.read_bytes())
     pos = 0
     while True:
         try:
@@ -70,13 +71,35 @@ def logs(
         except FileNotFoundError:
             chunk = b""
         if chunk:
-            out.write(chunk)
-            out.flush()
+            write(chunk)
             pos += len(chunk)
         if not follow or not running:
+            write(b"", final=True)
             return 0
         time.sleep(0.2)
         running = api.attempt_log(repo, task, n)[2]
+
+
+def _raw_bytes():
+    out = sys.stdout.buffer
+
+    def write(chunk: bytes, final: bool = False) -> None:
+        out.write(chunk)
+        out.flush()
+    return write
+
+
+def _json_lines(task: str, attempt: int):
+    pending = [b""]
+
+    def write(chunk: bytes, final: bool = False) -> None:
+        *lines, pending[0] = (pending[0] + chunk).split(b"\n")
+        if final and pending[0]:
+            lines, pending[0] = [*lines, pending[0]], b""
+        for line in lines:
+            print_json({"task": task, "attempt": attempt,
+                        "line": line.decode("utf-8", "replace")})
+    return write
 
 
 @app.command()
