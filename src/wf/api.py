@@ -205,6 +205,8 @@ def run(repo: Repo, specs: list[TaskSpec] | None, *, command: str,
         wt = WorktreeManager(repo.root, repo.worktree_root, port_range=repo.config.port_range)
         engine = LocalEngine(EngineDeps(store=store, writer=writer, worktrees=wt,
                                         config=repo.config, logs_dir=repo.logs_dir))
+        if repo.config.merge.enabled:
+            engine.merge_target = repo.config.merge.target or repo.default_base()
         if on_engine:
             on_engine(engine)
         try:
@@ -217,7 +219,8 @@ def run(repo: Repo, specs: list[TaskSpec] | None, *, command: str,
                 hint="`wf resume` adopts them and carries on; `wf cancel TASK` stops one") from None
         scope = [s.id for s in specs] if specs else sorted(engine.touched)
         rows = [final.tasks[t] for t in scope if t in final.tasks]
-        code = 0 if all(r["state"] == "done" for r in rows) else 1
+        goal = "merged" if repo.config.merge.auto else "done"
+        code = 0 if all(r["state"] in (goal, "merged") for r in rows) else 1
         _finish_run(writer, run_id, code)
         return RunResult(code, rows)
     finally:
@@ -280,13 +283,14 @@ def get_task(store: Any, task_id: str) -> dict[str, Any]:
     return row
 
 
-def send_signal(repo: Repo, kind: SignalKind, task_id: str) -> tuple[Event, bool]:
+def send_signal(repo: Repo, kind: SignalKind, task_id: str,
+                **data: Any) -> tuple[Event, bool]:
     """Write a signal for the engine; (the event, whether an engine is active to act on it)."""
     store = open_store(repo, create=False)
     try:
         get_task(store, task_id)
         [event] = store.append([NewEvent(SIGNAL_STREAM, "signal.sent",
-                                         {"kind": str(kind), "task": task_id})])
+                                         {"kind": str(kind), "task": task_id, **data})])
     finally:
         store.close()
     return event, engine_active(repo)
@@ -352,7 +356,7 @@ def task_diff(repo: Repo, task_id: str, *, stat: bool = False) -> dict[str, Any]
 
 # -- cleaning --------------------------------------------------------------------------------
 
-FINISHED = ("done", "failed", "cancelled", "blocked")
+FINISHED = ("done", "failed", "cancelled", "blocked", "merged")
 
 
 def clean(repo: Repo, task_ids: list[str], *, force: bool = False,
@@ -432,3 +436,20 @@ def _clean_orphans(wt: Any, known: set[str], force: bool) -> list[dict[str, Any]
             item["result"] = f"kept: {exc.message}"
         report.append(item)
     return report
+
+
+# -- the merge queue -------------------------------------------------------------------------
+
+QUEUE_FIELDS = ("task_id", "state", "position", "branch", "head", "approved", "last_check",
+                "reason_kind", "reason", "landed_commit", "entered_ts", "updated_ts")
+
+
+def queue_status(repo: Repo) -> list[dict[str, Any]]:
+    """Every merge-queue entry in the order it entered, with its state and last reason."""
+    if not repo.db_path.exists():
+        return []
+    store = open_store(repo)
+    try:
+        return [{k: row.get(k) for k in QUEUE_FIELDS} for row in store.queue()]
+    finally:
+        store.close()

@@ -6,10 +6,11 @@ what a valid configuration is.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from wf.merge_queue.policy import PolicyConfig
 from wf.model import check_task_id, parse_duration
 from wf.spec import RetryPolicy
 
@@ -72,6 +73,40 @@ class TaskConfig(BaseModel):
         return value
 
 
+class MergeConfig(BaseModel):
+    """``[merge]``: the merge queue. It lands a task's branch on ``target`` only through a
+    commit whose exact tree passed every ``check``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: str | None = Field(None, description="branch to land on; default: the base branch")
+    check: tuple[tuple[str, ...], ...] = Field(
+        (), description="check commands (argv), all must exit 0; none means land untested")
+    check_timeout: float | None = Field(1800.0, description="timeout of one check command")
+    land: Literal["local", "push"] = Field("local", description="move the branch here, or push")
+    remote: str = Field("origin", description="remote pushed to with land = \"push\"")
+    auto: bool = Field(False, description="enqueue every task that succeeds")
+    require_approval: bool = Field(False, description="hold each entry until `wf approve`")
+    max_batch: int = Field(50, ge=1, le=1000, description="entries tested together at most")
+    max_parallel_checks: int = Field(2, ge=1, le=64, description="checks running at once")
+    resolve_conflicts: bool = Field(False, description="rebase and rerun the agent on conflict")
+
+    _timeout = field_validator("check_timeout", mode="before")(
+        classmethod(lambda cls, v: _opt_duration(v)))
+
+    @field_validator("check", mode="before")
+    @classmethod
+    def _checks(cls, value: Any) -> Any:
+        # `check = ["pytest", "-q"]` is one command; `check = [["ruff", "."], ["pytest"]]` two.
+        if isinstance(value, list | tuple) and value and all(isinstance(v, str) for v in value):
+            return (tuple(value),)
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return self.auto or bool(self.check) or self.require_approval
+
+
 class Config(BaseModel):
     """The whole configuration. Every field can be set in wf.toml, in ``[tool.wf]`` of
     pyproject.toml, in a tasks file (for that run), or by a ``WF_<FIELD>`` variable."""
@@ -90,6 +125,8 @@ class Config(BaseModel):
     log_max_bytes: int = Field(20 * 1024 * 1024, ge=4096, description="agent log size cap")
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     agents: dict[str, AgentConfig] = Field(default_factory=dict)
+    merge: MergeConfig = Field(default_factory=MergeConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
 
     _durations = field_validator("timeout", "no_output_timeout", mode="before")(
         classmethod(lambda cls, v: _opt_duration(v)))

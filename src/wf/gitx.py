@@ -517,3 +517,123 @@ def ignored_among(root: Path, paths: Sequence[str]) -> list[str]:
         raise GitCommandError(f"git check-ignore failed: {_reason(proc)}", argv=proc.args,
                               returncode=proc.returncode, stderr=proc.stderr)
     return [p for p in proc.stdout.split("\0") if p]
+
+
+# --- merging without a worktree ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MergeTreeResult:
+    """What ``git merge-tree --write-tree`` says about merging two commits. ``tree`` is the
+    merged tree when ``clean`` (None otherwise: git's tree then holds conflict markers);
+    ``messages`` are git's lines about a conflicted merge (``CONFLICT (content): Merge conflict
+    in a.py``, ``Auto-merging a.py``); git prints none for a clean one."""
+
+    clean: bool
+    tree: str | None
+    conflicted_files: tuple[str, ...] = ()
+    messages: tuple[str, ...] = ()
+
+
+def merge_tree(root: Path, onto: str, branch: str) -> MergeTreeResult:
+    """Merge ``branch`` into ``onto`` in memory (the same ort merge ``git merge`` does, from their
+    merge base) without touching a worktree, the index or any ref. Histories that share no
+    commit are an error, as are names that are not commits."""
+    args = ["merge-tree", "--write-tree", "--name-only", "-z", "--end-of-options",
+            check_rev(onto), check_rev(branch)]
+    proc = run_git(args, cwd=root, check=False)
+    fields = proc.stdout.split("\0")
+    # git 2.39 also exits 1, with nothing on stdout, for a name that is not a commit.
+    if proc.returncode not in (0, 1) or not _is_object_id(fields[0]):
+        raise GitCommandError(f"git merge-tree failed: {_reason(proc)}", argv=proc.args,
+                              returncode=proc.returncode, stderr=proc.stderr)
+    if proc.returncode == 0:
+        return MergeTreeResult(clean=True, tree=fields[0])
+    # -z output: TREE NUL (FILE NUL)* NUL (COUNT NUL (PATH NUL){COUNT} TYPE NUL MESSAGE NUL)*
+    end = fields.index("", 1) if "" in fields[1:] else len(fields)
+    files = tuple(dict.fromkeys(fields[1:end]))
+    return MergeTreeResult(clean=False, tree=None, conflicted_files=files,
+                           messages=_merge_messages(fields[end + 1:]))
+
+
+def _merge_messages(fields: Sequence[str]) -> tuple[str, ...]:
+    messages: list[str] = []
+    i = 0
+    while i < len(fields) and fields[i].isdigit():
+        i += 1 + int(fields[i])  # skip the count and the paths the message is about
+        if i + 1 < len(fields):  # fields[i] is the type ("CONFLICT (contents)"), then the text
+            messages.append(fields[i + 1].strip())
+        i += 2
+    return tuple(messages)
+
+
+def _is_object_id(text: str) -> bool:
+    return len(text) in (40, 64) and all(c in "0123456789abcdef" for c in text)
+
+
+@dataclass(frozen=True)
+class ChangedFile:
+    """One record of ``git diff --numstat``: lines added and deleted, both None for a binary
+    file; ``old_path`` is the path before a rename."""
+
+    path: str
+    added: int | None
+    deleted: int | None
+    old_path: str | None = None
+
+
+def diff_numstat(root: Path, base: str, head_rev: str) -> tuple[ChangedFile, ...]:
+    """Files changed from ``base`` to ``head_rev`` (commits or trees), renames detected. Raw
+    counts: no textconv, no external diff, paths relative to the top of the repository."""
+    out = run_git(["diff", "--numstat", "-z", "-M", "--no-textconv", "--no-ext-diff",
+                   "--no-relative", "--end-of-options", check_rev(base), check_rev(head_rev),
+                   "--"], cwd=root).stdout
+    fields = out.split("\0")
+    changes: list[ChangedFile] = []
+    i = 0
+    while i < len(fields) and fields[i]:
+        added, deleted, path = fields[i].split("\t", 2)
+        old_path = None
+        if not path:  # a rename: "ADDED\tDELETED\t" NUL OLD NUL NEW
+            old_path, path = fields[i + 1], fields[i + 2]
+            i += 2
+        changes.append(ChangedFile(path, _count(added), _count(deleted), old_path))
+        i += 1
+    return tuple(changes)
+
+
+def _count(field: str) -> int | None:
+    return None if field == "-" else int(field)
+
+
+# --- the merge queue: integration worktrees and landing ----------------------------------------
+
+def worktree_add_detached(root: Path, path: Path, commit: str) -> None:
+    """A new worktree at ``path`` with a detached HEAD at ``commit`` (no branch)."""
+    run_git(["worktree", "add", "--quiet", "--detach", "--", str(path), check_rev(commit)],
+            cwd=root)
+
+
+def checkout_detached(path: Path, commit: str) -> None:
+    """Move a worktree to ``commit`` exactly: forced checkout, then untracked files removed
+    (ignored ones stay, like a CI cache)."""
+    run_git(["checkout", "--quiet", "--force", "--detach", check_rev(commit), "--"], cwd=path)
+    run_git(["clean", "-fdq"], cwd=path)
+
+
+def has_tracked_changes(path: Path) -> bool:
+    """Uncommitted changes to tracked files (staged or not); untracked files do not count."""
+    return bool(_out(["status", "--porcelain", "--untracked-files=no"], path))
+
+
+def read_tree_update(path: Path, old: str, new: str) -> None:
+    """Bring the index and files of the worktree at ``path`` from ``old`` to ``new`` (a
+    two-tree merge: local changes that do not conflict are kept)."""
+    run_git(["read-tree", "-m", "-u", check_rev(old), check_rev(new)], cwd=path)
+
+
+def push_with_lease(root: Path, remote: str, commit: str, branch: str, expected: str) -> None:
+    """Push ``commit`` to ``remote``'s ``branch`` only if it is still at ``expected``."""
+    ref = f"refs/heads/{check_rev(branch)}"
+    run_git(["push", "--quiet", "--porcelain", f"--force-with-lease={ref}:{check_rev(expected)}",
+             "--", check_rev(remote), f"{check_rev(commit)}:{ref}"], cwd=root)

@@ -48,6 +48,40 @@ jitter = 0.2
 # timeout, no_output_timeout, setup_error (config_error is never retried anyway).
 non_retryable = ["config_error"]
 
+# The merge queue: lands finished branches on `target`, but only through a commit whose exact
+# tree passed every check. It is off until you enable it (auto, check or require_approval).
+[merge]
+# Branch to land on (default: the base branch).
+# target = "main"
+# Check commands (argv, no shell), run on the merged result; all must exit 0. One command,
+# or several: check = [["ruff", "check", "."], ["pytest", "-q", "-x"]]
+check = []
+# Timeout of one check command.
+check_timeout = "30m"
+# "local" moves the target branch in this repository; "push" pushes it to `remote` with a lease.
+land = "local"
+remote = "origin"
+# Enqueue every task that succeeds; `wf run` then exits 0 only when every task landed.
+auto = false
+# Hold every entry until `wf approve TASK` (`wf reject TASK --reason ...` sends it back).
+require_approval = false
+# At most this many entries tested together, and this many checks at once.
+max_batch = 50
+max_parallel_checks = 2
+# On a conflict, rebase the branch and run the task's agent again with the conflict described.
+resolve_conflicts = false
+
+# Rules checked when a branch enters the merge queue. Globs are gitignore-like ("**" crosses
+# folders, "*" does not). A denial names the rule and is never retried.
+[policy]
+# Paths a task must never change.
+forbidden_paths = []
+# Paths whose change waits for `wf approve`, e.g. [".github/workflows/**"].
+approval_paths = []
+# Limits on one branch's change (unset: no limit).
+# max_changed_lines = 400
+# max_changed_files = 40
+
 # An agent of your own. The command is an argv, run without a shell in the task's worktree;
 # {prompt}, {task_id}, {worktree} and {attempt} are replaced in each argument.
 # [agents.aider]

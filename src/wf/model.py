@@ -77,13 +77,15 @@ class TaskState(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     BLOCKED = "blocked"
+    MERGED = "merged"  # its branch landed through the merge queue
 
     @property
     def terminal(self) -> bool:
         return self in _TERMINAL_TASK
 
 
-_TERMINAL_TASK = {TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED, TaskState.BLOCKED}
+_TERMINAL_TASK = {TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED, TaskState.BLOCKED,
+                  TaskState.MERGED}
 
 
 class AttemptState(StrEnum):
@@ -126,6 +128,11 @@ SIGNAL_STREAM = "signals"
 class SignalKind(StrEnum):
     CANCEL = "cancel"
     RETRY = "retry"
+    ENQUEUE = "enqueue"  # wf queue add
+    DEQUEUE = "dequeue"  # wf queue rm
+    REQUEUE = "requeue"  # wf queue retry
+    APPROVE = "approve"
+    REJECT = "reject"
 
 
 @dataclass(frozen=True)

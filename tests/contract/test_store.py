@@ -21,6 +21,7 @@ import pytest
 from wf.errors import ConcurrencyError, StoreError
 from wf.model import RUN_STREAM, SIGNAL_STREAM, Event, NewEvent, task_stream
 from wf.store import EventStore, GroupCommitWriter, SqliteEventStore
+from wf.store.projections import COLUMNS
 
 StoreFactory = Callable[..., EventStore]  # open_store(path=the test's default file)
 IMPLEMENTATIONS: dict[str, Callable[[Path], EventStore]] = {"sqlite": SqliteEventStore}
@@ -215,7 +216,7 @@ def test_snapshot_rows_are_sorted_by_primary_key(store: EventStore) -> None:
                   NewEvent(task_stream("b"), "attempt.started", {"n": 1})])
 
     snap = store.snapshot()
-    assert set(snap) == {"tasks", "attempts", "signals", "runs"}
+    assert set(snap) == set(COLUMNS)
     assert [t["id"] for t in snap["tasks"]] == ["a", "b"]
     assert [a["n"] for a in snap["attempts"]] == [1, 2]
 

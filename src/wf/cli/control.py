@@ -17,9 +17,9 @@ from wf.model import SignalKind
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 
-def _signal(kind: SignalKind, task: str, as_json: bool) -> int:
+def _signal(kind: SignalKind, task: str, as_json: bool, **data: str) -> int:
     repo = api.open_repo()
-    event, active = api.send_signal(repo, kind, task)
+    event, active = api.send_signal(repo, kind, task, **data)
     if as_json:
         print_json({"signal": str(kind), "task": task, "seq": event.seq, "engine_active": active})
     elif active:

@@ -23,6 +23,7 @@ STATE_STYLE = {
     "failed": ("✘", "red"),
     "cancelled": ("■", "magenta"),
     "blocked": ("⊘", "red"),
+    "merged": ("⬆", "bold green"),
 }
 
 

@@ -12,7 +12,7 @@ from wf.model import AttemptState, FailureKind, NewEvent, task_stream
 from wf.spec import RetryPolicy
 
 FAILED_DEP_STATES = frozenset({"failed", "cancelled", "blocked"})
-TERMINAL_STATES = frozenset({"done", "failed", "cancelled", "blocked"})
+TERMINAL_STATES = frozenset({"done", "failed", "cancelled", "blocked", "merged"})
 
 
 @dataclass(frozen=True)
@@ -23,8 +23,9 @@ class Readiness:
 
 
 def readiness(task: Mapping[str, Any], tasks: Mapping[str, Mapping[str, Any]],
-              now: float) -> Readiness:
-    """Whether a queued or retrying task may start an attempt now."""
+              now: float, *, deps_must_land: bool = False) -> Readiness:
+    """Whether a queued or retrying task may start an attempt now. With ``deps_must_land``
+    (the merge queue enqueues every success) a dependency counts once it has landed."""
     if task["state"] == "retrying":
         return Readiness(ready=(task["next_retry_at"] or 0) <= now)
     if task["state"] != "queued":
@@ -35,7 +36,7 @@ def readiness(task: Mapping[str, Any], tasks: Mapping[str, Mapping[str, Any]],
             return Readiness(ready=False, blocked_by=dep, blocked_state="unknown")
         if dep_row["state"] in FAILED_DEP_STATES:
             return Readiness(ready=False, blocked_by=dep, blocked_state=dep_row["state"])
-        if dep_row["state"] != "done":
+        if dep_row["state"] != "merged" and (deps_must_land or dep_row["state"] != "done"):
             return Readiness(ready=False)
     return Readiness(ready=True)
 

@@ -28,7 +28,9 @@ from wf import gitx
 from wf.agents import runner
 from wf.agents.runner import AttemptFiles
 from wf.config import Config
-from wf.engine.decide import Outcome, classify_exit, plan_after_attempt, readiness
+from wf.engine.decide import (
+    TERMINAL_STATES, Outcome, classify_exit, plan_after_attempt, readiness,
+)
 from wf.errors import WfError
 from wf.model import (
     RUN_STREAM, SIGNAL_STREAM, AttemptState, Event, FailureKind, NewEvent, task_stream,
@@ -36,6 +38,7 @@ from wf.model import (
 from wf.spec import TaskSpec
 from wf.store.projections import Projection, apply
 
+QUEUE_SIGNALS = frozenset({"enqueue", "dequeue", "requeue", "approve", "reject"})
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when stopping an attempt
 SIGNAL_POLL = 0.25  # how often the loop looks for signals written by other processes
 ADOPTED_POLL = 0.2  # how often an adopted attempt's exit file is checked
@@ -92,6 +95,8 @@ class LocalEngine:
         self.touched: set[str] = set()  # tasks this engine session drove or changed
         self._wake = anyio.Event()
         self._last_signal_poll = 0.0
+        self.queue: Any = None  # the merge queue's runner, when [merge] is enabled
+        self.merge_target: str | None = None
 
     # -- the log ----------------------------------------------------------------------------
     async def append(self, *events: NewEvent) -> list[Event]:
@@ -114,6 +119,12 @@ class LocalEngine:
         await self.append(NewEvent(RUN_STREAM, "run.started", {
             "run_id": run_id, "pid": os.getpid(), "host": os.uname().nodename, "argv": argv}))
         async with anyio.create_task_group() as tg:
+            if self.d.config.merge.enabled and self.merge_target:
+                from wf.merge_queue.runner import QueueRunner
+
+                self.queue = QueueRunner(self, target=self.merge_target,
+                                         logs_dir=self.d.logs_dir.parent / "queue")
+                tg.start_soon(self.queue.run)
             await self._reconcile(tg)
             while True:
                 await self._poll_signals(tg)
@@ -123,11 +134,12 @@ class LocalEngine:
                 with anyio.move_on_after(self._sleep_for()):
                     await self._wake.wait()
                 self._wake = anyio.Event()
+            tg.cancel_scope.cancel()  # the queue runner loops until told to stop
         return self.p
 
     def _all_settled(self) -> bool:
-        return all(t["state"] in ("done", "failed", "cancelled", "blocked")
-                   for t in self.p.tasks.values())
+        return (all(t["state"] in TERMINAL_STATES for t in self.p.tasks.values())
+                and not (self.queue and self.queue.busy()))
 
     def _sleep_for(self) -> float:
         now = self.d.clock.now()
@@ -147,7 +159,8 @@ class LocalEngine:
         for tid, task in list(self.p.tasks.items()):
             if task["state"] not in ("queued", "retrying") or tid in self.active:
                 continue
-            r = readiness(task, self.p.tasks, now)
+            r = readiness(task, self.p.tasks, now,
+                          deps_must_land=self.d.config.merge.auto and self.queue is not None)
             if r.blocked_by:
                 await self._task_event(tid, "task.blocked", {
                     "kind": "dependency", "dependency": r.blocked_by,
@@ -201,7 +214,40 @@ class LocalEngine:
                 await self._requeue_with_dependents(tid)
                 return "requeued"
             return f"already {state}"
+        if kind in QUEUE_SIGNALS:
+            return await self._apply_queue_signal(kind, tid, sig.get("data") or {})
         return f"unknown signal {kind}"
+
+    async def _apply_queue_signal(self, kind: str, tid: str, data: Mapping[str, Any]) -> str:
+        """wf queue add / rm / retry, wf approve / reject."""
+        if self.queue is None:
+            return "the merge queue is not enabled ([merge] in wf.toml)"
+        entry = self.p.queue.get(tid)
+        state = entry["state"] if entry else None
+        stream = task_stream(tid)
+        if kind in ("enqueue", "requeue"):
+            if self.p.tasks[tid]["state"] not in ("done",):
+                return f"task is {self.p.tasks[tid]['state']}, not done"
+            if state in ("pending", "queued", "waiting_approval"):
+                return f"already {state}"
+            if state == "landed":
+                return "already landed"
+            await self.append(self._enqueue_event(tid, self.p.tasks[tid]["commit_sha"]))
+        elif kind == "dequeue":
+            if state not in ("pending", "queued", "waiting_approval"):
+                return f"not in the queue ({state or 'never entered'})"
+            await self._task_event(tid, "queue.removed", {"detail": "removed by wf queue rm"})
+        elif kind == "approve":
+            if state != "waiting_approval":
+                return f"not waiting for approval ({state or 'not in the queue'})"
+            await self._task_event(tid, "queue.approved", {"by": data.get("by")})
+        elif kind == "reject":
+            if state not in ("pending", "queued", "waiting_approval"):
+                return f"not in the queue ({state or 'never entered'})"
+            await self._task_event(tid, "queue.evicted", {
+                "kind": "rejected", "detail": data.get("reason") or "rejected"})
+        self.queue.wake()
+        return "ok"
 
     async def _requeue_with_dependents(self, tid: str) -> None:
         """Requeue ``tid`` with a fresh retry budget, and the tasks it blocked, transitively."""
@@ -246,7 +292,15 @@ class LocalEngine:
     async def _close_attempt(self, tid: str, n: int, outcome: Outcome) -> None:
         events = plan_after_attempt(self.p.tasks[tid], n, outcome, self.spec(tid).retry,
                                     self.d.clock.now(), self.d.rng)
+        if outcome.succeeded and self.queue is not None and self.d.config.merge.auto:
+            events.append(self._enqueue_event(tid, outcome.commit))
         await self.append(*events)
+        if self.queue is not None:
+            self.queue.wake()
+
+    def _enqueue_event(self, tid: str, head: str | None) -> NewEvent:
+        return NewEvent(task_stream(tid), "queue.entered",
+                        {"branch": self.p.tasks[tid]["branch"], "head": head})
 
     async def _prepare_and_run(self, tid: str, n: int, files: AttemptFiles) -> Outcome:
         spec = self.spec(tid)
@@ -282,7 +336,10 @@ class LocalEngine:
         wt = self.d.worktrees
         path = wt.worktree_root / tid
         deps = list(spec.depends_on)
-        start = f"wf/{deps[0]}" if deps else None
+        if deps and self.queue is not None and self.d.config.merge.auto:
+            deps, start = [], self.merge_target  # they have landed: start from the target
+        else:
+            start = f"wf/{deps[0]}" if deps else None
         await self._task_event(tid, "task.worktree_requested", {
             "branch": spec.branch, "path": str(path), "base_ref": spec.base, "start_point": start})
         info = await anyio.to_thread.run_sync(

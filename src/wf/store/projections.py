@@ -29,12 +29,19 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "signals": ("seq", "kind", "task_id", "data", "created_ts", "handled_seq", "result"),
     "runs": ("id", "pid", "host", "argv", "started_ts", "ended_ts", "exit_code"),
+    "queue": (
+        "task_id", "state", "position", "branch", "head", "approved", "last_check",
+        "reason_kind", "reason", "landed_commit", "entered_ts", "updated_ts",
+    ),
+    "tested_trees": ("tree", "result", "passes", "fails", "infra", "detail", "updated_ts"),
 }
 PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "tasks": ("id",),
     "attempts": ("task_id", "n"),
     "signals": ("seq",),
     "runs": ("id",),
+    "queue": ("task_id",),
+    "tested_trees": ("tree",),
 }
 JSON_COLUMNS = {("tasks", "spec"), ("tasks", "depends_on"), ("signals", "data"), ("runs", "argv")}
 
@@ -47,6 +54,8 @@ class Projection:
     attempts: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     signals: dict[int, dict[str, Any]] = field(default_factory=dict)
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    queue: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tested_trees: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def table(self, name: str) -> dict[Any, dict[str, Any]]:
         return getattr(self, name)
@@ -134,6 +143,10 @@ def apply(p: Projection, e: Event) -> set[tuple[str, Any]]:
     elif t == "task.cleaned":
         task(cleaned=1, worktree_ready=0, setup_done=0,
              worktree=None if d.get("worktree_removed") else p.tasks[tid]["worktree"])
+    elif t.startswith("queue."):
+        _apply_queue(p, e, tid, touched)
+        if t == "queue.landed" and tid is not None:
+            task(state="merged", commit_sha=d.get("commit"))
     elif t == "signal.sent":
         p.signals[e.seq] = _blank("signals", seq=e.seq, kind=d["kind"], task_id=d.get("task"),
                                   data=d, created_ts=e.ts)
@@ -160,3 +173,55 @@ def fold(events: Any, into: Projection | None = None) -> Projection:
     for e in events:
         apply(p, e)
     return p
+
+
+QUEUE_ENTRY_STATES = {
+    "queue.entered": "pending",  # waiting for admission
+    "queue.admitted": "queued",
+    "queue.needs_approval": "waiting_approval",
+    "queue.approved": "queued",
+    "queue.landed": "landed",
+    "queue.evicted": "evicted",
+    "queue.removed": "removed",
+}
+
+
+def _apply_queue(p: Projection, e: Event, tid: str | None, touched: set[tuple[str, Any]]) -> None:
+    """Queue entries (one per task, on the task's stream) and the tested-tree cache (on the
+    ``queue`` stream)."""
+    d, t = e.data, e.type
+    if t == "queue.check_finished":
+        row = p.tested_trees.get(d["tree"])
+        if row is None:
+            row = p.tested_trees[d["tree"]] = _blank("tested_trees", tree=d["tree"], passes=0,
+                                                     fails=0, infra=0)
+        key = {"pass": "passes", "fail": "fails", "infra": "infra"}[d["result"]]
+        row[key] += 1
+        if d["result"] != "infra":
+            row["result"] = d["result"]
+        row.update(detail=d.get("detail"), updated_ts=e.ts)
+        touched.add(("tested_trees", d["tree"]))
+        for entry in d.get("entries", ()):
+            if entry in p.queue:
+                p.queue[entry].update(last_check=f"{d['result']} ({d.get('size')} in batch)",
+                                      updated_ts=e.ts)
+                touched.add(("queue", entry))
+        return
+    if tid is None or t not in QUEUE_ENTRY_STATES:
+        return
+    row = p.queue.get(tid)
+    if t == "queue.entered":
+        row = p.queue[tid] = _blank("queue", task_id=tid, position=e.seq, branch=d["branch"],
+                                    head=d.get("head"), approved=0, entered_ts=e.ts)
+    elif row is None:
+        return
+    row.update(state=QUEUE_ENTRY_STATES[t], updated_ts=e.ts)
+    if t == "queue.approved":
+        row["approved"] = 1
+    if t in ("queue.evicted", "queue.needs_approval"):
+        row.update(reason_kind=d.get("kind"), reason=d.get("detail"))
+    if t == "queue.landed":
+        row.update(landed_commit=d.get("commit"), reason_kind=None, reason=None)
+    if t == "queue.admitted":
+        row.update(head=d.get("head", row["head"]), reason_kind=None, reason=None)
+    touched.add(("queue", tid))

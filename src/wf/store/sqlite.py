@@ -321,6 +321,10 @@ class SqliteEventStore:
     def runs(self) -> list[dict[str, Any]]:
         return self._rows("runs", " ORDER BY started_ts, id")
 
+    def queue(self) -> list[dict[str, Any]]:
+        """Merge-queue entries in the order they entered."""
+        return self._rows("queue", " ORDER BY position")
+
     def projection(self) -> Projection:
         """The current state of every projection table, as a fresh ``Projection``."""
         with self._lock:

@@ -1,0 +1,81 @@
+"""wf queue (show, add, rm, retry), wf approve, wf reject: the merge queue."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from wf import api
+from wf.cli import app
+from wf.cli.control import JsonOpt, _signal
+from wf.cli.output import console, note, print_json
+from wf.model import SignalKind
+
+queue_app = typer.Typer(help="The merge queue: what waits, what is under test, what landed.",
+                        invoke_without_command=True, no_args_is_help=False)
+app.add_typer(queue_app, name="queue")
+
+ENTRY_STYLE = {"pending": ("·", "dim"), "queued": ("·", "cyan"),
+               "waiting_approval": ("?", "yellow"), "landed": ("⬆", "green"),
+               "evicted": ("✘", "red"), "removed": ("■", "magenta")}
+
+
+@queue_app.callback()
+def show(ctx: typer.Context, as_json: JsonOpt = False) -> int:
+    """Show the queue: position, state, last check, and why anything was evicted."""
+    if ctx.invoked_subcommand is not None:
+        return 0
+    entries = api.queue_status(api.open_repo())
+    if as_json:
+        print_json(entries)
+        return 0
+    if not entries:
+        note("the merge queue is empty")
+        return 0
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col in ("#", "task", "state", "last check", "reason"):
+        table.add_column(col, overflow="fold" if col == "reason" else "ellipsis")
+    for n, e in enumerate(entries, start=1):
+        icon, style = ENTRY_STYLE.get(e["state"], ("?", ""))
+        state = f"[{style}]{icon} {e['state']}[/]"
+        reason = f"{e['reason_kind']}: {e['reason']}" if e["reason_kind"] else ""
+        table.add_row(str(n), e["task_id"], state, e["last_check"] or "-", escape(reason))
+    console.print(table)
+    return 0
+
+
+@queue_app.command("add")
+def add(task: Annotated[str, typer.Argument(help="task id")], as_json: JsonOpt = False) -> int:
+    """Put a finished task's branch in the merge queue."""
+    return _signal(SignalKind.ENQUEUE, task, as_json)
+
+
+@queue_app.command("rm")
+def remove(task: Annotated[str, typer.Argument(help="task id")], as_json: JsonOpt = False) -> int:
+    """Take an entry out of the queue (its branch stays)."""
+    return _signal(SignalKind.DEQUEUE, task, as_json)
+
+
+@queue_app.command("retry")
+def requeue(task: Annotated[str, typer.Argument(help="task id")], as_json: JsonOpt = False) -> int:
+    """Put an evicted entry back in the queue, e.g. after fixing its branch."""
+    return _signal(SignalKind.REQUEUE, task, as_json)
+
+
+@app.command()
+def approve(task: Annotated[str, typer.Argument(help="task id")], as_json: JsonOpt = False) -> int:
+    """Let an entry waiting for approval go on to be tested and landed."""
+    return _signal(SignalKind.APPROVE, task, as_json)
+
+
+@app.command()
+def reject(
+    task: Annotated[str, typer.Argument(help="task id")],
+    reason: Annotated[str, typer.Option("--reason", help="why; recorded as the eviction reason")] = "rejected",
+    as_json: JsonOpt = False,
+) -> int:
+    """Send an entry back: it leaves the queue with the reason given."""
+    return _signal(SignalKind.REJECT, task, as_json, reason=reason)

@@ -1,0 +1,93 @@
+"""Candidate commits: the target with a prefix of the queue merged on top, one merge commit per
+entry, built in git's object database without touching any worktree.
+
+``C_0`` is the target commit and ``C_i`` merges entry ``i`` into ``C_(i-1)``, so every prefix of
+the queue is one commit of the chain. After the queue lands ``C_g``, the target *is* ``C_g`` and
+the rest of the chain stays valid; only an eviction forces a rebuild from the evicted entry on.
+The landed commit is always the very commit whose tree was checked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wf import gitx
+
+
+@dataclass(frozen=True)
+class Entry:
+    task_id: str
+    branch: str
+    head: str  # the branch tip the entry was admitted with
+
+
+@dataclass
+class Chain:
+    """The prefix commits of ``entries`` on ``base``; ``commits[i]`` holds the first i+1."""
+
+    base: str
+    entries: list[Entry] = field(default_factory=list)
+    commits: list[str] = field(default_factory=list)
+    trees: list[str] = field(default_factory=list)
+
+    def prefix(self, size: int) -> tuple[str, str]:
+        """(commit, tree) of the target plus the first ``size`` entries."""
+        return self.commits[size - 1], self.trees[size - 1]
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Entry ``index`` does not merge onto the entries before it."""
+
+    index: int
+    files: tuple[str, ...]
+
+
+class ChainBuilder:
+    """Builds and reuses chains. Blocking: call from a worker thread."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.chain: Chain | None = None
+
+    def build(self, base: str, entries: list[Entry]) -> Chain | Conflict:
+        """The chain of ``entries`` on ``base``, reusing the longest still-valid part of the
+        previous one (same base and same entries in the same order, or a base that is one of
+        its commits, as after a landing)."""
+        chain = self._reusable(base, entries)
+        for i in range(len(chain.commits), len(entries)):
+            entry = entries[i]
+            parent = chain.commits[-1] if chain.commits else base
+            result = gitx.merge_tree(self.root, parent, entry.head)
+            if not result.clean:
+                self.chain = chain
+                return Conflict(i, result.conflicted_files)
+            commit = gitx.commit_tree(
+                self.root, result.tree, [parent, entry.head],
+                f"Merge {entry.branch} (wf merge queue)\n\nWf-Task: {entry.task_id}\n")
+            chain.entries.append(entry)
+            chain.commits.append(commit)
+            chain.trees.append(result.tree)
+        self.chain = chain
+        return chain
+
+    def _reusable(self, base: str, entries: list[Entry]) -> Chain:
+        old = self.chain
+        fresh = Chain(base)
+        if old is None:
+            return fresh
+        skip = 0
+        if old.base != base:
+            if base not in old.commits:
+                return fresh
+            skip = old.commits.index(base) + 1  # the target moved along the chain
+        kept = Chain(base)
+        for i, entry in enumerate(entries):
+            j = i + skip
+            if j >= len(old.entries) or old.entries[j] != entry:
+                break
+            kept.entries.append(entry)
+            kept.commits.append(old.commits[j])
+            kept.trees.append(old.trees[j])
+        return kept

@@ -1,0 +1,113 @@
+"""Running the configured checks on a candidate commit, in integration worktrees.
+
+Each slot is a detached worktree ``<worktree_root>/.wf-mq-<n>`` that is moved to the candidate
+with a forced checkout and ``git clean -fd``: the checks see exactly the candidate's tracked
+tree, while ignored files (build caches, a ``.env`` copied from ``.worktreeinclude``) survive
+between runs the way a CI cache would.
+
+A check exiting 0 passes; 75 (EX_TEMPFAIL) is an infrastructure failure, which the queue
+retries and never bisects; anything else, or a timeout, fails the candidate.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from wf import gitx
+from wf.agents.runner import agent_environment
+from wf.worktrees.include import copy_included_files
+from wf.worktrees.manager import repo_lock
+
+INFRA_EXIT = 75
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    result: str  # "pass" | "fail" | "infra"
+    detail: str
+    duration: float
+    log_path: str
+
+
+class CheckSlots:
+    """A pool of integration worktrees, one per parallel check. Blocking methods."""
+
+    def __init__(self, root: Path, worktree_root: Path, logs_dir: Path, count: int) -> None:
+        self.root, self.worktree_root, self.logs_dir = root, worktree_root, logs_dir
+        self.count = count
+        self.free = list(range(count))
+
+    def path(self, slot: int) -> Path:
+        return self.worktree_root / f".wf-mq-{slot}"
+
+    def prepare(self, slot: int, commit: str) -> Path:
+        """Move slot ``slot`` to ``commit``, creating its worktree on first use."""
+        path = self.path(slot)
+        if not (path / ".git").exists():
+            with repo_lock(gitx.common_dir(self.root), "worktree"):
+                gitx.worktree_prune(self.root)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                gitx.worktree_add_detached(self.root, path, commit)
+            copy_included_files(self.root, path)
+        else:
+            gitx.checkout_detached(path, commit)
+        return path
+
+    def run(self, slot: int, commit: str, tree: str, checks: Sequence[Sequence[str]], *,
+            timeout: float | None, environ: Mapping[str, str]) -> CheckResult:
+        """Run every check on ``commit`` in slot ``slot``; stop at the first that does not pass."""
+        started = time.monotonic()
+        log_path = self.logs_dir / f"{tree[:16]}-{int(time.time() * 1000)}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path = self.prepare(slot, commit)
+        except gitx.GitError as exc:
+            return CheckResult("infra", f"could not check out the candidate: {exc.message}",
+                               time.monotonic() - started, str(log_path))
+        env = agent_environment(environ, extra={}, wf_vars={
+            "WF_CHECK_COMMIT": commit, "WF_CHECK_TREE": tree, "WF_WORKTREE": str(path)})
+        with open(log_path, "wb") as log:
+            for argv in checks:
+                log.write(f"$ {' '.join(argv)}\n".encode())
+                log.flush()
+                code = _run_one(list(argv), path, env, log, timeout)
+                if code != 0:
+                    what = ("timed out" if code is None else
+                            "infrastructure failure (exit 75)" if code == INFRA_EXIT else
+                            f"exit {code}")
+                    result = "infra" if code == INFRA_EXIT else "fail"
+                    return CheckResult(result, f"{' '.join(argv)}: {what}",
+                                       time.monotonic() - started, str(log_path))
+        return CheckResult("pass", "every check passed", time.monotonic() - started,
+                           str(log_path))
+
+
+def _run_one(argv: list[str], cwd: Path, env: Mapping[str, str], log, timeout: float | None
+             ) -> int | None:
+    """Exit status of one check command, None on timeout (its process group is killed)."""
+    try:
+        proc = subprocess.Popen(argv, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    except OSError as exc:
+        log.write(f"wf: cannot start check: {exc}\n".encode())
+        return 127
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=5)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        return None

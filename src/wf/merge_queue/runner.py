@@ -1,0 +1,248 @@
+"""The merge queue inside the engine: admit, plan, check, land, evict — all recorded.
+
+One coroutine, started by the local engine when ``[merge]`` is enabled. Each round it reads the
+queued entries in order, builds their prefix chain on the current target, asks the planner what
+to do, and does exactly that: land a green prefix (compare-and-swap), evict a culprit, or run a
+few prefix checks in parallel. Everything it decides is an event first, so a restarted engine
+plans from the same facts; the tested-tree cache makes a re-run of a finished check free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import anyio
+
+from wf import gitx
+from wf.merge_queue.admission import check_admission
+from wf.merge_queue.candidates import Chain, ChainBuilder, Conflict, Entry
+from wf.merge_queue.checks import CheckSlots
+from wf.merge_queue.landing import land_local, land_push
+from wf.merge_queue.planner import Estimate, plan_round
+from wf.model import NewEvent, task_stream
+
+QUEUE_STREAM = "queue"
+INFRA_BACKOFF = (1.0, 2.0, 4.0)  # then the queue pauses
+REFUSED_RETRY = 2.0  # seconds between attempts to land on a dirty checked-out target
+
+
+class QueueRunner:
+    def __init__(self, engine: Any, *, target: str, logs_dir: Any) -> None:
+        self.e = engine
+        cfg = engine.d.config
+        self.cfg, self.policy = cfg.merge, cfg.policy
+        self.root = engine.d.worktrees.repo_root
+        self.target = target
+        self.builder = ChainBuilder(self.root)
+        self.slots = CheckSlots(self.root, engine.d.worktrees.worktree_root, logs_dir,
+                                self.cfg.max_parallel_checks)
+        self.checks_key = hashlib.sha256(json.dumps(
+            [list(c) for c in self.cfg.check]).encode()).hexdigest()[:8]
+        self.poke = anyio.Event()
+        self.paused: str | None = None
+        self.infra_streak = 0
+        self.flaky_seen = False
+
+    # -- what the engine asks -----------------------------------------------------------------
+    def busy(self) -> bool:
+        """Whether entries still wait for admission or landing (approvals do not hold a run)."""
+        return self.paused is None and any(
+            q["state"] in ("pending", "queued") for q in self.e.p.queue.values())
+
+    def wake(self) -> None:
+        self.poke.set()
+
+    # -- the loop -----------------------------------------------------------------------------
+    async def run(self) -> None:
+        while True:
+            progressed = await self._admit_pending()
+            progressed = await self._round() or progressed
+            if not progressed:
+                with anyio.move_on_after(1.0):
+                    await self.poke.wait()
+                self.poke = anyio.Event()
+
+    async def _append(self, *events: NewEvent) -> None:
+        await self.e.append(*events)
+        self.e.wake()
+
+    def _entries(self, state: str) -> list[dict[str, Any]]:
+        rows = [q for q in self.e.p.queue.values() if q["state"] == state]
+        return sorted(rows, key=lambda q: q["position"])
+
+    # -- admission ----------------------------------------------------------------------------
+    async def _admit_pending(self) -> bool:
+        pending = self._entries("pending")
+        for q in pending:
+            tid = q["task_id"]
+            task = self.e.p.tasks[tid]
+            verdict = await anyio.to_thread.run_sync(lambda q=q, task=task: check_admission(
+                self.root, q["branch"], self.target, base_commit=task["base_commit"],
+                policy=self.policy))
+            head = await anyio.to_thread.run_sync(gitx.rev_parse, self.root, q["branch"])
+            stream = task_stream(tid)
+            if verdict.verdict == "admit":
+                if self.cfg.require_approval and not q["approved"]:
+                    await self._append(NewEvent(stream, "queue.needs_approval", {
+                        "kind": "require_approval", "detail": "waiting for `wf approve`"}))
+                else:
+                    await self._append(NewEvent(stream, "queue.admitted", {"head": head}))
+            elif verdict.verdict == "needs_approval" and not q["approved"]:
+                await self._append(NewEvent(stream, "queue.needs_approval", {
+                    "kind": verdict.rule, "detail": verdict.detail}))
+            elif verdict.verdict == "needs_approval":
+                await self._append(NewEvent(stream, "queue.admitted", {"head": head}))
+            else:
+                kind = {"denied": "policy", "conflict": "conflict",
+                        "no_commits": "no_commits"}[verdict.verdict]
+                await self._append(NewEvent(stream, "queue.evicted", {
+                    "kind": kind, "rule": verdict.rule, "detail": verdict.detail,
+                    "files": list(verdict.conflicted_files)}))
+        return bool(pending)
+
+    # -- one round ----------------------------------------------------------------------------
+    async def _round(self) -> bool:
+        if self.paused:
+            return False
+        queued = self._entries("queued")
+        if not queued:
+            return False
+        base = await anyio.to_thread.run_sync(gitx.resolve_commit, self.root, self.target)
+        if await self._record_already_landed(queued, base):
+            return True
+        entries = [Entry(q["task_id"], q["branch"], q["head"]) for q in queued]
+        chain = await anyio.to_thread.run_sync(self.builder.build, base, entries)
+        if isinstance(chain, Conflict):
+            await self._evict_conflict(entries, chain)
+            return True
+        known = self._known(chain)
+        plan = plan_round(len(entries), known, self._estimate(), parallel=self.slots.count,
+                          max_batch=self.cfg.max_batch)
+        if plan.land:
+            return await self._land(chain, base, plan.land)
+        if plan.culprit is not None:
+            return await self._judge_culprit(chain, plan.culprit)
+        if plan.sizes:
+            await self._check(chain, plan.sizes)
+            return True
+        return False
+
+    async def _record_already_landed(self, queued: list[dict[str, Any]], base: str) -> bool:
+        """Reconcile by looking at git: an entry whose head the target already contains has
+        landed (wf stopped between moving the target and recording it)."""
+        landed = [q for q in queued if q["head"] and await anyio.to_thread.run_sync(
+            gitx.is_ancestor, self.root, q["head"], base)]
+        if landed:
+            await self._append(*[NewEvent(task_stream(q["task_id"]), "queue.landed", {
+                "commit": base, "target": self.target, "reconciled": True}) for q in landed])
+        return bool(landed)
+
+    def _tree_key(self, tree: str) -> str:
+        return f"{tree}/{self.checks_key}"
+
+    def _known(self, chain: Chain) -> dict[int, bool]:
+        known = {}
+        for size, tree in enumerate(chain.trees, start=1):
+            row = self.e.p.tested_trees.get(self._tree_key(tree))
+            if row is not None and row["result"] in ("pass", "fail"):
+                known[size] = row["result"] == "pass"
+        return known
+
+    def _estimate(self) -> Estimate:
+        rows = self.e.p.queue.values()
+        landed = sum(1 for q in rows if q["state"] == "landed")
+        failed = sum(1 for q in rows if q["state"] == "evicted" and q["reason_kind"] == "check")
+        return Estimate(failures=failed, entries=landed + failed)
+
+    async def _check(self, chain: Chain, sizes: tuple[int, ...]) -> None:
+        """Check several prefixes at once, each in its own integration worktree."""
+        results: dict[int, str] = {}
+
+        async def one(slot: int, size: int) -> None:
+            commit, tree = chain.prefix(size)
+            if not self.cfg.check:
+                result, detail, log = "pass", "no checks configured", None
+            else:
+                res = await anyio.to_thread.run_sync(lambda: self.slots.run(
+                    slot, commit, tree, self.cfg.check, timeout=self.cfg.check_timeout,
+                    environ=self.e.d.environ))
+                result, detail, log = res.result, res.detail, res.log_path
+            results[size] = result
+            await self._append(NewEvent(QUEUE_STREAM, "queue.check_finished", {
+                "tree": self._tree_key(tree), "commit": commit, "size": size,
+                "entries": [e.task_id for e in chain.entries[:size]], "result": result,
+                "detail": detail, "log": log}))
+
+        async with anyio.create_task_group() as tg:
+            for slot, size in enumerate(sizes):
+                tg.start_soon(one, slot, size)
+        reds = [s for s, r in results.items() if r == "fail"]
+        greens = [s for s, r in results.items() if r == "pass"]
+        if reds and greens and min(reds) < max(greens):
+            self.flaky_seen = True  # a longer prefix passed where a shorter one failed
+        if any(r == "infra" for r in results.values()) and not reds and not greens:
+            await self._infra_backoff()
+        else:
+            self.infra_streak = 0
+
+    async def _infra_backoff(self) -> None:
+        """An infrastructure failure is retried after a growing delay and never bisected;
+        after repeated ones the queue pauses and says so."""
+        if self.infra_streak >= len(INFRA_BACKOFF):
+            self.paused = "checks keep failing with exit 75 (infrastructure); fix and `wf resume`"
+            await self._append(NewEvent(QUEUE_STREAM, "queue.paused", {"reason": self.paused}))
+            return
+        await anyio.sleep(INFRA_BACKOFF[self.infra_streak])
+        self.infra_streak += 1
+
+    async def _judge_culprit(self, chain: Chain, index: int) -> bool:
+        """The entry at ``index`` fails on top of the green prefix before it. Once flaky
+        results have been seen, it is checked once more before it is rejected."""
+        entry = chain.entries[index]
+        commit, tree = chain.prefix(index + 1)
+        row = self.e.p.tested_trees.get(self._tree_key(tree)) or {}
+        if (self.flaky_seen or (row.get("passes") and row.get("fails"))) and row.get("fails", 0) < 2:
+            await self._check(chain, (index + 1,))
+            return True
+        await self._append(NewEvent(task_stream(entry.task_id), "queue.evicted", {
+            "kind": "check", "detail": f"fails the checks on top of {self.target}"
+                                       + (f" and {index} entries before it" if index else "")
+                                       + f": {row.get('detail') or 'check failed'}",
+            "tree": tree}))
+        return True
+
+    async def _evict_conflict(self, entries: list[Entry], conflict: Conflict) -> None:
+        entry = entries[conflict.index]
+        before = ", ".join(e.task_id for e in entries[:conflict.index]) or self.target
+        await self._append(NewEvent(task_stream(entry.task_id), "queue.evicted", {
+            "kind": "conflict", "files": list(conflict.files),
+            "detail": f"conflicts with {before} in {', '.join(conflict.files) or 'some files'}"}))
+
+    async def _land(self, chain: Chain, base: str, size: int) -> bool:
+        commit, _tree = chain.prefix(size)
+        landed = chain.entries[:size]
+        await self._append(NewEvent(QUEUE_STREAM, "queue.land_requested", {
+            "old": base, "new": commit, "entries": [e.task_id for e in landed]}))
+        if self.cfg.land == "push":
+            outcome = await anyio.to_thread.run_sync(
+                land_push, self.root, self.cfg.remote, self.target, base, commit)
+        else:
+            outcome = await anyio.to_thread.run_sync(
+                land_local, self.root, self.target, base, commit)
+        if outcome.status == "refused":
+            if self.paused != outcome.detail:
+                await self._append(NewEvent(QUEUE_STREAM, "queue.land_refused",
+                                            {"detail": outcome.detail}))
+            await anyio.sleep(REFUSED_RETRY)
+            return False
+        if outcome.status == "moved":
+            await self._append(NewEvent(QUEUE_STREAM, "queue.land_aborted",
+                                        {"detail": outcome.detail}))
+            return True
+        await self._append(*[NewEvent(task_stream(e.task_id), "queue.landed", {
+            "commit": commit, "target": self.target}) for e in landed],
+            NewEvent(QUEUE_STREAM, "queue.target_moved", {
+                "old": base, "new": commit, "entries": [e.task_id for e in landed]}))
+        return True
