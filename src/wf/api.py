@@ -286,14 +286,46 @@ def get_task(store: Any, task_id: str) -> dict[str, Any]:
 def send_signal(repo: Repo, kind: SignalKind, task_id: str,
                 **data: Any) -> tuple[Event, bool]:
     """Write a signal for the engine; (the event, whether an engine is active to act on it)."""
-    store = open_store(repo, create=False)
+    store = open_store(repo, create=bool(data.get("branch")))
     try:
-        get_task(store, task_id)
+        if data.get("branch"):  # wf queue add --branch: an entry with no task behind it
+            _check_plain_entry(repo, store, task_id, data["branch"])
+        elif store.task(task_id) is None and (kind not in QUEUE_KINDS
+                                              or not _in_queue(store, task_id)):
+            get_task(store, task_id)
         [event] = store.append([NewEvent(SIGNAL_STREAM, "signal.sent",
                                          {"kind": str(kind), "task": task_id, **data})])
     finally:
         store.close()
     return event, engine_active(repo)
+
+
+QUEUE_KINDS = ("enqueue", "dequeue", "requeue", "approve", "reject")
+
+
+def _in_queue(store: Any, entry_id: str) -> bool:
+    return any(q["task_id"] == entry_id for q in store.queue())
+
+
+def _check_plain_entry(repo: Repo, store: Any, entry_id: str, branch: str) -> None:
+    from wf.model import check_task_id
+
+    try:
+        check_task_id(entry_id)
+    except ValueError as exc:
+        raise ConfigError(str(exc), hint="pass --id with a valid name") from None
+    if store.task(entry_id) is not None:
+        raise ConfigError(f"{entry_id!r} is a task; use `wf queue add {entry_id}`")
+    if gitx.rev_parse(repo.root, f"refs/heads/{gitx.check_rev(branch)}") is None:
+        raise NotFound(f"no branch {branch!r} in this repository")
+
+
+def entry_id_for(branch: str) -> str:
+    """A queue entry id for a plain branch: its name made safe (``agent/7`` -> ``agent-7``)."""
+    import re
+
+    slug = re.sub(r"[^a-z0-9._-]+", "-", branch.lower()).strip("-.")[:63]
+    return slug.replace("..", ".") or "branch"
 
 
 def events(repo: Repo, *, since: int = 0, follow: bool = False, poll: float = 0.2,

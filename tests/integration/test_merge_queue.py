@@ -79,3 +79,24 @@ def test_a_culprit_is_isolated_and_evicted_with_its_reason(repo, tmp_path):
 def _events(repo, type_):
     from runwf import events
     return events(repo, type_)
+
+
+def test_plain_branches_can_go_through_the_queue(repo):
+    (repo / "wf.toml").write_text(f"[merge]\ncheck = {CHECK}\n")
+    git(repo, "add", "wf.toml")
+    git(repo, "commit", "-qm", "queue config")
+    for i in (1, 2):
+        git(repo, "checkout", "-q", "-b", f"agent/{i}", "main")
+        (repo / f"f{i}.txt").write_text(str(i))
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", f"work {i}")
+    git(repo, "checkout", "-q", "main")
+    for i in (1, 2):
+        proc = wf(repo, "queue", "add", "--branch", f"agent/{i}")
+        assert proc.returncode == 0, proc.stderr
+    assert wf(repo, "queue", "add", "--branch", "nope").returncode == 2
+    proc = wf(repo, "resume")
+    assert proc.returncode == 0, proc.stderr
+    q = queue(repo)
+    assert {k: v["state"] for k, v in q.items()} == {"agent-1": "landed", "agent-2": "landed"}
+    assert (repo / "f1.txt").exists() and (repo / "f2.txt").exists()

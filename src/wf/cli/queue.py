@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
@@ -12,6 +12,7 @@ from wf import api
 from wf.cli import app
 from wf.cli.control import JsonOpt, _signal
 from wf.cli.output import console, note, print_json
+from wf.errors import UsageError
 from wf.model import SignalKind
 
 queue_app = typer.Typer(help="The merge queue: what waits, what is under test, what landed.",
@@ -48,8 +49,18 @@ def show(ctx: typer.Context, as_json: JsonOpt = False) -> int:
 
 
 @queue_app.command("add")
-def add(task: Annotated[str, typer.Argument(help="task id")], as_json: JsonOpt = False) -> int:
-    """Put a finished task's branch in the merge queue."""
+def add(
+    task: Annotated[Optional[str], typer.Argument(help="task id")] = None,
+    branch: Annotated[Optional[str], typer.Option("--branch", help="queue any local branch")] = None,
+    entry_id: Annotated[Optional[str], typer.Option("--id", help="entry name for --branch")] = None,
+    as_json: JsonOpt = False,
+) -> int:
+    """Put a finished task's branch, or any branch, in the merge queue."""
+    if (task is None) == (branch is None):
+        raise UsageError("give a task id or --branch NAME", hint="see `wf queue add --help`")
+    if branch is not None:
+        return _signal(SignalKind.ENQUEUE, entry_id or api.entry_id_for(branch), as_json,
+                       branch=branch)
     return _signal(SignalKind.ENQUEUE, task, as_json)
 
 

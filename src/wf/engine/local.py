@@ -124,6 +124,7 @@ class LocalEngine:
 
                 self.queue = QueueRunner(self, target=self.merge_target,
                                          logs_dir=self.d.logs_dir.parent / "queue")
+                await self._poll_signals(tg)  # act on waiting signals before the first round
                 tg.start_soon(self.queue.run)
             await self._reconcile(tg)
             while True:
@@ -196,6 +197,8 @@ class LocalEngine:
 
     async def _apply_signal(self, sig: Mapping[str, Any]) -> str:
         tid, kind = sig["task_id"], sig["kind"]
+        if kind in QUEUE_SIGNALS:
+            return await self._apply_queue_signal(kind, tid, sig.get("data") or {})
         task = self.p.tasks.get(tid)
         if task is None:
             return f"unknown task {tid}"
@@ -214,8 +217,6 @@ class LocalEngine:
                 await self._requeue_with_dependents(tid)
                 return "requeued"
             return f"already {state}"
-        if kind in QUEUE_SIGNALS:
-            return await self._apply_queue_signal(kind, tid, sig.get("data") or {})
         return f"unknown signal {kind}"
 
     async def _apply_queue_signal(self, kind: str, tid: str, data: Mapping[str, Any]) -> str:
@@ -226,13 +227,20 @@ class LocalEngine:
         state = entry["state"] if entry else None
         stream = task_stream(tid)
         if kind in ("enqueue", "requeue"):
-            if self.p.tasks[tid]["state"] not in ("done",):
-                return f"task is {self.p.tasks[tid]['state']}, not done"
+            task = self.p.tasks.get(tid)
+            if task is not None and task["state"] != "done":
+                return f"task is {task['state']}, not done"
             if state in ("pending", "queued", "waiting_approval"):
                 return f"already {state}"
             if state == "landed":
                 return "already landed"
-            await self.append(self._enqueue_event(tid, self.p.tasks[tid]["commit_sha"]))
+            branch = data.get("branch") or (entry or {}).get("branch")
+            if task is not None:
+                await self.append(self._enqueue_event(tid, task["commit_sha"]))
+            elif branch:
+                await self._task_event(tid, "queue.entered", {"branch": branch, "head": None})
+            else:
+                return f"unknown task {tid}"
         elif kind == "dequeue":
             if state not in ("pending", "queued", "waiting_approval"):
                 return f"not in the queue ({state or 'never entered'})"

@@ -77,10 +77,9 @@ class QueueRunner:
         pending = self._entries("pending")
         for q in pending:
             tid = q["task_id"]
-            task = self.e.p.tasks[tid]
-            verdict = await anyio.to_thread.run_sync(lambda q=q, task=task: check_admission(
-                self.root, q["branch"], self.target, base_commit=task["base_commit"],
-                policy=self.policy))
+            base_commit = (self.e.p.tasks.get(tid) or {}).get("base_commit")
+            verdict = await anyio.to_thread.run_sync(lambda q=q, b=base_commit: check_admission(
+                self.root, q["branch"], self.target, base_commit=b, policy=self.policy))
             head = await anyio.to_thread.run_sync(gitx.rev_parse, self.root, q["branch"])
             stream = task_stream(tid)
             if verdict.verdict == "admit":

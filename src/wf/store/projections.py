@@ -102,6 +102,10 @@ def apply(p: Projection, e: Event) -> set[tuple[str, Any]]:
             created_ts=e.ts, cleaned=0, submitted_seq=e.seq,
         )
         task()
+    elif t.startswith("queue."):  # an entry may be a plain branch, with no task behind it
+        _apply_queue(p, e, tid, touched)
+        if t == "queue.landed" and tid in p.tasks:
+            task(state="merged", commit_sha=d.get("commit"))
     elif (tid is None and t.startswith(("task.", "attempt."))) or (
             tid is not None and tid not in p.tasks):
         return touched  # a task event off a task stream, or for a task never submitted
@@ -143,10 +147,6 @@ def apply(p: Projection, e: Event) -> set[tuple[str, Any]]:
     elif t == "task.cleaned":
         task(cleaned=1, worktree_ready=0, setup_done=0,
              worktree=None if d.get("worktree_removed") else p.tasks[tid]["worktree"])
-    elif t.startswith("queue."):
-        _apply_queue(p, e, tid, touched)
-        if t == "queue.landed" and tid is not None:
-            task(state="merged", commit_sha=d.get("commit"))
     elif t == "signal.sent":
         p.signals[e.seq] = _blank("signals", seq=e.seq, kind=d["kind"], task_id=d.get("task"),
                                   data=d, created_ts=e.ts)
