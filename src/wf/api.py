@@ -210,7 +210,7 @@ def run(repo: Repo, specs: list[TaskSpec] | None, *, command: str,
         if on_engine:
             on_engine(engine)
         try:
-            final = anyio.run(engine.run, run_id, [command])
+            final = _unwrap_errors(anyio.run, engine.run, run_id, [command])
         except KeyboardInterrupt:
             running = sum(1 for t in engine.p.tasks.values() if t["state"] == "running")
             _finish_run(writer, run_id, 130)
@@ -227,6 +227,24 @@ def run(repo: Repo, specs: list[TaskSpec] | None, *, command: str,
         writer.close()
         store.close()
         lock.release()
+
+
+def _unwrap_errors(fn: Callable[..., Any], *args: Any) -> Any:
+    """Call ``fn``; an exception group from the engine's task groups is reduced to the first
+    WfError (or KeyboardInterrupt) inside it, so the CLI can report it in one line."""
+    try:
+        return fn(*args)
+    except BaseExceptionGroup as group:
+        from wf.errors import WfError
+
+        for kind in (KeyboardInterrupt, WfError):
+            match = group.subgroup(lambda e, kind=kind: isinstance(e, kind))
+            if match is not None:
+                leaf = match
+                while isinstance(leaf, BaseExceptionGroup):
+                    leaf = leaf.exceptions[0]
+                raise leaf from group
+        raise
 
 
 def _crash_hook() -> list[Observer]:

@@ -89,12 +89,13 @@ def test_kill_9_from_outside_while_agents_run(repo, tmp_path):
     _assert_all_good(repo, journal)
 
 
-def test_ctrl_c_exits_130_and_resume_continues(repo, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_exits_130_and_resume_continues(repo, tmp_path, sig):
     journal = tmp_path / "journal"
     path = _setup(repo, journal)
     run = wf_bg(repo, "run", str(path))
     wait_until(lambda: journal.exists() and "start" in journal.read_text(), what="an agent")
-    run.send_signal(signal.SIGINT)
+    run.send_signal(sig)
     _, err = run.communicate(timeout=30)
     assert run.returncode == 130 and "wf resume" in err and "Traceback" not in err
     resumed = wf(repo, "resume", timeout=120)

@@ -6,6 +6,7 @@ config error; 3 another engine is active in the repository; 130 interrupted (sta
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -58,4 +59,10 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:  # `wf events | head`
         sys.stderr.close()
         sys.exit(0)
+    except Exception as exc:  # a bug in wf: still one line, the traceback on request
+        if os.environ.get("WF_DEBUG"):
+            raise
+        fail(f"internal error: {type(exc).__name__}: {exc}",
+             "run again with WF_DEBUG=1 for the traceback, and please report it")
+        sys.exit(70)
     sys.exit(rv if isinstance(rv, int) else 0)

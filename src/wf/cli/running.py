@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -17,7 +18,12 @@ from wf.errors import UsageError
 JsonOpt = Annotated[bool, typer.Option("--json", help="one JSON object per event, per line")]
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops the engine exactly as Ctrl-C does
+
+
 def _drive(repo: api.Repo, specs: list | None, *, as_json: bool, command: str) -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     view = RunView(as_json=as_json, live=sys.stdout.isatty(), logs_dir=repo.logs_dir)
     try:
         result = api.run(repo, specs, command=command, observers=[view.on_events],

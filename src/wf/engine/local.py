@@ -289,10 +289,11 @@ class LocalEngine:
                 files = AttemptFiles.of(self.d.logs_dir, tid, n)
                 outcome = await self._adopt(tid, n, files)
             await self._close_attempt(tid, n, outcome)
-        except WfError as exc:  # an activity failed on wf's side: retry under the policy
+        except (WfError, OSError) as exc:  # an activity failed on wf's side: retry it
             n = self.p.tasks[tid]["attempts"]
+            message = exc.message if isinstance(exc, WfError) else f"{type(exc).__name__}: {exc}"
             await self._close_attempt(tid, n, Outcome(AttemptState.FAILED, FailureKind.INFRA,
-                                                      exc.message))
+                                                      message))
         finally:
             self.active.pop(tid, None)
             self.wake()

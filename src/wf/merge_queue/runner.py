@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 
 from wf import gitx
+from wf.errors import WfError
 from wf.merge_queue.admission import check_admission
 from wf.merge_queue.candidates import Chain, ChainBuilder, Conflict, Entry
 from wf.merge_queue.checks import CheckSlots
@@ -57,8 +58,13 @@ class QueueRunner:
     # -- the loop -----------------------------------------------------------------------------
     async def run(self) -> None:
         while True:
-            progressed = await self._admit_pending()
-            progressed = await self._round() or progressed
+            try:
+                progressed = await self._admit_pending()
+                progressed = await self._round() or progressed
+            except WfError as exc:  # git or the store failed: stop landing, say why, stay up
+                self.paused = f"the merge queue stopped: {exc.message}"
+                await self._append(NewEvent(QUEUE_STREAM, "queue.paused", {"reason": self.paused}))
+                progressed = False
             if not progressed:
                 with anyio.move_on_after(1.0):
                     await self.poke.wait()
@@ -85,12 +91,13 @@ class QueueRunner:
             if verdict.verdict == "admit":
                 if self.cfg.require_approval and not q["approved"]:
                     await self._append(NewEvent(stream, "queue.needs_approval", {
-                        "kind": "require_approval", "detail": "waiting for `wf approve`"}))
+                        "kind": "require_approval", "detail": "waiting for `wf approve`",
+                        "head": head}))
                 else:
                     await self._append(NewEvent(stream, "queue.admitted", {"head": head}))
             elif verdict.verdict == "needs_approval" and not q["approved"]:
                 await self._append(NewEvent(stream, "queue.needs_approval", {
-                    "kind": verdict.rule, "detail": verdict.detail}))
+                    "kind": verdict.rule, "detail": verdict.detail, "head": head}))
             elif verdict.verdict == "needs_approval":
                 await self._append(NewEvent(stream, "queue.admitted", {"head": head}))
             else:

@@ -222,6 +222,8 @@ def _apply_queue(p: Projection, e: Event, tid: str | None, touched: set[tuple[st
         row.update(reason_kind=d.get("kind"), reason=d.get("detail"))
     if t == "queue.landed":
         row.update(landed_commit=d.get("commit"), reason_kind=None, reason=None)
+    if t in ("queue.admitted", "queue.needs_approval") and d.get("head"):
+        row["head"] = d["head"]
     if t == "queue.admitted":
-        row.update(head=d.get("head", row["head"]), reason_kind=None, reason=None)
+        row.update(reason_kind=None, reason=None)
     touched.add(("queue", tid))

@@ -1,0 +1,188 @@
+"""Each planning and admission case of the merge queue, on plain branches and a real check."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from runwf import events, wf
+
+# Fails when any file says BAD, or when a.py and b.py both exist (a semantic pair: each alone
+# is fine, together they are not). Exits 75 when a file says INFRA.
+CHECK_PY = """
+import pathlib, sys
+names = [p for p in pathlib.Path('.').rglob('*.txt') if '.git' not in p.parts]
+text = ' '.join(p.read_text() for p in names)
+if 'INFRA' in text:
+    sys.exit(75)
+if 'BAD' in text or (pathlib.Path('a.txt').exists() and pathlib.Path('b.txt').exists()
+                     and 'pair' in text):
+    sys.exit(1)
+"""
+
+
+def git(repo, *args):
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def setup(repo: Path, merge: str = "", policy: str = "") -> None:
+    (repo.parent / "check.py").write_text(CHECK_PY)
+    check = json.dumps([sys.executable, str(repo.parent / "check.py")])
+    (repo / "wf.toml").write_text(f"[merge]\ncheck = {check}\n{merge}\n[policy]\n{policy}\n")
+    git(repo, "add", "wf.toml")
+    git(repo, "commit", "-qm", "queue config")
+
+
+def branch(repo: Path, name: str, files: dict[str, str], base: str = "main") -> None:
+    git(repo, "checkout", "-q", "-b", name, base)
+    for path, text in files.items():
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_text(text)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", f"{name}")
+    git(repo, "checkout", "-q", "main")
+
+
+def enqueue(repo: Path, *names: str) -> None:
+    for name in names:
+        proc = wf(repo, "queue", "add", "--branch", name, "--id", name)
+        assert proc.returncode == 0, proc.stderr
+
+
+def queue(repo):
+    return {e["task_id"]: e for e in json.loads(wf(repo, "queue", "--json").stdout)}
+
+
+def states(repo):
+    return {k: v["state"] for k, v in queue(repo).items()}
+
+
+def assert_target_green(repo: Path, before: str) -> None:
+    """Every commit the target moved to has a tree that passed the check."""
+    passed = {e["data"]["tree"].split("/")[0] for e in events(repo, "queue.check_finished")
+              if e["data"]["result"] == "pass"}
+    reflog = git(repo, "reflog", "--format=%H", "main").split()
+    for commit in reflog[:reflog.index(before)]:
+        assert git(repo, "rev-parse", f"{commit}^{{tree}}") in passed
+
+
+@pytest.fixture
+def q(repo):
+    setup(repo)
+    return repo
+
+
+def test_two_culprits_are_found_and_the_rest_lands(q):
+    before = git(q, "rev-parse", "main")
+    for i, kind in enumerate(["ok", "BAD", "ok", "ok", "BAD", "ok"]):
+        branch(q, f"e{i}", {f"f{i}.txt": kind})
+    enqueue(q, *(f"e{i}" for i in range(6)))
+    assert wf(q, "resume").returncode == 0
+    assert states(q) == {"e0": "landed", "e1": "evicted", "e2": "landed", "e3": "landed",
+                         "e4": "evicted", "e5": "landed"}
+    assert {queue(q)[e]["reason_kind"] for e in ("e1", "e4")} == {"check"}
+    assert_target_green(q, before)
+    assert git(q, "status", "--porcelain") == ""
+
+
+def test_a_conflict_with_the_target_is_refused_at_admission(q):
+    branch(q, "late", {"README.md": "their readme\n"})
+    (q / "README.md").write_text("our readme\n")
+    git(q, "commit", "-qam", "target moves on")
+    enqueue(q, "late")
+    assert wf(q, "resume").returncode == 0
+    entry = queue(q)["late"]
+    assert (entry["state"], entry["reason_kind"]) == ("evicted", "conflict")
+    assert "README.md" in entry["reason"]
+
+
+def test_two_entries_that_conflict_with_each_other(q):
+    branch(q, "first", {"same.txt": "one\n"})
+    branch(q, "second", {"same.txt": "two\n"})
+    enqueue(q, "first", "second")
+    assert wf(q, "resume").returncode == 0
+    assert states(q) == {"first": "landed", "second": "evicted"}
+    second = queue(q)["second"]
+    assert second["reason_kind"] == "conflict" and "first" in second["reason"]
+
+
+def test_a_semantic_conflict_is_found_only_by_the_union(q):
+    before = git(q, "rev-parse", "main")
+    branch(q, "rename", {"a.txt": "pair"})
+    branch(q, "callsite", {"b.txt": "pair"})
+    enqueue(q, "rename", "callsite")
+    assert wf(q, "resume").returncode == 0
+    assert states(q) == {"rename": "landed", "callsite": "evicted"}
+    assert queue(q)["callsite"]["reason_kind"] == "check"
+    assert_target_green(q, before)
+
+
+def test_approval_holds_an_entry_until_approved(repo):
+    setup(repo, merge="require_approval = true")
+    branch(repo, "needs-ok", {"x.txt": "ok"})
+    enqueue(repo, "needs-ok")
+    assert wf(repo, "resume").returncode == 0  # nothing can land: the run ends, entry waits
+    assert states(repo) == {"needs-ok": "waiting_approval"}
+    assert wf(repo, "approve", "needs-ok").returncode == 0
+    assert wf(repo, "resume").returncode == 0
+    assert states(repo) == {"needs-ok": "landed"}
+
+
+def test_reject_sends_an_entry_back_with_the_reason(repo):
+    setup(repo, merge="require_approval = true")
+    branch(repo, "nope", {"x.txt": "ok"})
+    enqueue(repo, "nope")
+    wf(repo, "resume")
+    assert wf(repo, "reject", "nope", "--reason", "not this week").returncode == 0
+    wf(repo, "resume")
+    entry = queue(repo)["nope"]
+    assert (entry["state"], entry["reason_kind"], entry["reason"]) == (
+        "evicted", "rejected", "not this week")
+
+
+def test_policy_denial_names_the_rule(repo):
+    setup(repo, policy='forbidden_paths = ["secrets/**"]\napproval_paths = [".github/**"]')
+    branch(repo, "leak", {"secrets/key.txt": "ok"})
+    branch(repo, "ci", {".github/workflows/ci.txt": "ok"})
+    enqueue(repo, "leak", "ci")
+    assert wf(repo, "resume").returncode == 0
+    q = queue(repo)
+    assert (q["leak"]["state"], q["leak"]["reason_kind"]) == ("evicted", "policy")
+    assert "secrets/key.txt" in q["leak"]["reason"]
+    assert q["ci"]["state"] == "waiting_approval"
+
+
+def test_infrastructure_failures_pause_the_queue_and_are_never_bisected(q):
+    branch(q, "g", {"g.txt": "ok"})
+    branch(q, "flaky-infra", {"i.txt": "INFRA"})
+    enqueue(q, "g", "flaky-infra")
+    proc = wf(q, "resume", timeout=60)
+    paused = events(q, "queue.paused")
+    assert paused and "exit 75" in paused[0]["data"]["reason"]
+    assert proc.returncode == 0
+    assert "evicted" not in states(q).values()  # an infra failure never blames an entry
+    results = [e["data"]["result"] for e in events(q, "queue.check_finished")]
+    assert "fail" not in results
+
+
+def test_a_dirty_checked_out_target_is_not_landed_on(q):
+    branch(q, "g", {"g.txt": "ok"})
+    (q / "README.md").write_text("local edit\n")
+    enqueue(q, "g")
+    run = subprocess.Popen([sys.executable, "-m", "wf", "resume"], cwd=q,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        from runwf import wait_until
+        wait_until(lambda: events(q, "queue.land_refused"), what="a refused landing")
+        assert states(q) == {"g": "queued"}
+        assert (q / "README.md").read_text() == "local edit\n"
+        git(q, "checkout", "README.md")  # the user cleans up; the queue lands on its own
+        assert run.wait(timeout=60) == 0
+    finally:
+        run.kill()
+        run.communicate()
+    assert states(q) == {"g": "landed"}
