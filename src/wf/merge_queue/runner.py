@@ -166,6 +166,10 @@ class QueueRunner:
         """Check several prefixes at once, each in its own integration worktree."""
         results: dict[int, str] = {}
 
+        await self._append(NewEvent(QUEUE_STREAM, "queue.check_started", {
+            "sizes": list(sizes), "batches": [[e.task_id for e in chain.entries[:s]]
+                                              for s in sizes]}))
+
         async def one(slot: int, size: int) -> None:
             commit, tree = chain.prefix(size)
             if not self.cfg.check:
@@ -247,8 +251,10 @@ class QueueRunner:
             await self._append(NewEvent(QUEUE_STREAM, "queue.land_aborted",
                                         {"detail": outcome.detail}))
             return True
+        # Two appends on purpose: a crash between them is reconciled from git (the target
+        # contains the entries' heads), which the crash tests exercise.
+        await self._append(NewEvent(QUEUE_STREAM, "queue.target_moved", {
+            "old": base, "new": commit, "entries": [e.task_id for e in landed]}))
         await self._append(*[NewEvent(task_stream(e.task_id), "queue.landed", {
-            "commit": commit, "target": self.target}) for e in landed],
-            NewEvent(QUEUE_STREAM, "queue.target_moved", {
-                "old": base, "new": commit, "entries": [e.task_id for e in landed]}))
+            "commit": commit, "target": self.target}) for e in landed])
         return True

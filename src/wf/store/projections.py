@@ -207,6 +207,14 @@ def _apply_queue(p: Projection, e: Event, tid: str | None, touched: set[tuple[st
                                       updated_ts=e.ts)
                 touched.add(("queue", entry))
         return
+    if t == "queue.check_started":
+        for size, batch in zip(d["sizes"], d["batches"], strict=True):
+            for entry in batch:
+                if entry in p.queue:
+                    p.queue[entry].update(last_check=f"testing ({size} in batch)",
+                                          updated_ts=e.ts)
+                    touched.add(("queue", entry))
+        return
     if tid is None or t not in QUEUE_ENTRY_STATES:
         return
     row = p.queue.get(tid)
