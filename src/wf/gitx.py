@@ -637,3 +637,17 @@ def push_with_lease(root: Path, remote: str, commit: str, branch: str, expected:
     ref = f"refs/heads/{check_rev(branch)}"
     run_git(["push", "--quiet", "--porcelain", f"--force-with-lease={ref}:{check_rev(expected)}",
              "--", check_rev(remote), f"{check_rev(commit)}:{ref}"], cwd=root)
+
+
+def merge_leaving_conflicts(path: Path, ref: str) -> tuple[str, ...]:
+    """Merge ``ref`` into the worktree at ``path`` and leave any conflict in place for someone
+    to resolve (the merge completes with the next commit). Returns the conflicted files."""
+    proc = run_git([*_identity_args(path), "merge", "--no-edit", "--no-verify",
+                    "--end-of-options", check_rev(ref)], cwd=path, check=False)
+    if proc.returncode == 0:
+        return ()
+    if rev_parse(path, "MERGE_HEAD") is None:
+        raise GitCommandError(f"git merge failed: {_reason(proc)}", argv=proc.args,
+                              returncode=proc.returncode, stderr=proc.stderr)
+    files = _out(["diff", "--name-only", "--diff-filter=U", "-z"], path)
+    return tuple(f for f in files.split("\0") if f)

@@ -100,3 +100,35 @@ def test_plain_branches_can_go_through_the_queue(repo):
     q = queue(repo)
     assert {k: v["state"] for k, v in q.items()} == {"agent-1": "landed", "agent-2": "landed"}
     assert (repo / "f1.txt").exists() and (repo / "f2.txt").exists()
+
+
+RESOLVER = """
+import os, pathlib, subprocess
+p = pathlib.Path("shared.txt")
+task = os.environ["WF_TASK_ID"]
+if "conflicts with" in os.environ["WF_PROMPT"]:
+    keep = [l for l in p.read_text().splitlines() if not l.startswith(("<<<<<<<", "=======", ">>>>>>>"))]
+    p.write_text("\\n".join(keep) + "\\n")   # keep both sides; wf commits the merge
+else:
+    p.write_text(f"line from {task}\\n")
+    subprocess.run(["git", "add", "-A"], check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", task], check=True)
+"""
+
+
+def test_resolve_conflicts_sends_the_task_back_to_its_agent(repo, tmp_path):
+    script = tmp_path / "resolver.py"
+    script.write_text(RESOLVER)
+    text = fast_retry(2) + f"\n[merge]\nauto = true\ncheck = {CHECK}\nresolve_conflicts = true\n"
+    text += f"\n[agents.r]\ncommand = {json.dumps([sys.executable, str(script)])}\n"
+    text += '\n[[task]]\nid = "left"\nprompt = "p"\nagent = "r"\n'
+    text += '\n[[task]]\nid = "right"\nprompt = "p"\nagent = "r"\n'
+    proc = wf(repo, "run", str(write_tasks(repo, text)))
+    assert proc.returncode == 0, proc.stderr
+    assert {t: r["state"] for t, r in status(repo).items()} == {"left": "merged",
+                                                                "right": "merged"}
+    shared = (repo / "shared.txt").read_text()
+    assert "line from left" in shared and "line from right" in shared
+    assert "<<<<<<<" not in shared
+    conflict = _events(repo, "attempt.conflict")
+    assert len(conflict) == 1 and conflict[0]["data"]["files"] == ["shared.txt"]

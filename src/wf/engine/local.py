@@ -317,9 +317,12 @@ class LocalEngine:
         if isinstance(task, Outcome):
             return task
         path = Path(task["worktree"])
-        if n > 1:
+        prompt = spec.prompt
+        if task["resolve"]:
+            prompt = await self._start_conflict_resolution(tid, n, path, spec, task["resolve"])
+        elif n > 1:
             await self._reset_for_retry(tid, n, path, task["base_commit"])
-        env = self._agent_env(spec, task, n)
+        env = self._agent_env(spec, task, n, prompt)
         if spec.setup and not task["setup_done"]:
             ok, out = await anyio.to_thread.run_sync(
                 self.d.worktrees.run_setup, path, list(spec.setup), env, spec.timeout)
@@ -331,7 +334,7 @@ class LocalEngine:
                                f"setup command failed: {_last_line(out)}")
             await self._task_event(tid, "task.setup_done", {"n": n})
         argv = runner.fill_placeholders(spec.command, {
-            "prompt": spec.prompt, "task_id": tid, "worktree": str(path), "attempt": str(n)})
+            "prompt": prompt, "task_id": tid, "worktree": str(path), "attempt": str(n)})
         proc = await anyio.to_thread.run_sync(lambda: runner.spawn(
             argv, cwd=path, env=env, files=files, max_log_bytes=self.d.config.log_max_bytes))
         await self._task_event(tid, "attempt.spawned", {
@@ -378,12 +381,34 @@ class LocalEngine:
             await anyio.to_thread.run_sync(wt.reset_to, path, base_commit)
             await self._task_event(tid, "attempt.reset", {"n": n, "backup_ref": backup})
 
-    def _agent_env(self, spec: TaskSpec, task: Mapping[str, Any], n: int) -> dict[str, str]:
+    def _agent_env(self, spec: TaskSpec, task: Mapping[str, Any], n: int,
+                   prompt: str) -> dict[str, str]:
         return runner.agent_environment(self.d.environ, extra=spec.env, pass_env=spec.pass_env,
                                         wf_vars={
             "WF_TASK_ID": spec.id, "WF_ATTEMPT": str(n), "WF_WORKTREE": str(task["worktree"]),
-            "WF_PROMPT": spec.prompt, "WF_PORT": str(task["port"] or ""),
+            "WF_PROMPT": prompt, "WF_PORT": str(task["port"] or ""),
             "WF_BRANCH": spec.branch})
+
+    async def _start_conflict_resolution(self, tid: str, n: int, path: Path, spec: TaskSpec,
+                                         resolve: Mapping[str, Any]) -> str:
+        """Merge the target into the task's branch, leaving conflicts for the agent, and
+        return the prompt that tells it so. (A merge, not a rebase: one resolution step
+        for the agent instead of one per commit.)"""
+        target = resolve["target"]
+        # A failed earlier try may have left a half-done merge: keep it in a backup ref, then
+        # start again from the branch's own tip.
+        wt, head = self.d.worktrees, await anyio.to_thread.run_sync(gitx.head, path)
+        if await anyio.to_thread.run_sync(
+                lambda: wt.save_backup(path, tid, f"attempt-{n - 1}", head)):
+            await anyio.to_thread.run_sync(wt.reset_to, path, head)
+        files = await anyio.to_thread.run_sync(gitx.merge_leaving_conflicts, path, target)
+        await self._task_event(tid, "attempt.conflict", {"n": n, "target": target,
+                                                          "files": list(files)})
+        listed = ", ".join(files) or ", ".join(resolve.get("files") or ()) or "some files"
+        return (f"Your branch {spec.branch} conflicts with {target} in {listed}. {target} has "
+                f"been merged into your worktree and the conflicts are marked in those files. "
+                f"Resolve them so that the original task still holds, and keep {target}'s "
+                f"changes. The original task was:\n\n{spec.prompt}")
 
     async def _adopt(self, tid: str, n: int, files: AttemptFiles) -> Outcome:
         """Reconcile attempt ``n`` that a previous engine started."""

@@ -106,6 +106,8 @@ class QueueRunner:
                 await self._append(NewEvent(stream, "queue.evicted", {
                     "kind": kind, "rule": verdict.rule, "detail": verdict.detail,
                     "files": list(verdict.conflicted_files)}))
+                if kind == "conflict":
+                    await self._resolve(tid, verdict.detail, verdict.conflicted_files)
         return bool(pending)
 
     # -- one round ----------------------------------------------------------------------------
@@ -226,9 +228,19 @@ class QueueRunner:
     async def _evict_conflict(self, entries: list[Entry], conflict: Conflict) -> None:
         entry = entries[conflict.index]
         before = ", ".join(e.task_id for e in entries[:conflict.index]) or self.target
+        detail = f"conflicts with {before} in {', '.join(conflict.files) or 'some files'}"
         await self._append(NewEvent(task_stream(entry.task_id), "queue.evicted", {
-            "kind": "conflict", "files": list(conflict.files),
-            "detail": f"conflicts with {before} in {', '.join(conflict.files) or 'some files'}"}))
+            "kind": "conflict", "files": list(conflict.files), "detail": detail}))
+        await self._resolve(entry.task_id, detail, conflict.files)
+
+    async def _resolve(self, tid: str, detail: str, files: tuple[str, ...]) -> None:
+        """With ``resolve_conflicts``, send a conflicting task back to its agent: its next
+        attempt starts with the target merged into its branch, conflicts left in place."""
+        if not self.cfg.resolve_conflicts or tid not in self.e.p.tasks:
+            return
+        await self._append(NewEvent(task_stream(tid), "task.requeued", {
+            "reason": "conflict", "resolve": {"target": self.target, "detail": detail,
+                                              "files": list(files)}}))
 
     async def _land(self, chain: Chain, base: str, size: int) -> bool:
         commit, _tree = chain.prefix(size)

@@ -21,7 +21,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "branch", "worktree", "worktree_ready", "port", "setup_done", "attempts",
         "budget_start", "last_error", "last_failure_kind", "next_retry_at", "commit_sha",
         "created_ts", "updated_ts", "started_ts", "ended_ts", "cleaned", "version",
-        "submitted_seq",
+        "submitted_seq", "resolve",
     ),
     "attempts": (
         "task_id", "n", "state", "pid", "pid_start", "log_path", "started_ts", "ended_ts",
@@ -43,7 +43,8 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "queue": ("task_id",),
     "tested_trees": ("tree",),
 }
-JSON_COLUMNS = {("tasks", "spec"), ("tasks", "depends_on"), ("signals", "data"), ("runs", "argv")}
+JSON_COLUMNS = {("tasks", "spec"), ("tasks", "depends_on"), ("tasks", "resolve"),
+                ("signals", "data"), ("runs", "argv")}
 
 
 @dataclass
@@ -133,7 +134,7 @@ def apply(p: Projection, e: Event) -> set[tuple[str, Any]]:
         task(state="retrying", next_retry_at=d["due_ts"], last_error=d.get("error"),
              last_failure_kind=d.get("kind"))
     elif t == "task.succeeded":
-        task(state="done", commit_sha=d.get("commit"), last_error=None,
+        task(state="done", commit_sha=d.get("commit"), last_error=None, resolve=None,
              last_failure_kind=None, next_retry_at=None, ended_ts=e.ts)
     elif t in ("task.failed", "task.blocked", "task.cancelled"):
         state = {"task.failed": "failed", "task.blocked": "blocked",
@@ -143,7 +144,7 @@ def apply(p: Projection, e: Event) -> set[tuple[str, Any]]:
     elif t == "task.requeued":
         row = p.tasks[tid]
         task(state="queued", budget_start=(row["attempts"] or 0) + 1, next_retry_at=None,
-             ended_ts=None)
+             ended_ts=None, resolve=d.get("resolve"))
     elif t == "task.cleaned":
         task(cleaned=1, worktree_ready=0, setup_done=0,
              worktree=None if d.get("worktree_removed") else p.tasks[tid]["worktree"])
