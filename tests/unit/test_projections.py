@@ -71,7 +71,7 @@ def test_a_task_that_fails_once_then_succeeds(store: SqliteEventStore) -> None:
         "worktree": None, "worktree_ready": 0, "port": 8001, "setup_done": 0, "attempts": 2,
         "budget_start": 1, "last_error": None, "last_failure_kind": None,
         "next_retry_at": None, "commit_sha": "c2", "created_ts": 1.0, "updated_ts": 21.0,
-        "started_ts": 4.0, "ended_ts": 20.0, "cleaned": 1, "version": 13, "submitted_seq": 2,
+        "started_ts": 4.0, "ended_ts": 20.0, "cleaned": 1, "version": 13, "submitted_seq": 2, "resolve": None,
     }
     assert store.attempts("a") == [
         {"task_id": "a", "n": 1, "state": "failed", "pid": 111, "pid_start": 5,
