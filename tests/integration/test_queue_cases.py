@@ -186,3 +186,20 @@ def test_a_dirty_checked_out_target_is_not_landed_on(q):
         run.kill()
         run.communicate()
     assert states(q) == {"g": "landed"}
+
+
+def test_land_push_moves_the_remote_branch_with_a_lease(repo, origin):
+    setup(repo, merge='land = "push"\nremote = "origin"')
+    git(repo, "push", "-q", "origin", "main")
+    before = git(origin, "rev-parse", "main")
+    branch(repo, "good", {"g.txt": "ok"})
+    branch(repo, "bad", {"b.txt": "BAD"})
+    enqueue(repo, "good", "bad")
+    assert wf(repo, "resume").returncode == 0
+    assert states(repo) == {"good": "landed", "bad": "evicted"}
+    remote_main = git(origin, "rev-parse", "main")
+    assert remote_main != before
+    assert git(origin, "show", "main:g.txt") == "ok"
+    assert git(repo, "rev-parse", "origin/main") == remote_main
+    # the local branch is not what the queue moves when it pushes
+    assert git(repo, "rev-parse", "main") == before

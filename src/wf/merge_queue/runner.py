@@ -41,6 +41,10 @@ class QueueRunner:
                                 self.cfg.max_parallel_checks)
         self.checks_key = hashlib.sha256(json.dumps(
             [list(c) for c in self.cfg.check]).encode()).hexdigest()[:8]
+        # What candidates are built on: the local branch, or the remote's (fetched each round)
+        # when the queue lands by pushing.
+        self.target_ref = (f"refs/remotes/{self.cfg.remote}/{target}" if self.cfg.land == "push"
+                           else f"refs/heads/{target}")
         self.poke = anyio.Event()
         self.paused: str | None = None
         self.infra_streak = 0
@@ -85,7 +89,7 @@ class QueueRunner:
             tid = q["task_id"]
             base_commit = (self.e.p.tasks.get(tid) or {}).get("base_commit")
             verdict = await anyio.to_thread.run_sync(lambda q=q, b=base_commit: check_admission(
-                self.root, q["branch"], self.target, base_commit=b, policy=self.policy))
+                self.root, q["branch"], self.target_ref, base_commit=b, policy=self.policy))
             head = await anyio.to_thread.run_sync(gitx.rev_parse, self.root, q["branch"])
             stream = task_stream(tid)
             if verdict.verdict == "admit":
@@ -117,7 +121,9 @@ class QueueRunner:
         queued = self._entries("queued")
         if not queued:
             return False
-        base = await anyio.to_thread.run_sync(gitx.resolve_commit, self.root, self.target)
+        if self.cfg.land == "push":
+            await anyio.to_thread.run_sync(gitx.fetch, self.root, self.cfg.remote, self.target)
+        base = await anyio.to_thread.run_sync(gitx.resolve_commit, self.root, self.target_ref)
         if await self._record_already_landed(queued, base):
             return True
         entries = [Entry(q["task_id"], q["branch"], q["head"]) for q in queued]
@@ -250,6 +256,9 @@ class QueueRunner:
         if self.cfg.land == "push":
             outcome = await anyio.to_thread.run_sync(
                 land_push, self.root, self.cfg.remote, self.target, base, commit)
+            if outcome.status == "landed":  # the remote-tracking ref follows without a fetch
+                await anyio.to_thread.run_sync(lambda: gitx.update_ref(
+                    self.root, self.target_ref, commit, message="wf merge queue: pushed"))
         else:
             outcome = await anyio.to_thread.run_sync(
                 land_local, self.root, self.target, base, commit)
