@@ -203,3 +203,42 @@ def test_land_push_moves_the_remote_branch_with_a_lease(repo, origin):
     assert git(repo, "rev-parse", "origin/main") == remote_main
     # the local branch is not what the queue moves when it pushes
     assert git(repo, "rev-parse", "main") == before
+
+
+FLAKY_CHECK = """
+import json, pathlib, sys
+present = sorted(p.name for p in pathlib.Path('.').glob('e*.txt'))
+state = pathlib.Path(sys.argv[1])
+for fail_once in json.loads((state / 'plan.json').read_text()):
+    if present == sorted(fail_once):
+        marker = state / ('-'.join(present) + '.failed')
+        if not marker.exists():
+            marker.write_text('x')
+            sys.exit(1)
+"""
+
+
+def test_a_lone_culprit_is_rechecked_once_flakes_have_been_seen(repo, tmp_path):
+    state = tmp_path / "flaky"
+    state.mkdir()
+    (state / "check.py").write_text(FLAKY_CHECK)
+    (state / "plan.json").write_text(json.dumps([
+        ["e0.txt", "e1.txt"],                                   # run 1: a flake, seen
+        ["e0.txt", "e1.txt", "e2.txt", "e3.txt", "e9.txt"],     # run 2: the lone entry flakes
+    ]))
+    check = json.dumps([sys.executable, str(state / "check.py"), str(state)])
+    (repo / "wf.toml").write_text(f"[merge]\ncheck = {check}\nmax_parallel_checks = 2\n")
+    git(repo, "add", "wf.toml")
+    git(repo, "commit", "-qm", "config")
+    for i in range(4):
+        branch(repo, f"e{i}", {f"e{i}.txt": "ok"})
+    enqueue(repo, "e0", "e1", "e2", "e3")
+    assert wf(repo, "resume").returncode == 0
+    assert set(states(repo).values()) == {"landed"}
+    assert events(repo, "queue.flaky_seen")  # the prefix of 2 failed while 4 passed
+    branch(repo, "e9", {"e9.txt": "ok"})
+    enqueue(repo, "e9")
+    assert wf(repo, "resume").returncode == 0  # a new engine still knows flakes were seen
+    assert states(repo)["e9"] == "landed"
+    runs = [e for e in events(repo, "queue.check_finished") if e["data"]["entries"][-1:] == ["e9"]]
+    assert [r["data"]["result"] for r in runs] == ["fail", "pass"]

@@ -48,7 +48,9 @@ class QueueRunner:
         self.poke = anyio.Event()
         self.paused: str | None = None
         self.infra_streak = 0
-        self.flaky_seen = False
+        # Flakes seen once count for good: the log remembers them across restarts.
+        self.flaky_seen = bool(engine.d.store.read(stream=QUEUE_STREAM,
+                                                   types=["queue.flaky_seen"], limit=1))
 
     # -- what the engine asks -----------------------------------------------------------------
     def busy(self) -> bool:
@@ -198,8 +200,10 @@ class QueueRunner:
                 tg.start_soon(one, slot, size)
         reds = [s for s, r in results.items() if r == "fail"]
         greens = [s for s, r in results.items() if r == "pass"]
-        if reds and greens and min(reds) < max(greens):
+        if reds and greens and min(reds) < max(greens) and not self.flaky_seen:
             self.flaky_seen = True  # a longer prefix passed where a shorter one failed
+            await self._append(NewEvent(QUEUE_STREAM, "queue.flaky_seen", {
+                "detail": f"prefix of {min(reds)} failed while {max(greens)} passed"}))
         if any(r == "infra" for r in results.values()) and not reds and not greens:
             await self._infra_backoff()
         else:
