@@ -124,7 +124,7 @@ def test_resolve_conflicts_sends_the_task_back_to_its_agent(repo, tmp_path):
     text += '\n[[task]]\nid = "left"\nprompt = "p"\nagent = "r"\n'
     text += '\n[[task]]\nid = "right"\nprompt = "p"\nagent = "r"\n'
     proc = wf(repo, "run", str(write_tasks(repo, text)))
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, wf(repo, "events").stdout
     assert {t: r["state"] for t, r in status(repo).items()} == {"left": "merged",
                                                                 "right": "merged"}
     shared = (repo / "shared.txt").read_text()

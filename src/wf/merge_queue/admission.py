@@ -52,26 +52,27 @@ def check_admission(root: Path, branch: str, target: str, *, base_commit: str | 
     is not a commit, or one that starts with ``-``."""
     gitx.check_rev(branch)
     gitx.check_rev(target)
-    head = gitx.resolve_commit(root, branch)
-    onto = gitx.resolve_commit(root, target)
-    fork = gitx.merge_base(root, onto, head)
+    db = gitx.object_db(root)  # in-process: admission runs for every entry, often
+    head = db.resolve(branch)
+    onto = db.resolve(target)
+    fork = db.merge_base(onto, head)
 
     def decide(verdict: Verdict, detail: str, **more: Any) -> Admission:
         return Admission(verdict, detail, target_commit=onto, branch_commit=head, **more)
 
     base = base_commit if base_commit is not None else fork
-    if base is not None and gitx.commits_beyond(root, base, head) == 0:
+    if base is not None and db.commits_beyond(base, head) == 0:
         return decide("no_commits", f"{branch} has no commits beyond its base {base[:12]}")
     if fork is None:
         return decide("conflict", f"{branch} shares no history with {target}")
     if fork == head:
         return decide("no_commits", f"{branch} is already in {target}")
 
-    verdict = evaluate(policy, ChangeSummary.from_diff(gitx.diff_numstat(root, fork, head)))
+    verdict = evaluate(policy, ChangeSummary.from_diff(db.diff_numstat(fork, head)))
     if verdict.decision == "deny":
         return decide("denied", f"{verdict.rule}: {verdict.detail}", rule=verdict.rule)
 
-    merged = gitx.merge_tree(root, onto, head)
+    merged = db.merge_tree(onto, head)
     if not merged.clean:
         return decide("conflict", _conflict_detail(target, merged.conflicted_files),
                       conflicted_files=merged.conflicted_files, messages=merged.messages)

@@ -49,6 +49,7 @@ class ChainBuilder:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.db = gitx.object_db(root)
         self.chain: Chain | None = None
 
     def build(self, base: str, entries: list[Entry]) -> Chain | Conflict:
@@ -59,12 +60,12 @@ class ChainBuilder:
         for i in range(len(chain.commits), len(entries)):
             entry = entries[i]
             parent = chain.commits[-1] if chain.commits else base
-            result = gitx.merge_tree(self.root, parent, entry.head)
+            result = self.db.merge_tree(parent, entry.head)
             if not result.clean:
                 self.chain = chain
                 return Conflict(i, result.conflicted_files)
-            commit = gitx.commit_tree(
-                self.root, result.tree, [parent, entry.head],
+            commit = self.db.create_commit(
+                result.tree, [parent, entry.head],
                 f"Merge {entry.branch} (wf merge queue)\n\nWf-Task: {entry.task_id}\n")
             chain.entries.append(entry)
             chain.commits.append(commit)

@@ -109,11 +109,12 @@ class QueueRunner:
             else:
                 kind = {"denied": "policy", "conflict": "conflict",
                         "no_commits": "no_commits"}[verdict.verdict]
-                await self._append(NewEvent(stream, "queue.evicted", {
+                evicted = NewEvent(stream, "queue.evicted", {
                     "kind": kind, "rule": verdict.rule, "detail": verdict.detail,
-                    "files": list(verdict.conflicted_files)}))
-                if kind == "conflict":
-                    await self._resolve(tid, verdict.detail, verdict.conflicted_files)
+                    "files": list(verdict.conflicted_files)})
+                resolve = (self._resolve(tid, verdict.detail, verdict.conflicted_files)
+                           if kind == "conflict" else [])
+                await self._append(evicted, *resolve)
         return bool(pending)
 
     # -- one round ----------------------------------------------------------------------------
@@ -148,8 +149,9 @@ class QueueRunner:
     async def _record_already_landed(self, queued: list[dict[str, Any]], base: str) -> bool:
         """Reconcile by looking at git: an entry whose head the target already contains has
         landed (wf stopped between moving the target and recording it)."""
-        landed = [q for q in queued if q["head"] and await anyio.to_thread.run_sync(
-            gitx.is_ancestor, self.root, q["head"], base)]
+        db = gitx.object_db(self.root)
+        landed = await anyio.to_thread.run_sync(
+            lambda: [q for q in queued if q["head"] and db.is_ancestor(q["head"], base)])
         if landed:
             await self._append(*[NewEvent(task_stream(q["task_id"]), "queue.landed", {
                 "commit": base, "target": self.target, "reconciled": True}) for q in landed])
@@ -240,17 +242,19 @@ class QueueRunner:
         before = ", ".join(e.task_id for e in entries[:conflict.index]) or self.target
         detail = f"conflicts with {before} in {', '.join(conflict.files) or 'some files'}"
         await self._append(NewEvent(task_stream(entry.task_id), "queue.evicted", {
-            "kind": "conflict", "files": list(conflict.files), "detail": detail}))
-        await self._resolve(entry.task_id, detail, conflict.files)
+            "kind": "conflict", "files": list(conflict.files), "detail": detail}),
+            *self._resolve(entry.task_id, detail, conflict.files))
 
-    async def _resolve(self, tid: str, detail: str, files: tuple[str, ...]) -> None:
-        """With ``resolve_conflicts``, send a conflicting task back to its agent: its next
-        attempt starts with the target merged into its branch, conflicts left in place."""
+    def _resolve(self, tid: str, detail: str, files: tuple[str, ...]) -> list[NewEvent]:
+        """With ``resolve_conflicts``, the events that send a conflicting task back to its
+        agent: its next attempt starts with the target merged into its branch, conflicts left
+        in place. Appended with the eviction, so the run never sees the task settled between
+        the two."""
         if not self.cfg.resolve_conflicts or tid not in self.e.p.tasks:
-            return
-        await self._append(NewEvent(task_stream(tid), "task.requeued", {
+            return []
+        return [NewEvent(task_stream(tid), "task.requeued", {
             "reason": "conflict", "resolve": {"target": self.target, "detail": detail,
-                                              "files": list(files)}}))
+                                              "files": list(files)}})]
 
     async def _land(self, chain: Chain, base: str, size: int) -> bool:
         commit, _tree = chain.prefix(size)
