@@ -6,7 +6,10 @@ from __future__ import annotations
 import signal
 
 import pytest
-from runwf import agent_cmd, db_path, events, fast_retry, status, wait_until, wf, wf_bg, write_tasks
+from runwf import (
+    agent_cmd, db_path, events, fast_retry, journal_pids, pid_alive, status, wait_until, wf, wf_bg,
+    write_tasks,
+)
 
 from wf.store import SqliteEventStore
 
@@ -101,3 +104,18 @@ def test_ctrl_c_or_sigterm_exits_130_and_resume_continues(repo, tmp_path, sig):
     resumed = wf(repo, "resume", timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     _assert_all_good(repo, journal)
+
+
+def test_a_cancel_sent_while_no_engine_runs_stops_an_adopted_agent(repo, tmp_path):
+    journal = tmp_path / "journal"
+    text = fast_retry(attempts=1) + f"\n[agents.h]\ncommand = {agent_cmd('hang', '', journal)}\n"
+    text += '[[task]]\nid = "orphan"\nprompt = "x"\nagent = "h"\n'
+    (repo / "wf.toml").write_text("[merge]\nauto = true\n")  # the queue changes start-up order
+    crashed = wf(repo, "run", str(write_tasks(repo, text)),
+                 env={"WF_CRASH_AFTER": "attempt.spawned:1"})
+    assert crashed.returncode == -signal.SIGKILL
+    pid = wait_until(lambda: journal_pids(journal, "orphan"), what="agent start")[0]
+    assert wf(repo, "cancel", "orphan").returncode == 0
+    assert wf(repo, "resume", timeout=60).returncode == 1
+    assert status(repo)["orphan"]["state"] == "cancelled"
+    assert not pid_alive(pid)

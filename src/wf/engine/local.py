@@ -124,9 +124,12 @@ class LocalEngine:
 
                 self.queue = QueueRunner(self, target=self.merge_target,
                                          logs_dir=self.d.logs_dir.parent / "queue")
-                await self._poll_signals(tg)  # act on waiting signals before the first round
-                tg.start_soon(self.queue.run)
+            # Adopt running attempts first, so a waiting cancel finds them; then act on
+            # waiting signals, so the queue's first round sees every entry already sent.
             await self._reconcile(tg)
+            await self._poll_signals(tg)
+            if self.queue is not None:
+                tg.start_soon(self.queue.run)
             while True:
                 await self._poll_signals(tg)
                 await self._start_ready(tg)
