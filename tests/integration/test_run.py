@@ -258,3 +258,12 @@ def test_outside_a_repository_is_a_clear_error(tmp_path):
 def test_status_of_a_fresh_repository_is_empty(repo):
     assert status(repo) == {}
     assert task_states(repo) == {}
+
+
+def test_a_dirty_main_worktree_is_pointed_out(repo):
+    (repo / "README.md").write_text("work in progress\n")
+    path = tasks_file(repo, '[[task]]\nid = "d"\nprompt = "x"\nagent = "a"\n')
+    proc = wf(repo, "run", str(path))
+    assert proc.returncode == 0
+    assert "uncommitted changes" in proc.stderr and "committed main" in proc.stderr
+    assert (repo / "README.md").read_text() == "work in progress\n"

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from wf import api
+from wf import api, gitx
 from wf.cli import app
 from wf.cli.output import console, note, print_json
 from wf.cli.view import RunView, summary_line
@@ -60,6 +60,9 @@ def run(
         repo, specs = plan_prompt(repo, prompt, n, agent=agent, max_parallel=max_parallel)
     if dry_run:
         return _print_plan(specs, as_json)
+    if not as_json and gitx.has_tracked_changes(repo.root):
+        note(f"note: {repo.root} has uncommitted changes; agents start from the committed "
+             f"{specs[0].base if specs else 'base'}, without them")
     return _drive(repo, specs, as_json=as_json, command="wf run")
 
 
