@@ -41,7 +41,6 @@ class CheckSlots:
     def __init__(self, root: Path, worktree_root: Path, logs_dir: Path, count: int) -> None:
         self.root, self.worktree_root, self.logs_dir = root, worktree_root, logs_dir
         self.count = count
-        self.free = list(range(count))
 
     def path(self, slot: int) -> Path:
         return self.worktree_root / f".wf-mq-{slot}"
