@@ -242,3 +242,14 @@ def test_a_lone_culprit_is_rechecked_once_flakes_have_been_seen(repo, tmp_path):
     assert states(repo)["e9"] == "landed"
     runs = [e for e in events(repo, "queue.check_finished") if e["data"]["entries"][-1:] == ["e9"]]
     assert [r["data"]["result"] for r in runs] == ["fail", "pass"]
+
+
+def test_a_deleted_branch_is_evicted_alone(q):
+    branch(q, "gone", {"x.txt": "ok"})
+    branch(q, "kept", {"y.txt": "ok"})
+    enqueue(q, "gone", "kept")
+    git(q, "branch", "-D", "gone")
+    assert wf(q, "resume").returncode == 0
+    entries = queue(q)
+    assert (entries["gone"]["state"], entries["gone"]["reason_kind"]) == ("evicted", "error")
+    assert entries["kept"]["state"] == "landed"

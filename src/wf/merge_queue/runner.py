@@ -86,36 +86,60 @@ class QueueRunner:
 
     # -- admission ----------------------------------------------------------------------------
     async def _admit_pending(self) -> bool:
+        """Admit every pending entry: one worker-thread hop and one append for all of them."""
         pending = self._entries("pending")
-        for q in pending:
-            tid = q["task_id"]
-            base_commit = (self.e.p.tasks.get(tid) or {}).get("base_commit")
-            verdict = await anyio.to_thread.run_sync(lambda q=q, b=base_commit: check_admission(
-                self.root, q["branch"], self.target_ref, base_commit=b, policy=self.policy))
-            head = await anyio.to_thread.run_sync(gitx.rev_parse, self.root, q["branch"])
-            stream = task_stream(tid)
-            if verdict.verdict == "admit":
-                if self.cfg.require_approval and not q["approved"]:
-                    await self._append(NewEvent(stream, "queue.needs_approval", {
-                        "kind": "require_approval", "detail": "waiting for `wf approve`",
-                        "head": head}))
-                else:
-                    await self._append(NewEvent(stream, "queue.admitted", {"head": head}))
-            elif verdict.verdict == "needs_approval" and not q["approved"]:
-                await self._append(NewEvent(stream, "queue.needs_approval", {
-                    "kind": verdict.rule, "detail": verdict.detail, "head": head}))
-            elif verdict.verdict == "needs_approval":
-                await self._append(NewEvent(stream, "queue.admitted", {"head": head}))
-            else:
-                kind = {"denied": "policy", "conflict": "conflict",
-                        "no_commits": "no_commits"}[verdict.verdict]
-                evicted = NewEvent(stream, "queue.evicted", {
-                    "kind": kind, "rule": verdict.rule, "detail": verdict.detail,
-                    "files": list(verdict.conflicted_files)})
-                resolve = (self._resolve(tid, verdict.detail, verdict.conflicted_files)
-                           if kind == "conflict" else [])
-                await self._append(evicted, *resolve)
-        return bool(pending)
+        if not pending:
+            return False
+        bases = {q["task_id"]: (self.e.p.tasks.get(q["task_id"]) or {}).get("base_commit")
+                 for q in pending}
+        db = gitx.object_db(self.root)
+
+        def admit_all() -> list[tuple[Any, str | None]]:
+            out: list[tuple[Any, str | None]] = []
+            for q in pending:
+                try:
+                    verdict = check_admission(self.root, q["branch"], self.target_ref,
+                                              base_commit=bases[q["task_id"]],
+                                              policy=self.policy)
+                except WfError as exc:  # e.g. the branch was deleted: this entry only
+                    out.append((exc, None))
+                    continue
+                out.append((verdict, verdict.branch_commit or db.resolve(q["branch"])))
+            return out
+
+        events: list[NewEvent] = []
+        for q, (verdict, head) in zip(pending, await anyio.to_thread.run_sync(admit_all),
+                                      strict=True):
+            events += self._admission_events(q, verdict, head)
+        await self._append(*events)
+        return True
+
+    def _admission_events(self, q: dict[str, Any], verdict: Any, head: str | None
+                          ) -> list[NewEvent]:
+        tid = q["task_id"]
+        stream = task_stream(tid)
+        if isinstance(verdict, WfError):
+            return [NewEvent(stream, "queue.evicted", {"kind": "error",
+                                                       "detail": verdict.message})]
+        if verdict.verdict == "admit":
+            if self.cfg.require_approval and not q["approved"]:
+                return [NewEvent(stream, "queue.needs_approval", {
+                    "kind": "require_approval", "detail": "waiting for `wf approve`",
+                    "head": head})]
+            return [NewEvent(stream, "queue.admitted", {"head": head})]
+        if verdict.verdict == "needs_approval":
+            if q["approved"]:
+                return [NewEvent(stream, "queue.admitted", {"head": head})]
+            return [NewEvent(stream, "queue.needs_approval", {
+                "kind": verdict.rule, "detail": verdict.detail, "head": head})]
+        kind = {"denied": "policy", "conflict": "conflict",
+                "no_commits": "no_commits"}[verdict.verdict]
+        evicted = NewEvent(stream, "queue.evicted", {
+            "kind": kind, "rule": verdict.rule, "detail": verdict.detail,
+            "files": list(verdict.conflicted_files)})
+        resolve = (self._resolve(tid, verdict.detail, verdict.conflicted_files)
+                   if kind == "conflict" else [])
+        return [evicted, *resolve]
 
     # -- one round ----------------------------------------------------------------------------
     async def _round(self) -> bool:
@@ -126,16 +150,19 @@ class QueueRunner:
             return False
         if self.cfg.land == "push":
             await anyio.to_thread.run_sync(gitx.fetch, self.root, self.cfg.remote, self.target)
-        base = await anyio.to_thread.run_sync(gitx.resolve_commit, self.root, self.target_ref)
+        db = gitx.object_db(self.root)
+        base = await anyio.to_thread.run_sync(db.resolve, self.target_ref)
         if await self._record_already_landed(queued, base):
             return True
-        entries = [Entry(q["task_id"], q["branch"], q["head"]) for q in queued]
+        # The planner never tests more than max_batch entries, so the chain stops there too.
+        entries = [Entry(q["task_id"], q["branch"], q["head"])
+                   for q in queued[:self.cfg.max_batch]]
         chain = await anyio.to_thread.run_sync(self.builder.build, base, entries)
         if isinstance(chain, Conflict):
             await self._evict_conflict(entries, chain)
             return True
         known = self._known(chain)
-        plan = plan_round(len(entries), known, self._estimate(), parallel=self.slots.count,
+        plan = plan_round(len(chain.entries), known, self._estimate(), parallel=self.slots.count,
                           max_batch=self.cfg.max_batch)
         if plan.land:
             return await self._land(chain, base, plan.land)
