@@ -182,6 +182,7 @@ def test_a_dirty_checked_out_target_is_not_landed_on(q):
         assert (q / "README.md").read_text() == "local edit\n"
         git(q, "checkout", "README.md")  # the user cleans up; the queue lands on its own
         assert run.wait(timeout=60) == 0
+        assert len(events(q, "queue.land_refused")) == 1  # said once, not at every retry
     finally:
         run.kill()
         run.communicate()

@@ -47,6 +47,7 @@ class QueueRunner:
                            else f"refs/heads/{target}")
         self.poke = anyio.Event()
         self.paused: str | None = None
+        self.refused: str | None = None  # the last landing refusal recorded
         self.infra_streak = 0
         # Flakes seen once count for good: the log remembers them across restarts.
         self.flaky_seen = bool(engine.d.store.read(stream=QUEUE_STREAM,
@@ -298,11 +299,13 @@ class QueueRunner:
             outcome = await anyio.to_thread.run_sync(
                 land_local, self.root, self.target, base, commit)
         if outcome.status == "refused":
-            if self.paused != outcome.detail:
+            if self.refused != outcome.detail:  # say it once, not every retry
+                self.refused = outcome.detail
                 await self._append(NewEvent(QUEUE_STREAM, "queue.land_refused",
                                             {"detail": outcome.detail}))
             await anyio.sleep(REFUSED_RETRY)
             return False
+        self.refused = None
         if outcome.status == "moved":
             await self._append(NewEvent(QUEUE_STREAM, "queue.land_aborted",
                                         {"detail": outcome.detail}))
