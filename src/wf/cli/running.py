@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -100,6 +102,15 @@ def demo(
     repo, specs = plan_tasks_file(repo, root / "tasks.toml")
     code = _drive(repo, specs, as_json=as_json, command="wf demo")
     if not as_json:
-        console.print(f"\nexplore it: [bold]cd {root}[/] then `wf status`, `wf logs flaky-api`, "
-                      "`wf diff summary`, `wf events`")
+        wf = _how_to_call_wf()
+        console.print(f"\nexplore it: [bold]cd {root}[/] then `{wf} status`, "
+                      f"`{wf} logs flaky-api`, `{wf} diff summary`, `{wf} events`",
+                      soft_wrap=True)
     return code
+
+
+def _how_to_call_wf() -> str:
+    """``wf`` if that is what the shell finds, else the full path this one was started by."""
+    me = os.path.abspath(sys.argv[0])
+    found = shutil.which("wf")
+    return "wf" if found and os.path.abspath(found) == me or not os.path.isfile(me) else me
