@@ -506,9 +506,10 @@ class LocalEngine:
             message = f"wf: {tid}: {_first_line(spec.prompt)}"
             trailers = {"Wf-Task": tid, "Wf-Attempt": str(n)}
             await anyio.to_thread.run_sync(gitx.commit_all, path, message, trailers)
-            changes = await anyio.to_thread.run_sync(
-                self.d.worktrees.changes, path, task["base_commit"])
-            changed = changes.commits > 0
+            # Only commits count: after commit_all nothing is left uncommitted to look at.
+            commits = await anyio.to_thread.run_sync(
+                gitx.commits_beyond, path, task["base_commit"], "HEAD")
+            changed = commits > 0
             commit = await anyio.to_thread.run_sync(gitx.head, path) if changed else None
         return classify_exit(record, changed=changed, commit=commit,
                              last_line=_last_line(files.tail()))

@@ -350,7 +350,8 @@ class WorktreeManager:
                 return RemoveResult(removed=True)
         self._refuse_if_dirty(path, force)
         stopped = tuple(stop_processes_in(path, grace))
-        self._refuse_if_dirty(path, force)  # they may have written on their way out
+        if stopped:
+            self._refuse_if_dirty(path, force)  # they may have written on their way out
         backup = self.save_backup(path, task_id) if force else None
         with self._lock("worktree"):
             gitx.worktree_remove(self.repo_root, path, force=force)
