@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from wf import gitx
 from wf.errors import ConfigError, EngineBusy, GitError, Interrupted, NotFound
-from wf.model import SIGNAL_STREAM, Event, NewEvent, SignalKind, task_stream
+from wf.model import SIGNAL_STREAM, TERMINAL_STATES, Event, NewEvent, SignalKind, task_stream
 
 if TYPE_CHECKING:
     from wf.config import Config
@@ -406,7 +406,6 @@ def task_diff(repo: Repo, task_id: str, *, stat: bool = False) -> dict[str, Any]
 
 # -- cleaning --------------------------------------------------------------------------------
 
-FINISHED = ("done", "failed", "cancelled", "blocked", "merged")
 
 
 def clean(repo: Repo, task_ids: list[str], *, force: bool = False,
@@ -427,10 +426,10 @@ def clean(repo: Repo, task_ids: list[str], *, force: bool = False,
         for tid in task_ids:
             get_task(store, tid)
         chosen = task_ids or [t for t, r in rows.items()
-                              if r["state"] in FINISHED and not r["cleaned"]]
+                              if r["state"] in TERMINAL_STATES and not r["cleaned"]]
         for tid in chosen:
             row = rows[tid]
-            if row["state"] not in FINISHED:
+            if row["state"] not in TERMINAL_STATES:
                 result = f"skipped: still {row['state']} (`wf cancel {tid}` first)"
             else:
                 try:

@@ -79,13 +79,11 @@ class TaskState(StrEnum):
     BLOCKED = "blocked"
     MERGED = "merged"  # its branch landed through the merge queue
 
-    @property
-    def terminal(self) -> bool:
-        return self in _TERMINAL_TASK
 
-
-_TERMINAL_TASK = {TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED, TaskState.BLOCKED,
-                  TaskState.MERGED}
+# States a task does not leave by itself (only `wf retry` or the queue's conflict resolution
+# sends it back). StrEnum members compare equal to their strings, so rows' states test directly.
+TERMINAL_STATES = frozenset({TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED,
+                             TaskState.BLOCKED, TaskState.MERGED})
 
 
 class AttemptState(StrEnum):

@@ -12,7 +12,6 @@ from wf.model import AttemptState, FailureKind, NewEvent, task_stream
 from wf.spec import RetryPolicy
 
 FAILED_DEP_STATES = frozenset({"failed", "cancelled", "blocked"})
-TERMINAL_STATES = frozenset({"done", "failed", "cancelled", "blocked", "merged"})
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import random
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,12 +28,11 @@ from wf import gitx
 from wf.agents import runner
 from wf.agents.runner import AttemptFiles
 from wf.config import Config
-from wf.engine.decide import (
-    TERMINAL_STATES, Outcome, classify_exit, plan_after_attempt, readiness,
-)
+from wf.engine.decide import Outcome, classify_exit, plan_after_attempt, readiness
 from wf.errors import WfError
 from wf.model import (
-    RUN_STREAM, SIGNAL_STREAM, AttemptState, Event, FailureKind, NewEvent, task_stream,
+    RUN_STREAM, SIGNAL_STREAM, TERMINAL_STATES, AttemptState, Event, FailureKind, NewEvent,
+    task_stream,
 )
 from wf.spec import TaskSpec
 from wf.store.projections import Projection, apply
@@ -228,7 +227,6 @@ class LocalEngine:
             return "the merge queue is not enabled ([merge] in wf.toml)"
         entry = self.p.queue.get(tid)
         state = entry["state"] if entry else None
-        stream = task_stream(tid)
         if kind in ("enqueue", "requeue"):
             task = self.p.tasks.get(tid)
             if task is not None and task["state"] != "done":
@@ -525,5 +523,3 @@ def _last_line(text: str, width: int = 200) -> str:
     line = lines[-1] if lines else ""
     return line if len(line) <= width else line[: width - 1] + "…"
 
-
-EventCallback = Callable[[list[Event]], None]
