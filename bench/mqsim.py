@@ -11,7 +11,7 @@ import argparse
 import random
 import statistics
 
-from wf.merge_queue.planner import Estimate, plan_round
+from wf.merge_queue.planner import Estimate, Probe, plan_round
 
 
 def simulate(kinds, parallel, flake=0.0, seed=0, max_batch=100, arrivals=None):
@@ -54,29 +54,38 @@ def simulate(kinds, parallel, flake=0.0, seed=0, max_batch=100, arrivals=None):
             est = est.seen(plan.land)
             pending = pending[plan.land:]
             continue
+        def ids_of(probe):
+            if probe.without is None:
+                return pending[:probe.size]
+            rest = pending[:probe.without] + pending[probe.without + 1:]
+            return rest[:probe.size]
+
+        def check(probes):
+            nonlocal runs
+            results = {}
+            for probe in probes:
+                ids = ids_of(probe)
+                ok = not (fails(landed + ids) or rng.random() < flake)
+                cache[tuple(landed + ids)] = ok
+                results[probe] = ok
+                runs += 1
+            return results
+
         if plan.culprit is not None:
             c = pending[plan.culprit]
-            if flaky_seen:  # re-test a lone culprit once before rejecting it
-                runs += 1
-                t += 1
-                if not (fails(landed + [c]) or rng.random() < flake):
-                    cache[tuple(landed + [c])] = True
+            if flaky_seen:  # re-test a lone culprit once before rejecting it, and meanwhile
+                t += 1      # the queue as it will be without it
+                again = Probe(plan.culprit + 1)
+                if check((again, *plan.probes))[again]:
                     continue
             evicted.append(c)
             est = est.seen(1, 1)
             pending.pop(plan.culprit)
             continue
-        results = {}
-        for s in plan.sizes:
-            ids = landed + pending[:s]
-            ok = not (fails(ids) or rng.random() < flake)
-            results[s] = ok
-            runs += 1
-        for s, ok in results.items():
-            cache[tuple(landed + pending[:s])] = ok
+        results = check(plan.probes)
         # a smaller red with a larger green at once means a flake somewhere
-        reds = [s for s, ok in results.items() if not ok]
-        greens = [s for s, ok in results.items() if ok]
+        reds = [p.size for p, ok in results.items() if not ok and p.without is None]
+        greens = [p.size for p, ok in results.items() if ok and p.without is None]
         if reds and greens and min(reds) < max(greens):
             flaky_seen = True
         t += 1

@@ -51,18 +51,37 @@ class ChainBuilder:
         self.root = root
         self.db = gitx.object_db(root)
         self.chain: Chain | None = None
+        self.variant: Chain | None = None  # the last chain built without one entry
 
     def build(self, base: str, entries: list[Entry]) -> Chain | Conflict:
         """The chain of ``entries`` on ``base``, reusing the longest still-valid part of the
-        previous one (same base and same entries in the same order, or a base that is one of
-        its commits, as after a landing)."""
-        chain = self._reusable(base, entries)
+        previous one or of the last variant (same base and same entries in the same order, or
+        a base that is one of its commits, as after a landing)."""
+        chain = max((_reusable(old, base, entries) for old in (self.chain, self.variant)
+                     if old is not None), key=lambda c: len(c.commits), default=Chain(base))
+        outcome = self._extend(chain, entries)
+        self.chain = chain
+        return outcome
+
+    def without(self, chain: Chain, index: int, size: int) -> Chain:
+        """``chain`` with entry ``index`` left out, up to ``size`` entries (fewer if a later
+        entry does not merge without it)."""
+        entries = chain.entries[:index] + chain.entries[index + 1:size + 1]
+        old = self.variant
+        variant = _reusable(old, chain.base, entries) if old is not None else Chain(chain.base)
+        if len(variant.commits) < index:  # C_0..C_(index-1) are the chain's own
+            variant = Chain(chain.base, chain.entries[:index], chain.commits[:index],
+                            chain.trees[:index])
+        self._extend(variant, entries)
+        self.variant = variant
+        return variant
+
+    def _extend(self, chain: Chain, entries: list[Entry]) -> Chain | Conflict:
         for i in range(len(chain.commits), len(entries)):
             entry = entries[i]
-            parent = chain.commits[-1] if chain.commits else base
+            parent = chain.commits[-1] if chain.commits else chain.base
             result = self.db.merge_tree(parent, entry.head)
             if not result.clean:
-                self.chain = chain
                 return Conflict(i, result.conflicted_files)
             commit = self.db.create_commit(
                 result.tree, [parent, entry.head],
@@ -70,25 +89,22 @@ class ChainBuilder:
             chain.entries.append(entry)
             chain.commits.append(commit)
             chain.trees.append(result.tree)
-        self.chain = chain
         return chain
 
-    def _reusable(self, base: str, entries: list[Entry]) -> Chain:
-        old = self.chain
-        fresh = Chain(base)
-        if old is None:
-            return fresh
-        skip = 0
-        if old.base != base:
-            if base not in old.commits:
-                return fresh
-            skip = old.commits.index(base) + 1  # the target moved along the chain
-        kept = Chain(base)
-        for i, entry in enumerate(entries):
-            j = i + skip
-            if j >= len(old.entries) or old.entries[j] != entry:
-                break
-            kept.entries.append(entry)
-            kept.commits.append(old.commits[j])
-            kept.trees.append(old.trees[j])
-        return kept
+
+def _reusable(old: Chain, base: str, entries: list[Entry]) -> Chain:
+    """The longest part of ``old`` that is also the start of ``entries`` on ``base``."""
+    skip = 0
+    if old.base != base:
+        if base not in old.commits:
+            return Chain(base)
+        skip = old.commits.index(base) + 1  # the target moved along the chain
+    kept = Chain(base)
+    for i, entry in enumerate(entries):
+        j = i + skip
+        if j >= len(old.entries) or old.entries[j] != entry:
+            break
+        kept.entries.append(entry)
+        kept.commits.append(old.commits[j])
+        kept.trees.append(old.trees[j])
+    return kept

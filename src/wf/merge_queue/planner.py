@@ -9,10 +9,17 @@ exactly where it left off.
 Sizes are chosen to maximise the expected number of entries landed per round, given the
 estimated failure rate ``p`` of one entry: with no failures seen the window grows to the whole
 queue; when failures are common it shrinks to short prefixes.
+
+A slot the narrowing leaves idle is used *speculatively*: it checks the queue as it will be once
+the likeliest suspect is evicted (``Q[:i] + Q[i+1:j]``, a :class:`Probe` with ``without = i``).
+Such a candidate is exactly a prefix of the queue after that eviction, so when the suspect is
+confirmed its result is already in the tested-tree cache and the next green prefix lands at
+once, instead of a round later. The planner never needs speculative results as input.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -36,11 +43,21 @@ class Estimate:
 
 
 @dataclass(frozen=True)
-class Plan:
-    """One round: prefix sizes to test, or a culprit found (the entry at ``culprit``, 0-based,
-    fails on top of the green prefix before it), or nothing to do."""
+class Probe:
+    """A candidate to check: the target plus the first ``size`` entries of the queue, or, with
+    ``without`` set, of the queue as it will be once entry ``without`` (0-based) is evicted."""
 
-    sizes: tuple[int, ...] = ()
+    size: int
+    without: int | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One round: candidates to check, or a culprit found (the entry at ``culprit``, 0-based,
+    fails on top of the green prefix before it; ``probes`` then are speculative ones to run
+    beside a re-check of it), or a known-green prefix to land, or nothing to do."""
+
+    probes: tuple[Probe, ...] = ()
     land: int = 0  # a known-green prefix to land before anything else
     culprit: int | None = None
 
@@ -63,18 +80,27 @@ def spread(low: int, high: int, points: int) -> tuple[int, ...]:
 
 def choose_window(pending: int, p: float, parallel: int, max_batch: int) -> tuple[int, ...]:
     """Sizes for a round with nothing known: the window and point count that land the most
-    entries per check run on average, preferring fewer runs when the gain is small."""
+    entries per round on average, counting the narrowing rounds a failure costs and
+    preferring fewer runs when the gain is small."""
     best: tuple[float, tuple[int, ...]] = (-1.0, ())
     limit = min(pending, max_batch)
     for w in range(1, limit + 1):
         for k in range(1, min(parallel, w) + 1):
             sizes = spread(0, w, k)
-            gain = expected_landed(sizes, p)
+            gain = expected_landed(sizes, p) / expected_rounds(sizes[0], p, parallel)
             # A run must add at least a tenth of an entry on average to be worth its cost.
             score = gain - 0.1 * (len(sizes) - 1)
             if score > best[0] + 1e-9:
                 best = (score, sizes)
     return best[1]
+
+
+def expected_rounds(first: int, p: float, parallel: int) -> float:
+    """Rounds a window costs on average: its own, plus, when its shortest prefix fails, the
+    narrowing of that prefix (``parallel`` probes split it ``parallel + 1`` ways a round),
+    counted at half since the narrowing rounds land entries too."""
+    fails = 1 - (1 - p) ** first
+    return 1 + fails * 0.5 * math.log(first + 1, parallel + 1)
 
 
 def plan_round(pending: int, known: Mapping[int, bool], estimate: Estimate, *,
@@ -87,12 +113,28 @@ def plan_round(pending: int, known: Mapping[int, bool], estimate: Estimate, *,
     green = max((s for s, ok in known.items() if ok and (red is None or s < red)), default=0)
     if green:
         return Plan(land=green)
+    p = estimate.p
     if red is None:
-        return Plan(sizes=choose_window(pending, estimate.p, parallel, max_batch))
-    if red == 1:
-        return Plan(culprit=0)
+        return Plan(probes=tuple(Probe(s) for s in choose_window(pending, p, parallel,
+                                                                 max_batch)))
+    if red == 1:  # a re-check of the culprit, if one is needed, leaves parallel - 1 slots
+        return Plan(culprit=0, probes=speculate(0, pending, p, parallel - 1, max_batch))
     # The first bad entry is in Q[:red]: split (0, red) evenly with up to `parallel` probes;
     # red itself is known to fail and is never tested again.
     k = min(parallel, red - 1)
-    return Plan(sizes=tuple(sorted({max(1, min(red - 1, round(red * j / (k + 1))))
-                                    for j in range(1, k + 1)})))
+    probes = tuple(Probe(s) for s in sorted({max(1, min(red - 1, round(red * j / (k + 1))))
+                                             for j in range(1, k + 1)}))
+    # Slots left over (the suspects are down to two): bet on the first one being the culprit,
+    # the likelier, since the failure is the first bad entry's.
+    return Plan(probes=probes + speculate(0, pending, p, parallel - len(probes), max_batch))
+
+
+def speculate(suspect: int, pending: int, p: float, slots: int, max_batch: int
+              ) -> tuple[Probe, ...]:
+    """Up to ``slots`` probes of the queue without ``suspect``, sized like a fresh window over
+    the entries after it (the ones before it are known green)."""
+    rest = min(pending - suspect - 1, max_batch - suspect)
+    if slots <= 0 or rest <= 0:
+        return ()
+    return tuple(Probe(suspect + s, without=suspect)
+                 for s in choose_window(rest, p, slots, max_batch))

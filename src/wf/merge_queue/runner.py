@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import Any
 
 import anyio
@@ -21,7 +22,7 @@ from wf.merge_queue.admission import check_admission
 from wf.merge_queue.candidates import Chain, ChainBuilder, Conflict, Entry
 from wf.merge_queue.checks import CheckSlots
 from wf.merge_queue.landing import land_local, land_push
-from wf.merge_queue.planner import Estimate, plan_round
+from wf.merge_queue.planner import Estimate, Probe, plan_round
 from wf.model import NewEvent, task_stream
 
 QUEUE_STREAM = "queue"
@@ -49,6 +50,7 @@ class QueueRunner:
         self.paused: str | None = None
         self.refused: str | None = None  # the last landing refusal recorded
         self.infra_streak = 0
+        self.base: str | None = None  # the target as the queue last saw or moved it
         # Flakes seen once count for good: the log remembers them across restarts.
         self.flaky_seen = bool(engine.d.store.read(stream=QUEUE_STREAM,
                                                    types=["queue.flaky_seen"], limit=1))
@@ -144,39 +146,52 @@ class QueueRunner:
 
     # -- one round ----------------------------------------------------------------------------
     async def _round(self) -> bool:
-        if self.paused:
-            return False
-        queued = self._entries("queued")
-        if not queued:
+        """Plan and act until the plan is to run checks (one round of them) or nothing: a
+        landing or an eviction is followed by the next plan at once, on a chain that reuses
+        everything still valid."""
+        if self.paused or not self._entries("queued"):
             return False
         if self.cfg.land == "push":
             await anyio.to_thread.run_sync(gitx.fetch, self.root, self.cfg.remote, self.target)
         db = gitx.object_db(self.root)
         base = await anyio.to_thread.run_sync(db.resolve, self.target_ref)
-        if await self._record_already_landed(queued, base):
+        # Only at start-up or when something else moved the target can an entry be on it
+        # without a record of its landing.
+        if base != self.base and await self._record_already_landed(base):
             return True
-        # The planner never tests more than max_batch entries, so the chain stops there too.
-        entries = [Entry(q["task_id"], q["branch"], q["head"])
-                   for q in queued[:self.cfg.max_batch]]
-        chain = await anyio.to_thread.run_sync(self.builder.build, base, entries)
-        if isinstance(chain, Conflict):
-            await self._evict_conflict(entries, chain)
-            return True
-        known = self._known(chain)
-        plan = plan_round(len(chain.entries), known, self._estimate(), parallel=self.slots.count,
-                          max_batch=self.cfg.max_batch)
-        if plan.land:
-            return await self._land(chain, base, plan.land)
-        if plan.culprit is not None:
-            return await self._judge_culprit(chain, plan.culprit)
-        if plan.sizes:
-            await self._check(chain, plan.sizes)
-            return True
-        return False
+        self.base = base
+        progressed = False
+        while queued := self._entries("queued"):
+            # The planner never tests more than max_batch entries, so the chain stops there too.
+            entries = [Entry(q["task_id"], q["branch"], q["head"])
+                       for q in queued[:self.cfg.max_batch]]
+            chain = await anyio.to_thread.run_sync(self.builder.build, base, entries)
+            if isinstance(chain, Conflict):
+                await self._evict_conflict(entries, chain)
+                progressed = True
+                continue
+            plan = plan_round(len(chain.entries), self._known(chain), self._estimate(),
+                              parallel=self.slots.count, max_batch=self.cfg.max_batch)
+            if plan.land:
+                landed = await self._land(chain, base, plan.land)
+                if landed is None:  # refused: wait for a poke; moved: replan at once
+                    return self.refused is None
+                base = self.base = landed
+            elif plan.culprit is not None:
+                if not await self._judge_culprit(chain, plan.culprit, plan.probes):
+                    return True  # it was re-checked instead
+            elif plan.probes:
+                await self._check(chain, plan.probes)
+                return True
+            else:
+                return progressed
+            progressed = True
+        return progressed
 
-    async def _record_already_landed(self, queued: list[dict[str, Any]], base: str) -> bool:
+    async def _record_already_landed(self, base: str) -> bool:
         """Reconcile by looking at git: an entry whose head the target already contains has
         landed (wf stopped between moving the target and recording it)."""
+        queued = self._entries("queued")
         db = gitx.object_db(self.root)
         landed = await anyio.to_thread.run_sync(
             lambda: [q for q in queued if q["head"] and db.is_ancestor(q["head"], base)])
@@ -202,16 +217,45 @@ class QueueRunner:
         failed = sum(1 for q in rows if q["state"] == "evicted" and q["reason_kind"] == "check")
         return Estimate(failures=failed, entries=landed + failed)
 
-    async def _check(self, chain: Chain, sizes: tuple[int, ...]) -> None:
-        """Check several prefixes at once, each in its own integration worktree."""
-        results: dict[int, str] = {}
+    async def _candidates(self, chain: Chain, probes: tuple[Probe, ...]
+                          ) -> list[tuple[Probe, Chain, int]]:
+        """Each probe as (probe, the chain it is a prefix of, size). A speculative probe
+        whose variant chain stops short (a later entry conflicts without the suspect) is
+        tested as far as it goes, or dropped."""
+        out = []
+        for probe in probes:
+            if probe.without is None:
+                out.append((probe, chain, probe.size))
+                continue
+            variant = await anyio.to_thread.run_sync(
+                self.builder.without, chain, probe.without, probe.size)
+            size = min(probe.size, len(variant.entries))
+            if size > probe.without:
+                out.append((probe, variant, size))
+        return out
 
-        await self._append(NewEvent(QUEUE_STREAM, "queue.check_started", {
-            "sizes": list(sizes), "batches": [[e.task_id for e in chain.entries[:s]]
-                                              for s in sizes]}))
+    async def _check(self, chain: Chain, probes: tuple[Probe, ...]) -> None:
+        """Check several candidates at once, each in its own integration worktree. A
+        speculative candidate already in the tree cache is not run again."""
+        candidates = [(probe, c, size) for probe, c, size in await self._candidates(chain, probes)
+                      if probe.without is None
+                      or self._tree_key(c.prefix(size)[1]) not in self.e.p.tested_trees]
+        if not candidates:
+            return
+        results: dict[Probe, str] = {}
+        announced = anyio.Event()
 
-        async def one(slot: int, size: int) -> None:
-            commit, tree = chain.prefix(size)
+        async def announce() -> None:  # beside the checks: they need not wait for it
+            await self._append(NewEvent(QUEUE_STREAM, "queue.check_started", {
+                "sizes": [size for _p, _c, size in candidates],
+                "batches": [[e.task_id for e in c.entries[:size]] for _p, c, size in candidates],
+                "without": [None if p.without is None else chain.entries[p.without].task_id
+                            for p, _c, _s in candidates]}))
+            announced.set()
+
+        async def one(slot: int, probe: Probe, candidate: Chain, size: int) -> None:
+            commit, tree = candidate.prefix(size)
+            started = time.time()
             if not self.cfg.check:
                 result, detail, log = "pass", "no checks configured", None
             else:
@@ -219,17 +263,23 @@ class QueueRunner:
                     slot, commit, tree, self.cfg.check, timeout=self.cfg.check_timeout,
                     environ=self.e.d.environ))
                 result, detail, log = res.result, res.detail, res.log_path
-            results[size] = result
+            results[probe] = result
+            await announced.wait()
             await self._append(NewEvent(QUEUE_STREAM, "queue.check_finished", {
                 "tree": self._tree_key(tree), "commit": commit, "size": size,
-                "entries": [e.task_id for e in chain.entries[:size]], "result": result,
-                "detail": detail, "log": log}))
+                "entries": [e.task_id for e in candidate.entries[:size]],
+                "without": (None if probe.without is None
+                            else chain.entries[probe.without].task_id),
+                "result": result, "detail": detail, "log": log,
+                "started": round(started, 3), "duration": round(time.time() - started, 3)}))
 
         async with anyio.create_task_group() as tg:
-            for slot, size in enumerate(sizes):
-                tg.start_soon(one, slot, size)
-        reds = [s for s, r in results.items() if r == "fail"]
-        greens = [s for s, r in results.items() if r == "pass"]
+            tg.start_soon(announce)
+            for slot, (probe, candidate, size) in enumerate(candidates):
+                tg.start_soon(one, slot, probe, candidate, size)
+        plain = {p.size: r for p, r in results.items() if p.without is None}
+        reds = [s for s, r in plain.items() if r == "fail"]
+        greens = [s for s, r in plain.items() if r == "pass"]
         if reds and greens and min(reds) < max(greens) and not self.flaky_seen:
             self.flaky_seen = True  # a longer prefix passed where a shorter one failed
             await self._append(NewEvent(QUEUE_STREAM, "queue.flaky_seen", {
@@ -249,15 +299,16 @@ class QueueRunner:
         await anyio.sleep(INFRA_BACKOFF[self.infra_streak])
         self.infra_streak += 1
 
-    async def _judge_culprit(self, chain: Chain, index: int) -> bool:
-        """The entry at ``index`` fails on top of the green prefix before it. Once flaky
-        results have been seen, it is checked once more before it is rejected."""
+    async def _judge_culprit(self, chain: Chain, index: int, beside: tuple[Probe, ...]) -> bool:
+        """The entry at ``index`` fails on top of the green prefix before it: evict it (True).
+        Once flaky results have been seen, it is checked once more first, together with the
+        speculative probes ``beside`` it (False)."""
         entry = chain.entries[index]
         commit, tree = chain.prefix(index + 1)
         row = self.e.p.tested_trees.get(self._tree_key(tree)) or {}
         if (self.flaky_seen or (row.get("passes") and row.get("fails"))) and row.get("fails", 0) < 2:
-            await self._check(chain, (index + 1,))
-            return True
+            await self._check(chain, (Probe(index + 1), *beside))
+            return False
         await self._append(NewEvent(task_stream(entry.task_id), "queue.evicted", {
             "kind": "check", "detail": f"fails the checks on top of {self.target}"
                                        + (f" and {index} entries before it" if index else "")
@@ -284,7 +335,9 @@ class QueueRunner:
             "reason": "conflict", "resolve": {"target": self.target, "detail": detail,
                                               "files": list(files)}})]
 
-    async def _land(self, chain: Chain, base: str, size: int) -> bool:
+    async def _land(self, chain: Chain, base: str, size: int) -> str | None:
+        """Land the first ``size`` entries; the target's new commit, or None when the landing
+        was refused (the entries stay queued) or the target moved meanwhile."""
         commit, _tree = chain.prefix(size)
         landed = chain.entries[:size]
         await self._append(NewEvent(QUEUE_STREAM, "queue.land_requested", {
@@ -304,16 +357,17 @@ class QueueRunner:
                 await self._append(NewEvent(QUEUE_STREAM, "queue.land_refused",
                                             {"detail": outcome.detail}))
             await anyio.sleep(REFUSED_RETRY)
-            return False
+            return None
         self.refused = None
         if outcome.status == "moved":
             await self._append(NewEvent(QUEUE_STREAM, "queue.land_aborted",
                                         {"detail": outcome.detail}))
-            return True
+            self.base = None  # something else moved the target: reconcile on the next round
+            return None
         # Two appends on purpose: a crash between them is reconciled from git (the target
         # contains the entries' heads), which the crash tests exercise.
         await self._append(NewEvent(QUEUE_STREAM, "queue.target_moved", {
             "old": base, "new": commit, "entries": [e.task_id for e in landed]}))
         await self._append(*[NewEvent(task_stream(e.task_id), "queue.landed", {
             "commit": commit, "target": self.target}) for e in landed])
-        return True
+        return commit
