@@ -132,10 +132,10 @@ class CheckRun:
 def parse_check(e: dict[str, Any]) -> CheckRun:
     d = e["data"]
     log = d.get("log")
-    started, body, flake, real_fail = e["ts"], None, False, False
+    started, body, flake, real_fail = d.get("started", e["ts"]), None, False, False
     if log:
         m = re.search(r"-(\d{10,})\.log$", log)
-        if m:
+        if m and "started" not in d:  # logs of wf before check_finished said when it started
             started = int(m.group(1)) / 1000
         try:
             text = Path(log).read_text(errors="replace")

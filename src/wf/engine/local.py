@@ -191,16 +191,38 @@ class LocalEngine:
             return
         self._last_signal_poll = now
         pending = await anyio.to_thread.run_sync(self.d.store.signals)
+        # Queue signals (a stream of `wf queue add`) are decided from the projection alone, so
+        # a run of them is one append; a second signal for the same entry waits for the first.
+        batch: list[NewEvent] = []
+        batched: set[str] = set()
         for sig in pending:
-            result = await self._apply_signal(sig)
-            await self.append(NewEvent(SIGNAL_STREAM, "signal.handled", {
-                "signal_seq": sig["seq"], "task": sig["task_id"], "result": result},
-                idempotency_key=f"signal.handled:{sig['seq']}"))
+            tid, kind = sig["task_id"], sig["kind"]
+            queue_signal = kind in QUEUE_SIGNALS and self.queue is not None
+            if not queue_signal or tid in batched:
+                await self._append_queue_batch(batch)
+                batch, batched = [], set()
+            if queue_signal:
+                result, events = self._queue_signal_events(kind, tid, sig.get("data") or {})
+                batched.add(tid)
+            else:
+                result, events = await self._apply_signal(sig), []
+            batch += [*events, NewEvent(SIGNAL_STREAM, "signal.handled", {
+                "signal_seq": sig["seq"], "task": tid, "result": result},
+                idempotency_key=f"signal.handled:{sig['seq']}")]
+            if not queue_signal:
+                await self.append(*batch)
+                batch = []
+        await self._append_queue_batch(batch)
+
+    async def _append_queue_batch(self, batch: list[NewEvent]) -> None:
+        if batch:
+            await self.append(*batch)
+            self.queue.wake()
 
     async def _apply_signal(self, sig: Mapping[str, Any]) -> str:
         tid, kind = sig["task_id"], sig["kind"]
-        if kind in QUEUE_SIGNALS:
-            return await self._apply_queue_signal(kind, tid, sig.get("data") or {})
+        if kind in QUEUE_SIGNALS:  # only when the queue is not enabled
+            return "the merge queue is not enabled ([merge] in wf.toml)"
         task = self.p.tasks.get(tid)
         if task is None:
             return f"unknown task {tid}"
@@ -221,42 +243,40 @@ class LocalEngine:
             return f"already {state}"
         return f"unknown signal {kind}"
 
-    async def _apply_queue_signal(self, kind: str, tid: str, data: Mapping[str, Any]) -> str:
-        """wf queue add / rm / retry, wf approve / reject."""
-        if self.queue is None:
-            return "the merge queue is not enabled ([merge] in wf.toml)"
+    def _queue_signal_events(self, kind: str, tid: str, data: Mapping[str, Any]
+                             ) -> tuple[str, list[NewEvent]]:
+        """wf queue add / rm / retry, wf approve / reject: the outcome and its events."""
         entry = self.p.queue.get(tid)
         state = entry["state"] if entry else None
         if kind in ("enqueue", "requeue"):
             task = self.p.tasks.get(tid)
             if task is not None and task["state"] != "done":
-                return f"task is {task['state']}, not done"
+                return f"task is {task['state']}, not done", []
             if state in ("pending", "queued", "waiting_approval"):
-                return f"already {state}"
+                return f"already {state}", []
             if state == "landed":
-                return "already landed"
+                return "already landed", []
             branch = data.get("branch") or (entry or {}).get("branch")
             if task is not None:
-                await self.append(self._enqueue_event(tid, task["commit_sha"]))
-            elif branch:
-                await self._task_event(tid, "queue.entered", {"branch": branch, "head": None})
-            else:
-                return f"unknown task {tid}"
-        elif kind == "dequeue":
+                return "ok", [self._enqueue_event(tid, task["commit_sha"])]
+            if branch:
+                return "ok", [NewEvent(task_stream(tid), "queue.entered",
+                                       {"branch": branch, "head": None})]
+            return f"unknown task {tid}", []
+        if kind == "dequeue":
             if state not in ("pending", "queued", "waiting_approval"):
-                return f"not in the queue ({state or 'never entered'})"
-            await self._task_event(tid, "queue.removed", {"detail": "removed by wf queue rm"})
-        elif kind == "approve":
+                return f"not in the queue ({state or 'never entered'})", []
+            return "ok", [NewEvent(task_stream(tid), "queue.removed",
+                                   {"detail": "removed by wf queue rm"})]
+        if kind == "approve":
             if state != "waiting_approval":
-                return f"not waiting for approval ({state or 'not in the queue'})"
-            await self._task_event(tid, "queue.approved", {"by": data.get("by")})
-        elif kind == "reject":
-            if state not in ("pending", "queued", "waiting_approval"):
-                return f"not in the queue ({state or 'never entered'})"
-            await self._task_event(tid, "queue.evicted", {
-                "kind": "rejected", "detail": data.get("reason") or "rejected"})
-        self.queue.wake()
-        return "ok"
+                return f"not waiting for approval ({state or 'not in the queue'})", []
+            return "ok", [NewEvent(task_stream(tid), "queue.approved", {"by": data.get("by")})]
+        # reject
+        if state not in ("pending", "queued", "waiting_approval"):
+            return f"not in the queue ({state or 'never entered'})", []
+        return "ok", [NewEvent(task_stream(tid), "queue.evicted", {
+            "kind": "rejected", "detail": data.get("reason") or "rejected"})]
 
     async def _requeue_with_dependents(self, tid: str) -> None:
         """Requeue ``tid`` with a fresh retry budget, and the tasks it blocked, transitively."""

@@ -45,7 +45,8 @@ class Conflict:
 
 
 class ChainBuilder:
-    """Builds and reuses chains. Blocking: call from a worker thread."""
+    """Builds and reuses chains, only as deep as the planner needs (a merge costs ~2 ms, and
+    every entry after an evicted one is merged again). Blocking: call from a worker thread."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -53,26 +54,27 @@ class ChainBuilder:
         self.chain: Chain | None = None
         self.variant: Chain | None = None  # the last chain built without one entry
 
-    def build(self, base: str, entries: list[Entry]) -> Chain | Conflict:
-        """The chain of ``entries`` on ``base``, reusing the longest still-valid part of the
-        previous one or of the last variant (same base and same entries in the same order, or
-        a base that is one of its commits, as after a landing)."""
+    def build(self, base: str, entries: list[Entry], depth: int) -> Chain | Conflict:
+        """The chain of ``entries`` on ``base``, at least ``depth`` entries long (as many as
+        still valid when more are kept), reusing the longest still-valid part of the previous
+        one or of the last variant (same base and same entries in the same order, or a base
+        that is one of its commits, as after a landing)."""
         chain = max((_reusable(old, base, entries) for old in (self.chain, self.variant)
                      if old is not None), key=lambda c: len(c.commits), default=Chain(base))
-        outcome = self._extend(chain, entries)
+        outcome = self._extend(chain, entries[:max(depth, len(chain.entries))])
         self.chain = chain
         return outcome
 
-    def without(self, chain: Chain, index: int, size: int) -> Chain:
-        """``chain`` with entry ``index`` left out, up to ``size`` entries (fewer if a later
-        entry does not merge without it)."""
-        entries = chain.entries[:index] + chain.entries[index + 1:size + 1]
+    def without(self, chain: Chain, entries: list[Entry], index: int, size: int) -> Chain:
+        """The chain of ``entries`` with entry ``index`` left out, ``size`` entries long (fewer
+        if a later entry does not merge without it); ``chain`` holds the first ``index``."""
+        wanted = entries[:index] + entries[index + 1:size + 1]
         old = self.variant
-        variant = _reusable(old, chain.base, entries) if old is not None else Chain(chain.base)
+        variant = _reusable(old, chain.base, wanted) if old is not None else Chain(chain.base)
         if len(variant.commits) < index:  # C_0..C_(index-1) are the chain's own
             variant = Chain(chain.base, chain.entries[:index], chain.commits[:index],
                             chain.trees[:index])
-        self._extend(variant, entries)
+        self._extend(variant, wanted)
         self.variant = variant
         return variant
 

@@ -22,7 +22,7 @@ from wf.merge_queue.admission import check_admission
 from wf.merge_queue.candidates import Chain, ChainBuilder, Conflict, Entry
 from wf.merge_queue.checks import CheckSlots
 from wf.merge_queue.landing import land_local, land_push
-from wf.merge_queue.planner import Estimate, Probe, plan_round
+from wf.merge_queue.planner import Estimate, Plan, Probe, plan_round
 from wf.model import NewEvent, task_stream
 
 QUEUE_STREAM = "queue"
@@ -165,28 +165,41 @@ class QueueRunner:
             # The planner never tests more than max_batch entries, so the chain stops there too.
             entries = [Entry(q["task_id"], q["branch"], q["head"])
                        for q in queued[:self.cfg.max_batch]]
-            chain = await anyio.to_thread.run_sync(self.builder.build, base, entries)
-            if isinstance(chain, Conflict):
-                await self._evict_conflict(entries, chain)
+            planned = await self._plan(base, entries)
+            if isinstance(planned, Conflict):
+                await self._evict_conflict(entries, planned)
                 progressed = True
                 continue
-            plan = plan_round(len(chain.entries), self._known(chain), self._estimate(),
-                              parallel=self.slots.count, max_batch=self.cfg.max_batch)
+            chain, plan = planned
             if plan.land:
                 landed = await self._land(chain, base, plan.land)
                 if landed is None:  # refused: wait for a poke; moved: replan at once
                     return self.refused is None
                 base = self.base = landed
             elif plan.culprit is not None:
-                if not await self._judge_culprit(chain, plan.culprit, plan.probes):
+                if not await self._judge_culprit(chain, entries, plan.culprit, plan.probes):
                     return True  # it was re-checked instead
             elif plan.probes:
-                await self._check(chain, plan.probes)
+                await self._check(chain, entries, plan.probes)
                 return True
             else:
                 return progressed
             progressed = True
         return progressed
+
+    async def _plan(self, base: str, entries: list[Entry]) -> tuple[Chain, Plan] | Conflict:
+        """The plan, on a chain built as deep as it needs: deeper prefixes can only add known
+        results, so plan on what is built and build further until the plan stays in it."""
+        depth = 0
+        while True:
+            chain = await anyio.to_thread.run_sync(self.builder.build, base, entries, depth)
+            if isinstance(chain, Conflict):
+                return chain
+            plan = plan_round(len(entries), self._known(chain), self._estimate(),
+                              parallel=self.slots.count, max_batch=self.cfg.max_batch)
+            depth = max((p.size for p in plan.probes if p.without is None), default=0)
+            if depth <= len(chain.entries):
+                return chain, plan
 
     async def _record_already_landed(self, base: str) -> bool:
         """Reconcile by looking at git: an entry whose head the target already contains has
@@ -217,7 +230,7 @@ class QueueRunner:
         failed = sum(1 for q in rows if q["state"] == "evicted" and q["reason_kind"] == "check")
         return Estimate(failures=failed, entries=landed + failed)
 
-    async def _candidates(self, chain: Chain, probes: tuple[Probe, ...]
+    async def _candidates(self, chain: Chain, entries: list[Entry], probes: tuple[Probe, ...]
                           ) -> list[tuple[Probe, Chain, int]]:
         """Each probe as (probe, the chain it is a prefix of, size). A speculative probe
         whose variant chain stops short (a later entry conflicts without the suspect) is
@@ -228,16 +241,18 @@ class QueueRunner:
                 out.append((probe, chain, probe.size))
                 continue
             variant = await anyio.to_thread.run_sync(
-                self.builder.without, chain, probe.without, probe.size)
+                self.builder.without, chain, entries, probe.without, probe.size)
             size = min(probe.size, len(variant.entries))
             if size > probe.without:
                 out.append((probe, variant, size))
         return out
 
-    async def _check(self, chain: Chain, probes: tuple[Probe, ...]) -> None:
+    async def _check(self, chain: Chain, entries: list[Entry], probes: tuple[Probe, ...]
+                     ) -> None:
         """Check several candidates at once, each in its own integration worktree. A
         speculative candidate already in the tree cache is not run again."""
-        candidates = [(probe, c, size) for probe, c, size in await self._candidates(chain, probes)
+        candidates = [(probe, c, size)
+                      for probe, c, size in await self._candidates(chain, entries, probes)
                       if probe.without is None
                       or self._tree_key(c.prefix(size)[1]) not in self.e.p.tested_trees]
         if not candidates:
@@ -249,7 +264,7 @@ class QueueRunner:
             await self._append(NewEvent(QUEUE_STREAM, "queue.check_started", {
                 "sizes": [size for _p, _c, size in candidates],
                 "batches": [[e.task_id for e in c.entries[:size]] for _p, c, size in candidates],
-                "without": [None if p.without is None else chain.entries[p.without].task_id
+                "without": [None if p.without is None else entries[p.without].task_id
                             for p, _c, _s in candidates]}))
             announced.set()
 
@@ -269,7 +284,7 @@ class QueueRunner:
                 "tree": self._tree_key(tree), "commit": commit, "size": size,
                 "entries": [e.task_id for e in candidate.entries[:size]],
                 "without": (None if probe.without is None
-                            else chain.entries[probe.without].task_id),
+                            else entries[probe.without].task_id),
                 "result": result, "detail": detail, "log": log,
                 "started": round(started, 3), "duration": round(time.time() - started, 3)}))
 
@@ -299,7 +314,8 @@ class QueueRunner:
         await anyio.sleep(INFRA_BACKOFF[self.infra_streak])
         self.infra_streak += 1
 
-    async def _judge_culprit(self, chain: Chain, index: int, beside: tuple[Probe, ...]) -> bool:
+    async def _judge_culprit(self, chain: Chain, entries: list[Entry], index: int,
+                             beside: tuple[Probe, ...]) -> bool:
         """The entry at ``index`` fails on top of the green prefix before it: evict it (True).
         Once flaky results have been seen, it is checked once more first, together with the
         speculative probes ``beside`` it (False)."""
@@ -307,7 +323,7 @@ class QueueRunner:
         commit, tree = chain.prefix(index + 1)
         row = self.e.p.tested_trees.get(self._tree_key(tree)) or {}
         if (self.flaky_seen or (row.get("passes") and row.get("fails"))) and row.get("fails", 0) < 2:
-            await self._check(chain, (Probe(index + 1), *beside))
+            await self._check(chain, entries, (Probe(index + 1), *beside))
             return False
         await self._append(NewEvent(task_stream(entry.task_id), "queue.evicted", {
             "kind": "check", "detail": f"fails the checks on top of {self.target}"
