@@ -288,10 +288,16 @@ class QueueRunner:
                 "result": result, "detail": detail, "log": log,
                 "started": round(started, 3), "duration": round(time.time() - started, 3)}))
 
+        async def extend() -> None:  # while the checks run: the chain the next round needs
+            deepest = max(size for p, _c, size in candidates if p.without is None)
+            await anyio.to_thread.run_sync(self.builder.build, chain.base, entries,
+                                           2 * deepest)
+
         async with anyio.create_task_group() as tg:
             tg.start_soon(announce)
             for slot, (probe, candidate, size) in enumerate(candidates):
                 tg.start_soon(one, slot, probe, candidate, size)
+            tg.start_soon(extend)
         plain = {p.size: r for p, r in results.items() if p.without is None}
         reds = [s for s, r in plain.items() if r == "fail"]
         greens = [s for s, r in plain.items() if r == "pass"]
