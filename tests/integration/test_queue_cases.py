@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from runwf import events, wf
 
+from wf.merge_queue.checks import CheckSlots
+
 # Fails when any file says BAD, or when a.py and b.py both exist (a semantic pair: each alone
 # is fine, together they are not). Exits 75 when a file says INFRA.
 CHECK_PY = """
@@ -254,3 +256,45 @@ def test_a_deleted_branch_is_evicted_alone(q):
     entries = queue(q)
     assert (entries["gone"]["state"], entries["gone"]["reason_kind"]) == ("evicted", "error")
     assert entries["kept"]["state"] == "landed"
+
+
+def test_the_queue_without_the_suspect_lands_as_soon_as_it_is_evicted(q):
+    """Q[:2] fails, so entry 0 or 1 is the culprit: the round that tests Q[:1] also tests
+    Q[1:4], the queue as if entry 0 were evicted. Entry 0 is the culprit, and the rest lands
+    from that result, with no check run after the eviction."""
+    before = git(q, "rev-parse", "main")
+    for i, kind in enumerate(["BAD", "ok", "ok", "ok"]):
+        branch(q, f"e{i}", {f"f{i}.txt": kind})
+    enqueue(q, "e0", "e1", "e2", "e3")
+    assert wf(q, "resume").returncode == 0
+    assert states(q) == {"e0": "evicted", "e1": "landed", "e2": "landed", "e3": "landed"}
+    assert queue(q)["e0"]["reason_kind"] == "check"
+    checks = events(q, "queue.check_finished")
+    speculative = [e for e in checks if e["data"]["without"] == "e0"]
+    assert [(e["data"]["entries"], e["data"]["result"]) for e in speculative] == [
+        (["e1", "e2", "e3"], "pass")]
+    assert speculative[0]["data"]["commit"] == git(q, "rev-parse", "main")  # the very commit
+    evicted = next(e for e in events(q, "queue.evicted") if e["stream"] == "task:e0")
+    assert all(e["seq"] < evicted["seq"] for e in checks)  # nothing checked after it
+    assert len(checks) == 4  # Q[:2], Q[:4]; then Q[:1] beside Q[1:4]
+    assert_target_green(q, before)
+
+
+def test_a_check_slot_holds_exactly_the_candidate_and_keeps_ignored_files(repo, tmp_path):
+    branch(repo, "two", {"a.txt": "two", "sub/b.txt": "b"})
+    one, two = git(repo, "rev-parse", "main"), git(repo, "rev-parse", "two")
+    slots = CheckSlots(repo, tmp_path / "worktrees", tmp_path / "logs", 1)
+    path = slots.prepare(0, two)
+    (path / "a.txt").write_text("edited")
+    (path / "junk.txt").write_text("untracked")
+    (path / "newdir").mkdir()
+    (path / "newdir" / "f.txt").write_text("untracked")
+    (path / ".env").write_text("KEPT=1")  # ignored: survives like a CI cache
+    assert slots.prepare(0, one) == path
+    assert git(path, "rev-parse", "HEAD") == one
+    assert git(path, "status", "--porcelain", "--untracked-files=all") == ""
+    assert not any((path / p).exists() for p in ("a.txt", "junk.txt", "newdir", "sub"))
+    assert (path / ".env").read_text() == "KEPT=1"
+    slots.prepare(0, two)
+    assert (path / "a.txt").read_text() == "two"
+    assert git(path, "status", "--porcelain", "--untracked-files=all") == ""
