@@ -148,7 +148,8 @@ class QueueRunner:
     async def _round(self) -> bool:
         """Plan and act until the plan is to run checks (one round of them) or nothing: a
         landing or an eviction is followed by the next plan at once, on a chain that reuses
-        everything still valid."""
+        everything still valid. A landing runs beside what follows it (the next candidates
+        are commits of the same chain, whether or not the target has moved yet)."""
         if self.paused or not self._entries("queued"):
             return False
         if self.cfg.land == "push":
@@ -160,8 +161,16 @@ class QueueRunner:
         if base != self.base and await self._record_already_landed(base):
             return True
         self.base = base
+        async with anyio.create_task_group() as tg:
+            progressed = await self._act(tg, base)
+        # a refused landing waits for a poke; anything else plans again at once
+        return progressed and self.refused is None
+
+    async def _act(self, tg: anyio.abc.TaskGroup, base: str) -> bool:
         progressed = False
-        while queued := self._entries("queued"):
+        landing: tuple[set[str], anyio.Event] | None = None
+        while queued := [q for q in self._entries("queued")
+                         if landing is None or q["task_id"] not in landing[0]]:
             # The planner never tests more than max_batch entries, so the chain stops there too.
             entries = [Entry(q["task_id"], q["branch"], q["head"])
                        for q in queued[:self.cfg.max_batch]]
@@ -172,10 +181,13 @@ class QueueRunner:
                 continue
             chain, plan = planned
             if plan.land:
-                landed = await self._land(chain, base, plan.land)
-                if landed is None:  # refused: wait for a poke; moved: replan at once
-                    return self.refused is None
-                base = self.base = landed
+                if landing is not None:  # one at a time: the next moves the target from it
+                    await landing[1].wait()
+                    if self.base != base:  # it did not land: plan from the target as it is
+                        return True
+                landing = ({e.task_id for e in chain.entries[:plan.land]}, anyio.Event())
+                tg.start_soon(self._land, chain, base, plan.land, landing[1])
+                base = chain.prefix(plan.land)[0]
             elif plan.culprit is not None:
                 if not await self._judge_culprit(chain, entries, plan.culprit, plan.probes):
                     return True  # it was re-checked instead
@@ -357,9 +369,16 @@ class QueueRunner:
             "reason": "conflict", "resolve": {"target": self.target, "detail": detail,
                                               "files": list(files)}})]
 
-    async def _land(self, chain: Chain, base: str, size: int) -> str | None:
-        """Land the first ``size`` entries; the target's new commit, or None when the landing
-        was refused (the entries stay queued) or the target moved meanwhile."""
+    async def _land(self, chain: Chain, base: str, size: int, done: anyio.Event) -> None:
+        """Land the first ``size`` entries, moving the target from ``base``; ``self.base``
+        follows the target when it moved, and is unset when the landing was refused or the
+        target moved meanwhile (the entries stay queued)."""
+        try:
+            self.base = await self._move_target(chain, base, size)
+        finally:
+            done.set()
+
+    async def _move_target(self, chain: Chain, base: str, size: int) -> str | None:
         commit, _tree = chain.prefix(size)
         landed = chain.entries[:size]
         await self._append(NewEvent(QUEUE_STREAM, "queue.land_requested", {
@@ -384,7 +403,6 @@ class QueueRunner:
         if outcome.status == "moved":
             await self._append(NewEvent(QUEUE_STREAM, "queue.land_aborted",
                                         {"detail": outcome.detail}))
-            self.base = None  # something else moved the target: reconcile on the next round
             return None
         # Two appends on purpose: a crash between them is reconciled from git (the target
         # contains the entries' heads), which the crash tests exercise.
