@@ -2,9 +2,11 @@
 
 One coroutine, started by the local engine when ``[merge]`` is enabled. Each round it reads the
 queued entries in order, builds their prefix chain on the current target, asks the planner what
-to do, and does exactly that: land a green prefix (compare-and-swap), evict a culprit, or run a
-few prefix checks in parallel. Everything it decides is an event first, so a restarted engine
-plans from the same facts; the tested-tree cache makes a re-run of a finished check free.
+to do, and does exactly that: land a green prefix (compare-and-swap), evict a culprit, and plan
+again at once, until the plan is a few checks run in parallel (prefixes, or speculative
+candidates of the queue without a suspect). Everything it decides is an event first, so a
+restarted engine plans from the same facts; the tested-tree cache makes a re-run of a finished
+check free.
 """
 
 from __future__ import annotations
