@@ -50,7 +50,6 @@ class ChainBuilder:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.db = gitx.object_db(root)
         self.chain: Chain | None = None
         self.variant: Chain | None = None  # the last chain built without one entry
 
@@ -79,13 +78,14 @@ class ChainBuilder:
         return variant
 
     def _extend(self, chain: Chain, entries: list[Entry]) -> Chain | Conflict:
+        db = gitx.object_db(self.root)  # opened here, in a worker thread: pygit2 loads slowly
         for i in range(len(chain.commits), len(entries)):
             entry = entries[i]
             parent = chain.commits[-1] if chain.commits else chain.base
-            result = self.db.merge_tree(parent, entry.head)
+            result = db.merge_tree(parent, entry.head)
             if not result.clean:
                 return Conflict(i, result.conflicted_files)
-            commit = self.db.create_commit(
+            commit = db.create_commit(
                 result.tree, [parent, entry.head],
                 f"Merge {entry.branch} (wf merge queue)\n\nWf-Task: {entry.task_id}\n")
             chain.entries.append(entry)

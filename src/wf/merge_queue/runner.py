@@ -53,6 +53,7 @@ class QueueRunner:
         self.refused: str | None = None  # the last landing refusal recorded
         self.infra_streak = 0
         self.base: str | None = None  # the target as the queue last saw or moved it
+        self.landing: set[str] = set()  # entries whose landing is in flight
         # Flakes seen once count for good: the log remembers them across restarts.
         self.flaky_seen = bool(engine.d.store.read(stream=QUEUE_STREAM,
                                                    types=["queue.flaky_seen"], limit=1))
@@ -97,9 +98,9 @@ class QueueRunner:
             return False
         bases = {q["task_id"]: (self.e.p.tasks.get(q["task_id"]) or {}).get("base_commit")
                  for q in pending}
-        db = gitx.object_db(self.root)
 
         def admit_all() -> list[tuple[Any, str | None]]:
+            db = gitx.object_db(self.root)
             out: list[tuple[Any, str | None]] = []
             for q in pending:
                 try:
@@ -156,8 +157,8 @@ class QueueRunner:
             return False
         if self.cfg.land == "push":
             await anyio.to_thread.run_sync(gitx.fetch, self.root, self.cfg.remote, self.target)
-        db = gitx.object_db(self.root)
-        base = await anyio.to_thread.run_sync(db.resolve, self.target_ref)
+        base = await anyio.to_thread.run_sync(
+            lambda: gitx.object_db(self.root).resolve(self.target_ref))
         # Only at start-up or when something else moved the target can an entry be on it
         # without a record of its landing.
         if base != self.base and await self._record_already_landed(base):
@@ -170,9 +171,9 @@ class QueueRunner:
 
     async def _act(self, tg: anyio.abc.TaskGroup, base: str) -> bool:
         progressed = False
-        landing: tuple[set[str], anyio.Event] | None = None
-        while queued := [q for q in self._entries("queued")
-                         if landing is None or q["task_id"] not in landing[0]]:
+        landed: anyio.Event | None = None  # set when the landing in flight is done
+        self.landing = set()
+        while queued := [q for q in self._entries("queued") if q["task_id"] not in self.landing]:
             # The planner never tests more than max_batch entries, so the chain stops there too.
             entries = [Entry(q["task_id"], q["branch"], q["head"])
                        for q in queued[:self.cfg.max_batch]]
@@ -183,12 +184,13 @@ class QueueRunner:
                 continue
             chain, plan = planned
             if plan.land:
-                if landing is not None:  # one at a time: the next moves the target from it
-                    await landing[1].wait()
+                if landed is not None:  # one at a time: the next moves the target from it
+                    await landed.wait()
                     if self.base != base:  # it did not land: plan from the target as it is
                         return True
-                landing = ({e.task_id for e in chain.entries[:plan.land]}, anyio.Event())
-                tg.start_soon(self._land, chain, base, plan.land, landing[1])
+                landed = anyio.Event()
+                self.landing = {e.task_id for e in chain.entries[:plan.land]}
+                tg.start_soon(self._land, chain, base, plan.land, landed)
                 base = chain.prefix(plan.land)[0]
             elif plan.culprit is not None:
                 if not await self._judge_culprit(chain, entries, plan.culprit, plan.probes):
@@ -240,7 +242,7 @@ class QueueRunner:
 
     def _estimate(self) -> Estimate:
         rows = self.e.p.queue.values()
-        landed = sum(1 for q in rows if q["state"] == "landed")
+        landed = sum(1 for q in rows if q["state"] == "landed" or q["task_id"] in self.landing)
         failed = sum(1 for q in rows if q["state"] == "evicted" and q["reason_kind"] == "check")
         return Estimate(failures=failed, entries=landed + failed)
 
