@@ -123,6 +123,7 @@ class LocalEngine:
 
                 self.queue = QueueRunner(self, target=self.merge_target,
                                          logs_dir=self.d.logs_dir.parent / "queue")
+                tg.start_soon(self.queue.open_repository)  # while signals are read
             # Adopt running attempts first, so a waiting cancel finds them; then act on
             # waiting signals, so the queue's first round sees every entry already sent.
             await self._reconcile(tg)

@@ -67,6 +67,14 @@ class QueueRunner:
     def wake(self) -> None:
         self.poke.set()
 
+    async def open_repository(self) -> None:
+        """Load pygit2 and open the object database ahead of the first admission (a tenth of
+        a second that can overlap the engine's start-up)."""
+        try:
+            await anyio.to_thread.run_sync(gitx.object_db, self.root)
+        except WfError:
+            pass  # said where the queue uses it: the round pauses the queue with the reason
+
     # -- the loop -----------------------------------------------------------------------------
     async def run(self) -> None:
         while True:
