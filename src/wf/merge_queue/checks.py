@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ class CheckSlots:
         self.root, self.worktree_root, self.logs_dir = root, worktree_root, logs_dir
         self.count = count
         self.repos: dict[int, Any] = {}  # slot -> its worktree opened by pygit2
+        self.locks = [threading.Lock() for _ in range(count)]  # a slot is set up once at a time
 
     def path(self, slot: int) -> Path:
         return self.worktree_root / f".wf-mq-{slot}"
@@ -51,15 +53,29 @@ class CheckSlots:
     def prepare(self, slot: int, commit: str) -> Path:
         """Move slot ``slot`` to ``commit``, creating its worktree on first use."""
         path = self.path(slot)
-        if not (path / ".git").exists():
-            with repo_lock(gitx.common_dir(self.root), "worktree"):
-                gitx.worktree_prune(self.root)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                gitx.worktree_add_detached(self.root, path, commit)
-            copy_included_files(self.root, path)
-        else:
-            self._checkout(slot, path, commit)
+        with self.locks[slot]:
+            if not self.create(slot, commit):
+                self._checkout(slot, path, commit)
         return path
+
+    def create(self, slot: int, commit: str) -> bool:
+        """Create slot ``slot``'s worktree at ``commit`` unless it exists; whether it did.
+        The queue calls it ahead of the first checks, while it admits entries."""
+        path = self.path(slot)
+        if (path / ".git").exists():
+            return False
+        with repo_lock(gitx.common_dir(self.root), "worktree"):
+            gitx.worktree_prune(self.root)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            gitx.worktree_add_detached(self.root, path, commit)
+        copy_included_files(self.root, path)
+        return True
+
+    def warm(self, commit: str) -> None:
+        """Every slot's worktree, created now rather than by the first checks."""
+        for slot in range(self.count):
+            with self.locks[slot]:
+                self.create(slot, commit)
 
     def _checkout(self, slot: int, path: Path, commit: str) -> None:
         """``git checkout -f --detach COMMIT && git clean -fd`` in the slot's worktree."""

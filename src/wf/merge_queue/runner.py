@@ -75,9 +75,26 @@ class QueueRunner:
         except WfError:
             pass  # said where the queue uses it: the round pauses the queue with the reason
 
+    async def _warm_slots(self) -> None:
+        """Create the integration worktrees while the first entries are admitted, instead of
+        in the first round's checks."""
+        try:
+            await anyio.to_thread.run_sync(lambda: self.slots.warm(
+                gitx.object_db(self.root).resolve(self.target_ref)))
+        except WfError:
+            pass  # the first check of a slot tries again, and reports a failure as infra
+
     # -- the loop -----------------------------------------------------------------------------
     async def run(self) -> None:
+        async with anyio.create_task_group() as tg:
+            await self._loop(tg)
+
+    async def _loop(self, tg: anyio.abc.TaskGroup) -> None:
+        warming = False
         while True:
+            if not warming and self._entries("pending") and self.cfg.check:
+                warming = True
+                tg.start_soon(self._warm_slots)
             try:
                 progressed = await self._admit_pending()
                 progressed = await self._round() or progressed
