@@ -45,8 +45,9 @@ class Conflict:
 
 
 class ChainBuilder:
-    """Builds and reuses chains, only as deep as the planner needs (a merge costs ~2 ms, and
-    every entry after an evicted one is merged again). Blocking: call from a worker thread."""
+    """Builds and reuses chains, as deep as asked: the runner asks for what the plan needs
+    before the checks start (a merge costs ~2 ms, and every entry after an evicted one is
+    merged again), and for the rest while they run. Blocking: call from a worker thread."""
 
     def __init__(self, root: Path) -> None:
         self.root = root

@@ -329,10 +329,9 @@ class QueueRunner:
                 "result": result, "detail": detail, "log": log,
                 "started": round(started, 3), "duration": round(time.time() - started, 3)}))
 
-        async def extend() -> None:  # while the checks run: the chain the next round needs
-            deepest = max(size for p, _c, size in candidates if p.without is None)
+        async def extend() -> None:  # while the checks run: what later rounds may need
             await anyio.to_thread.run_sync(self.builder.build, chain.base, entries,
-                                           2 * deepest)
+                                           len(entries))
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(announce)
