@@ -333,11 +333,23 @@ class QueueRunner:
             await anyio.to_thread.run_sync(self.builder.build, chain.base, entries,
                                            len(entries))
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(announce)
-            for slot, (probe, candidate, size) in enumerate(candidates):
-                tg.start_soon(one, slot, probe, candidate, size)
-            tg.start_soon(extend)
+        checked = anyio.Event()
+
+        async def admit_beside() -> None:  # arrivals are ready for the next round, not late
+            while not checked.is_set():
+                await self._admit_pending()
+                await self.poke.wait()
+                self.poke = anyio.Event()
+
+        async with anyio.create_task_group() as beside:
+            beside.start_soon(admit_beside)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(announce)
+                for slot, (probe, candidate, size) in enumerate(candidates):
+                    tg.start_soon(one, slot, probe, candidate, size)
+                tg.start_soon(extend)
+            checked.set()
+            self.poke.set()
         plain = {p.size: r for p, r in results.items() if p.without is None}
         reds = [s for s, r in plain.items() if r == "fail"]
         greens = [s for s, r in plain.items() if r == "pass"]
