@@ -298,3 +298,14 @@ def test_a_check_slot_holds_exactly_the_candidate_and_keeps_ignored_files(repo, 
     slots.prepare(0, two)
     assert (path / "a.txt").read_text() == "two"
     assert git(path, "status", "--porcelain", "--untracked-files=all") == ""
+
+
+def test_a_slot_left_locked_by_a_killed_engine_is_usable_again(repo, tmp_path):
+    branch(repo, "two", {"a.txt": "two"})
+    one, two = git(repo, "rev-parse", "main"), git(repo, "rev-parse", "two")
+    path = CheckSlots(repo, tmp_path / "worktrees", tmp_path / "logs", 1).prepare(0, one)
+    gitdir = Path(git(path, "rev-parse", "--absolute-git-dir"))
+    (gitdir / "index.lock").write_text("")  # the checkout of a wf killed by SIGKILL
+    assert CheckSlots(repo, tmp_path / "worktrees", tmp_path / "logs", 1).prepare(0, two) == path
+    assert git(path, "rev-parse", "HEAD") == two
+    assert (path / "a.txt").read_text() == "two"

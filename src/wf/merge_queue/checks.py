@@ -87,6 +87,10 @@ class CheckSlots:
             repo = self.repos.get(slot)
             if repo is None:
                 repo = self.repos[slot] = pygit2.Repository(str(path))
+                # The engine lock makes this process the only user of its slots: a lock file
+                # in one is left by an engine killed in the middle of a checkout.
+                for name in ("index.lock", "HEAD.lock"):
+                    (Path(repo.path) / name).unlink(missing_ok=True)
             target = repo[gitx.check_rev(commit)].peel(pygit2.Commit)
             repo.checkout_tree(target.tree, strategy=strategy)
             repo.set_head(target.id)
