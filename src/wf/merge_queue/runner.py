@@ -196,7 +196,7 @@ class QueueRunner:
 
     async def _act(self, tg: anyio.abc.TaskGroup, base: str) -> bool:
         progressed = False
-        landed: anyio.Event | None = None  # set when the landing in flight is done
+        landed: anyio.Event | None = None  # set when the last landing started is done
         self.landing = set()
         while queued := [q for q in self._entries("queued") if q["task_id"] not in self.landing]:
             # The planner never tests more than max_batch entries, so the chain stops there too.
@@ -209,13 +209,9 @@ class QueueRunner:
                 continue
             chain, plan = planned
             if plan.land:
-                if landed is not None:  # one at a time: the next moves the target from it
-                    await landed.wait()
-                    if self.base != base:  # it did not land: plan from the target as it is
-                        return True
-                landed = anyio.Event()
-                self.landing = {e.task_id for e in chain.entries[:plan.land]}
-                tg.start_soon(self._land, chain, base, plan.land, landed)
+                after, landed = landed, anyio.Event()  # one at a time, in order
+                self.landing |= {e.task_id for e in chain.entries[:plan.land]}
+                tg.start_soon(self._land, chain, base, plan.land, after, landed)
                 base = chain.prefix(plan.land)[0]
             elif plan.culprit is not None:
                 if not await self._judge_culprit(chain, entries, plan.culprit, plan.probes):
@@ -409,11 +405,17 @@ class QueueRunner:
             "reason": "conflict", "resolve": {"target": self.target, "detail": detail,
                                               "files": list(files)}})]
 
-    async def _land(self, chain: Chain, base: str, size: int, done: anyio.Event) -> None:
-        """Land the first ``size`` entries, moving the target from ``base``; ``self.base``
-        follows the target when it moved, and is unset when the landing was refused or the
-        target moved meanwhile (the entries stay queued)."""
+    async def _land(self, chain: Chain, base: str, size: int, after: anyio.Event | None,
+                    done: anyio.Event) -> None:
+        """Land the first ``size`` entries, moving the target from ``base`` once the landing
+        before (``after``) is done; ``self.base`` follows the target when it moved, and is
+        unset when a landing was refused or the target moved meanwhile (its entries, and those
+        of the landings after it, stay queued for the next round)."""
         try:
+            if after is not None:
+                await after.wait()
+                if self.base != base:  # the one before did not land: neither does this one
+                    return
             self.base = await self._move_target(chain, base, size)
         finally:
             done.set()
