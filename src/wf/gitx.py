@@ -481,9 +481,33 @@ def _worktree_entry(record: dict[str, str]) -> WorktreeEntry:
     )
 
 
-def worktree_add(root: Path, path: Path, branch: str) -> None:
-    """Check out the existing ``branch`` in a new worktree at ``path``."""
-    run_git(["worktree", "add", "--quiet", "--", str(path), check_rev(branch)], cwd=root)
+def worktree_add_unpopulated(root: Path, path: Path, branch: str, *, lock_reason: str,
+                             create_at: str | None = None) -> None:
+    """Register a worktree at ``path`` for ``branch`` (created at ``create_at`` when given,
+    which fails if it exists) without checking out its files, locked with ``lock_reason``:
+    the quick part of ``git worktree add``. :func:`populate_worktree` does the rest."""
+    new_branch = ["-b", check_rev(branch)] if create_at else []
+    start = [check_rev(create_at)] if create_at else [check_rev(branch)]
+    run_git(["worktree", "add", "--quiet", "--no-checkout", "--lock", "--reason", lock_reason,
+             *new_branch, "--", str(path), *start], cwd=root)
+
+
+def populate_worktree(path: Path) -> None:
+    """Check out the files of a worktree made by :func:`worktree_add_unpopulated` (or redo it
+    after a crash half-way): what ``git worktree add`` does after registering, post-checkout
+    hook included. Touches only this worktree, so it needs no repository-wide lock.
+
+    The worktree's git dir is named explicitly: were its ``.git`` file missing, git would
+    otherwise find an enclosing repository and force a checkout there."""
+    try:
+        gitfile = (path / ".git").read_text(encoding="utf-8")
+    except OSError as exc:
+        raise GitError(f"{path} is not a complete worktree: {exc.strerror or exc}") from exc
+    if not gitfile.startswith("gitdir: "):
+        raise GitError(f"{path} is not a complete worktree: its .git file is not a gitdir link")
+    git_dir = gitfile.removeprefix("gitdir: ").strip()
+    run_git([f"--git-dir={git_dir}", f"--work-tree={path}", "checkout", "--force", "--quiet"],
+            cwd=path)
 
 
 def worktree_remove(root: Path, path: Path, *, force: bool = False) -> None:
