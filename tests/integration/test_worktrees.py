@@ -195,6 +195,25 @@ def test_concurrent_ensure_from_threads(manager: WorktreeManager, repo: Path) ->
         assert git(path, "status", "--porcelain") == ""
 
 
+def test_concurrent_removes_beside_concurrent_creates(manager: WorktreeManager,
+                                                      repo: Path) -> None:
+    old = [f"old-{n}" for n in range(12)]
+    for task_id in old:
+        manager.ensure(task_id, "main")
+    new = [f"new-{n}" for n in range(12)]
+    with ThreadPoolExecutor(8) as pool:
+        futures = []
+        for gone, made in zip(old, new, strict=True):
+            futures.append(pool.submit(manager.remove, gone))
+            futures.append(pool.submit(manager.ensure, made, "main"))
+        for future in futures:
+            future.result()  # re-raises a failure
+    names = {Path(p).name for p in registered(repo)}
+    assert names >= set(new) and not names & set(old)
+    for task_id in new:
+        assert git(manager.worktree_root / task_id, "status", "--porcelain") == ""
+
+
 def test_concurrent_ensure_from_processes(repo: Path, tmp_path: Path) -> None:
     script = textwrap.dedent("""
         import sys

@@ -390,8 +390,22 @@ class WorktreeManager:
         """Stop the processes inside the task's worktree (SIGTERM, SIGKILL after ``grace``
         seconds) and remove it (the branch stays).
         Uncommitted changes make it refuse unless ``force``; with ``force`` they are saved to a
-        backup ref first. Removing a worktree that does not exist is a no-op."""
+        backup ref first. Removing a worktree that does not exist is a no-op.
+
+        The common case (no force, nothing running inside) goes straight to
+        ``git worktree remove``, which itself refuses a folder that is not a worktree of this
+        repository, a locked one and a dirty one. Removals hold the worktree lock shared: they
+        run in parallel with each other (deleting files is most of their time) but never
+        beside an add, a list or a prune, whose reads could trip over the records of a
+        worktree being deleted. Anything unusual is handled by the careful way below."""
         path = self.path_for(task_id)
+        if not force and (path / ".git").is_file() and not processes_in(path):
+            try:
+                with self._lock("worktree", shared=True):
+                    gitx.worktree_remove(self.repo_root, path)
+                return RemoveResult(removed=True)
+            except gitx.GitCommandError as exc:
+                _raise_if_dirty(exc, path)
         with self._lock("worktree"):
             entry = _entry_at(gitx.list_worktrees(self.repo_root), path)
             if entry is None:
@@ -408,33 +422,16 @@ class WorktreeManager:
             if entry.locked == POPULATING:
                 gitx.worktree_remove(self.repo_root, path, force=True)
                 return RemoveResult(removed=True)
-        stopped: tuple[int, ...] = ()
-        if processes_in(path):  # refuse before stopping anything; git checks it otherwise
-            self._refuse_if_dirty(path, force)
-            stopped = tuple(stop_processes_in(path, grace))
+        self._refuse_if_dirty(path, force)  # before stopping anything
+        stopped = tuple(stop_processes_in(path, grace))
         backup = self.save_backup(path, task_id) if force else None
-        self._remove_registered(path, force)
-        return RemoveResult(removed=True, backup_ref=backup, stopped_pids=stopped)
-
-    def _remove_registered(self, path: Path, force: bool) -> None:
-        """``git worktree remove``, which refuses a worktree with uncommitted changes unless
-        ``force``. Removals run in parallel with each other (deleting the files is most of
-        their time) but never beside an add, list or prune: a reader can trip over the
-        records of a worktree being deleted. Should one removal trip over another's
-        anyway, it is retried alone."""
-        try:
-            with self._lock("worktree", shared=True):
-                gitx.worktree_remove(self.repo_root, path, force=force)
-            return
-        except gitx.GitCommandError as exc:
-            if not force and "modified or untracked files" in exc.stderr:
-                raise GitError(f"worktree {path} has uncommitted changes; "
-                               "commit them or use --force") from exc
         with self._lock("worktree"):
-            if path.exists():
+            try:
                 gitx.worktree_remove(self.repo_root, path, force=force)
-            else:  # the files went before the error: only git's record is left
-                gitx.worktree_prune(self.repo_root)
+            except gitx.GitCommandError as exc:  # the stopped processes wrote on their way out
+                _raise_if_dirty(exc, path)
+                raise
+        return RemoveResult(removed=True, backup_ref=backup, stopped_pids=stopped)
 
     def _refuse_if_dirty(self, path: Path, force: bool) -> None:
         if not force and gitx.is_dirty(path):
@@ -523,6 +520,13 @@ class WorktreeManager:
                 safe, reason = self._safety(sha, None)
                 found.append(Orphan("branch", task_id, f"refs/heads/{name}", safe, reason))
         return found
+
+
+def _raise_if_dirty(exc: gitx.GitCommandError, path: Path) -> None:
+    """Turn git's refusal to remove a worktree with changes into wf's message."""
+    if "modified or untracked files" in exc.stderr:
+        raise GitError(f"worktree {path} has uncommitted changes; "
+                       "commit them or use --force") from exc
 
 
 def _entry_at(entries: list[gitx.WorktreeEntry], path: Path) -> gitx.WorktreeEntry | None:
