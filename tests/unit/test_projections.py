@@ -48,7 +48,7 @@ def test_a_task_that_fails_once_then_succeeds(store: SqliteEventStore) -> None:
                   ev("a", "attempt.spawned", n=1, pid=111, pid_start=5)], ts=4.0)
     store.append([ev("a", "attempt.finished", n=1, state="failed", exit_code=1,
                      failure_kind="agent_error", error="exit status 1"),
-                  ev("a", "task.retry_scheduled", n=1, delay=5.0, due_ts=10.0,
+                  ev("a", "task.retry_scheduled", n=1, delay=5.0,
                      error="exit status 1", kind="agent_error")], ts=5.0)
 
     retrying = store.task("a")
@@ -153,7 +153,7 @@ def _event(kind: str, tid: str, n: int, seq: int, text: str, number: int) -> New
         "attempt.finished": lambda: {"n": n, "state": "failed", "exit_code": number,
                                      "failure_kind": "agent_error", "error": text,
                                      "commit": None},
-        "task.retry_scheduled": lambda: {"n": n, "delay": number / 2, "due_ts": 1e9 + number,
+        "task.retry_scheduled": lambda: {"n": n, "delay": number / 2,
                                          "error": text, "kind": "transient"},
         "task.succeeded": lambda: {"commit": text},
         "task.failed": lambda: {"error": text, "kind": "timeout"},

@@ -301,7 +301,7 @@ class LocalEngine:
 
     async def _close_attempt(self, tid: str, n: int, outcome: Outcome) -> None:
         events = plan_after_attempt(self.p.tasks[tid], n, outcome, self.spec(tid).retry,
-                                    self.d.clock.now(), self.d.rng)
+                                    self.d.rng)
         if outcome.succeeded and self.queue is not None and self.d.config.merge.auto:
             events.append(self._enqueue_event(tid, outcome.commit))
         await self.append(*events)

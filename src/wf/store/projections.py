@@ -131,7 +131,7 @@ def apply(p: Projection, e: Event) -> set[tuple[str, Any]]:
                 commit_sha=d.get("commit"))
     elif t == "task.retry_scheduled":
         attempt(d["n"], retry_delay=d["delay"])
-        task(state="retrying", next_retry_at=d["due_ts"], last_error=d.get("error"),
+        task(state="retrying", next_retry_at=e.ts + d["delay"], last_error=d.get("error"),
              last_failure_kind=d.get("kind"))
     elif t == "task.succeeded":
         task(state="done", commit_sha=d.get("commit"), last_error=None, resolve=None,
