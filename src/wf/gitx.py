@@ -325,11 +325,13 @@ def remote_tracking_branches_containing(root: Path, sha: str) -> list[str]:
     return [name for name, symref in pairs if not symref]
 
 
-def fetch(root: Path, remote: str, ref: str, *, timeout: float | None = 300) -> None:
+def fetch(root: Path, remote: str, ref: str, *, timeout: float | None = 300,
+          credentials: tuple[str, str] | None = None) -> None:
     """``git fetch REMOTE REF``; the remote-tracking branch is updated through the remote's
-    configured refspec."""
-    run_git(["fetch", "--quiet", "--no-tags", "--", check_rev(remote), check_rev(ref)],
-            cwd=root, timeout=timeout)
+    configured refspec. ``credentials`` as for :func:`push_branch`."""
+    opts, env = credential_args(credentials)
+    run_git([*opts, "fetch", "--quiet", "--no-tags", "--", check_rev(remote), check_rev(ref)],
+            cwd=root, timeout=timeout, env=env)
 
 
 def split_remote_ref(root: Path, rev: str) -> tuple[str, str] | None:
