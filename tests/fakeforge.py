@@ -11,15 +11,18 @@ kept in ``errors``, which the fixture asserts empty. GitHub responses start from
 the description (URLs rewritten to this server), so they carry every field the schema requires.
 
 Tests steer it with ``fail(...)`` (answer a status once, optionally after a delay, e.g. 401, 403
-with a secondary-limit message, 404, 405, 409, 422, 429 with Retry-After, 500), and by setting
-statuses, check runs, pipelines and ``mergeable`` on PRs/MRs.
+with a secondary-limit message, 404, 405, 409, 422, 429 with Retry-After, 500; a 2xx with no body
+is the normal answer, only slow; a 2xx with a body answers that body, e.g. a stale empty list),
+and by setting statuses, check runs, pipelines and ``mergeable`` on PRs/MRs.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import itertools
 import json
+import os
 import re
 import subprocess
 import threading
@@ -34,8 +37,10 @@ import fakeforge_github
 import fakeforge_gitlab
 
 SPEC_DIR = Path("/work/shared/openapi")
+TOKEN = "wf-test-token-5b1f0c9e7a"  # distinctive, so a leak is easy to find
 GITHUB_PREFIX = "/api/v3"
 GITLAB_PREFIX = "/gitlab"
+GIT_PREFIX = "/git/"  # smart HTTP: /git/<name>.git/... served by `git http-backend`
 SPEC_HOSTS = {"github": "https://api.github.com", "gitlab": "https://gitlab.com"}
 
 
@@ -153,6 +158,8 @@ class FakeForge:
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str, str, Any]] = []  # method, raw path, query, json
         self.errors: list[str] = []
+        self.git_roots: dict[str, Path] = {}
+        self.git_auth: list[bool] = []  # one entry per git request: did it carry the token?
         self.lock = threading.RLock()
         self.ids = itertools.count(1000)
         forge = self
@@ -209,10 +216,19 @@ class FakeForge:
         return [r for r in self.requests if r[0] == method and re.search(pattern, r[1])]
 
     # -- serving ------------------------------------------------------------------------------
+    def git_url(self, bare: Path) -> str:
+        """An https-like remote URL for ``bare``, served with Basic auth (any user, the token
+        as password), as forges serve git over HTTP."""
+        self.git_roots[bare.name] = bare
+        return f"{self.base}{GIT_PREFIX}{bare.name}"
+
     def _serve(self, h: BaseHTTPRequestHandler) -> None:
         raw_path, _, query = h.path.partition("?")
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else b""
+        if raw_path.startswith(GIT_PREFIX):
+            self._serve_git(h, raw_path, query, body)
+            return
         kind = "github" if raw_path.startswith(GITHUB_PREFIX) else "gitlab"
         path = raw_path[len(GITHUB_PREFIX if kind == "github" else GITLAB_PREFIX):] or "/"
         headers = {k: v for k, v in h.headers.items()}
@@ -234,6 +250,46 @@ class FakeForge:
             self._validate_response(kind, req, _Resp(status, out, {"Content-Type":
                                                                    "application/json"}))
         self._send(h, status, payload, extra)
+
+    def _serve_git(self, h: BaseHTTPRequestHandler, raw_path: str, query: str,
+                   body: bytes) -> None:
+        name, _, rest = raw_path[len(GIT_PREFIX):].partition("/")
+        bare = self.git_roots.get(name)
+        auth = h.headers.get("Authorization", "")
+        ok = False
+        if auth.startswith("Basic "):
+            user_pass = base64.b64decode(auth[6:]).decode()
+            ok = user_pass.partition(":")[2] == self.token
+        self.git_auth.append(ok)
+        if bare is None or not ok:
+            h.send_response(401 if bare is not None else 404)
+            h.send_header("WWW-Authenticate", 'Basic realm="fake forge"')
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
+        env = {"PATH": os.environ.get("PATH", ""), "GIT_PROJECT_ROOT": str(bare.parent),
+               "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": f"/{bare.name}/{rest}",
+               "REQUEST_METHOD": h.command, "QUERY_STRING": query, "REMOTE_USER": "wf",
+               "CONTENT_TYPE": h.headers.get("Content-Type", ""),
+               "CONTENT_LENGTH": str(len(body)), "GIT_CONFIG_NOSYSTEM": "1",
+               "GIT_CONFIG_GLOBAL": "/dev/null", "HOME": str(bare.parent)}
+        out = subprocess.run(["git", "http-backend"], input=body, env=env,
+                             capture_output=True).stdout
+        head, _, payload = out.partition(b"\r\n\r\n")
+        status = 200
+        headers = []
+        for line in head.decode().split("\r\n"):
+            key, _, value = line.partition(": ")
+            if key.lower() == "status":
+                status = int(value.split()[0])
+            elif key:
+                headers.append((key, value))
+        h.send_response(status)
+        for key, value in headers:
+            h.send_header(key, value)
+        h.send_header("Content-Length", str(len(payload)))
+        h.end_headers()
+        h.wfile.write(payload)
 
     def _validate_request(self, kind: str, req: _Req) -> str | None:
         try:
@@ -269,7 +325,7 @@ class FakeForge:
         if fault is not None:
             if fault.delay:
                 time.sleep(fault.delay)
-            if fault.status < 400:  # a slow but otherwise normal answer
+            if fault.status < 400 and fault.body is None:  # a slow but otherwise normal answer
                 fault = None
             else:
                 body = fault.body if fault.body is not None else {"message": f"fake {fault.status}"}
@@ -318,3 +374,15 @@ def _why(exc: Exception) -> str:
             parts.append(f"{list(sub.absolute_path)}: {sub.message}"[:300])
         cause = cause.__cause__
     return " | ".join(parts)
+
+
+def push_feature(repo: Path, branch: str = "wf/feature", files: dict[str, str] | None = None
+                 ) -> str:
+    """Commit ``files`` on a new ``branch`` off main, push it to origin, return its sha."""
+    from helpers import commit_files, git
+
+    git(repo, "checkout", "--quiet", "-b", branch, "main")
+    sha = commit_files(repo, files or {"feature.txt": f"{branch}\n"}, f"work on {branch}")
+    git(repo, "push", "--quiet", "origin", branch)
+    git(repo, "checkout", "--quiet", "main")
+    return sha

@@ -58,12 +58,14 @@ def open_task_pr(repo: Repo, store: Any, task_id: str, *, forge: Forge | None = 
     text = describe(task, branch, diff_stat=stat, queue_row=queue_row,
                     forge_checks=task.get("forge_checks"))
     stream = task_stream(task_id)
+    existing = forge.find_open(branch, base)
     store.append([NewEvent(stream, "pr.push_requested", {
         "branch": branch, "head": head, "remote": forge.target.remote})])
     gitx.push_branch(repo.root, forge.target.remote, head, branch,
                      credentials=forge.push_credentials())
     pr, created = open_or_update(forge, PullRequestRequest(
-        branch, base, text, draft=draft, labels=tuple(labels), reviewers=tuple(reviewers)))
+        branch, base, text, draft=draft, labels=tuple(labels), reviewers=tuple(reviewers)),
+        existing)
     result = {"task": task_id, "number": pr.number, "url": pr.url, "state": pr.state,
               "created": created, "head": head, "branch": branch, "base": base,
               "forge": forge.kind}

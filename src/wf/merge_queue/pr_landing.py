@@ -88,8 +88,9 @@ class PrLanding:
         text = await anyio.to_thread.run_sync(lambda: describe(
             task, entry.branch, diff_stat=gitx.diff(self.root, base, commit, stat=True),
             queue_row=queue_row))
+        existing = latest if latest is not None and latest.state in ("open", "draft") else None
         pr, created = await anyio.to_thread.run_sync(
-            open_or_update, forge, PullRequestRequest(entry.branch, self.target, text))
+            open_or_update, forge, PullRequestRequest(entry.branch, self.target, text), existing)
         await record(NewEvent(stream, "pr.opened", {
             "number": pr.number, "url": pr.url, "state": pr.state, "created": created,
             "head": commit, "base": self.target, "forge": forge.kind}))

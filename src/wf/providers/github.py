@@ -39,7 +39,7 @@ class GitHubForge:
         self.gh = github.Github(base_url=target.api_url, auth=github.Auth.Token(token.value),
                                 retry=retry, timeout=30, lazy=True,
                                 seconds_between_requests=None, seconds_between_writes=None)
-        self.repo = self.gh.get_repo(target.repo, lazy=True)
+        self.repo = self.gh.get_repo(target.repo)  # lazy: no request until one is needed
 
     def push_credentials(self) -> tuple[str, str]:
         return "x-access-token", self.token.value

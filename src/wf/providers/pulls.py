@@ -1,6 +1,6 @@
 """Open-or-update a PR/MR for a branch, on any forge: the idempotent part of ``wf pr``.
 
-The open PR/MR is looked up by head branch first; only when there is none is one created, and
+The open PR/MR is looked up by head branch first (by the caller, before its push); only when there is none is one created, and
 a create that loses a race ("already exists": GitHub 422, GitLab 409) looks again. So running
 ``wf pr`` twice, or again after a crash, never makes a second PR. The status comment carries a
 hidden marker, so it is found again and edited rather than posted twice.
@@ -36,9 +36,13 @@ class PullRequestRequest:
     reviewers: Sequence[str] = field(default_factory=tuple)
 
 
-def open_or_update(forge: Forge, req: PullRequestRequest) -> tuple[PullRequest, bool]:
-    """(the PR/MR, whether it was created now). Blocking."""
-    pr = forge.find_open(req.head, req.base)
+def open_or_update(forge: Forge, req: PullRequestRequest,
+                   existing: PullRequest | None) -> tuple[PullRequest, bool]:
+    """(the PR/MR, whether it was created now). Blocking.
+
+    ``existing`` is ``forge.find_open(head, base)``, which callers look up before they push the
+    branch: that also proves the token works before anything leaves the machine."""
+    pr = existing
     created = False
     if pr is None:
         try:
