@@ -36,7 +36,7 @@ from typing import Any
 import fakeforge_github
 import fakeforge_gitlab
 
-SPEC_DIR = Path("/work/shared/openapi")
+SPEC_DIR = Path(__file__).parent / "openapi"  # copies of the official descriptions
 TOKEN = "wf-test-token-5b1f0c9e7a"  # distinctive, so a leak is easy to find
 GITHUB_PREFIX = "/api/v3"
 GITLAB_PREFIX = "/gitlab"
@@ -129,6 +129,18 @@ class Project:
     statuses: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # sha -> (ctx, state)
     check_runs: dict[str, list[tuple[str, str, str | None]]] = field(default_factory=dict)
     pipelines: dict[str, list[tuple[int, str]]] = field(default_factory=dict)  # sha -> (id, st)
+    # A CI that reports on every head by itself: the n-th look at a head sees ci[n] (the last
+    # value repeats): "pending", "success" or "failure".
+    ci: list[str] = field(default_factory=list)
+    ci_polls: dict[str, int] = field(default_factory=dict)
+    mergeable_by_default: bool = True
+
+    def ci_state(self, sha: str) -> str | None:
+        if not self.ci:
+            return None
+        n = self.ci_polls.get(sha, 0)
+        self.ci_polls[sha] = n + 1
+        return self.ci[min(n, len(self.ci) - 1)]
 
     def head_of(self, branch: str) -> str | None:
         proc = subprocess.run(["git", "rev-parse", "--verify", "-q", f"refs/heads/{branch}"],

@@ -46,6 +46,7 @@ def answer(forge: FakeForge, method: str, path: str, query: dict[str, list[str]]
                                      "code": "invalid"}]}
         number = max([*project.pulls, 0]) + 1
         pull = project.pulls[number] = _new_pull(number, data)
+        pull.mergeable = project.mergeable_by_default
         return 201, t.pull(pull, R + "/pulls", "post", "201")
     m2 = re.match(r"^/pulls/(\d+)(/.*)?$", rest)
     if m2 is not None:
@@ -181,8 +182,12 @@ class _Templates:
     def combined_status(self, sha: str) -> dict[str, Any]:
         obj = self._example(R + "/commits/{ref}/status", "get", "200")
         one = obj["statuses"][0]
+        reported = list(self.project.statuses.get(sha, []))
+        ci = self.project.ci_state(sha)
+        if ci is not None:
+            reported.append(("ci/wf", ci))
         statuses = [dict(one, context=ctx, state=state, id=i + 1)
-                    for i, (ctx, state) in enumerate(self.project.statuses.get(sha, []))]
+                    for i, (ctx, state) in enumerate(reported)]
         states = [s["state"] for s in statuses]
         overall = ("failure" if {"failure", "error"} & set(states) else
                    "pending" if "pending" in states or not states else "success")

@@ -45,7 +45,8 @@ def answer(forge: FakeForge, method: str, path: str, query: dict[str, list[str]]
         title = data["title"]
         pull = project.pulls[iid] = Pull(iid, data["source_branch"], data["target_branch"],
                                          title, data.get("description") or "",
-                                         title.startswith("Draft:"))
+                                         title.startswith("Draft:"),
+                                         mergeable=project.mergeable_by_default)
         return 201, _mr(forge, project, pull)
     m2 = re.match(r"^/merge_requests/(\d+)(/.*)?$", rest)
     if m2 is None:
@@ -83,10 +84,14 @@ def _mr_route(forge: FakeForge, project: Project, pull: Pull, method: str, rest:
         return 200, _mr(forge, project, pull)
     if rest == "/pipelines" and method == "GET":
         sha = project.head_of(pull.head)
+        runs = list(project.pipelines.get(sha or "", []))
+        ci = project.ci_state(sha or "")
+        if ci is not None:
+            runs.append((900, {"pending": "running", "failure": "failed"}.get(ci, ci)))
         return 200, [{"id": pid, "iid": pid, "project_id": 7, "sha": sha, "ref": pull.head,
                       "status": status, "source": "push", "created_at": TS, "updated_at": TS,
                       "web_url": f"{forge.gitlab_url}/{project.path}/-/pipelines/{pid}"}
-                     for pid, status in reversed(project.pipelines.get(sha or "", []))]
+                     for pid, status in reversed(runs)]
     if rest == "/notes" and method == "GET":
         return 200, [_note(cid, pull, body) for cid, (n, body) in sorted(project.comments.items())
                      if n == pull.number]
