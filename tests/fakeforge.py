@@ -6,7 +6,7 @@ read from real bare repositories, and a merge is a real merge commit written int
 pushes, fetches and the merge queue see a real remote move.
 
 Every request wf sends and every response the fake returns is validated against the official
-descriptions in ``/work/shared/openapi`` (``openapi-core``); a mismatch is answered with 400 and
+descriptions in ``tests/openapi`` (``openapi-core``); a mismatch is answered with 400 and
 kept in ``errors``, which the fixture asserts empty. GitHub responses start from the examples of
 the description (URLs rewritten to this server), so they carry every field the schema requires.
 

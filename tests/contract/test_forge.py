@@ -141,6 +141,13 @@ def test_merge_is_guarded_by_the_head_sha(side: Side) -> None:
     assert side.client.find_open("wf/feature", "main") is None
 
 
+def test_close(side: Side) -> None:
+    pr, _ = open_pr(side)
+    side.client.close(pr.number)
+    assert side.client.get(pr.number).state == "closed"
+    assert side.client.find_open("wf/feature", "main") is None
+
+
 def test_gitlab_auto_merge_is_handed_to_the_forge(forge: FakeForge, repo: Path,
                                                   origin: Path) -> None:
     from fakeforge_gitlab import complete_auto_merges

@@ -125,7 +125,7 @@ def _default_api_url(kind: str, host: str | None, known: tuple[str, str] | None,
         return known[1]
     if kind == "gitlab" and ci_server and host == ci_host:
         return ci_server
-    if host is None:
+    if host is None or kind not in ("github", "gitlab"):
         raise ConfigError(f"no API address for this {kind} forge",
                           hint="set [provider] api_url in wf.toml")
     # The conventions of self-hosted installs: GHES serves its API under /api/v3, GitLab at
