@@ -54,5 +54,6 @@ def target_for(root: Path, cfg: ProviderConfig, environ: Mapping[str, str]) -> F
 
 def connect(root: Path, cfg: ProviderConfig, environ: Mapping[str, str]) -> Forge:
     """Detect the forge of ``root`` and build its provider, token included."""
+    build = factory(cfg.kind) if cfg.kind else None  # a mistyped kind is the error to show
     target = target_for(root, cfg, environ)
-    return factory(target.kind)(target, environ)
+    return (build or factory(target.kind))(target, environ)
