@@ -44,9 +44,10 @@ class PrLanding:
     a missing token surfaces as the queue's pause reason, not as a crash at start."""
 
     def __init__(self, root: Path, config: Any, target: str, environ: Mapping[str, str], *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = anyio.sleep) -> None:
         self.root, self.cfg, self.provider = root, config.merge, config.provider
-        self.target, self.environ, self.clock = target, environ, clock
+        self.target, self.environ, self.clock, self.sleep = target, environ, clock, sleep
         self.forge: Forge | None = None
 
     @property
@@ -160,7 +161,7 @@ class PrLanding:
                 return ForgeChecks("failure", f"still pending after "
                                               f"{self.cfg.forge_check_timeout:g}s: "
                                               f"{checks.detail}")
-            await anyio.sleep(interval)
+            await self.sleep(interval)
 
     async def _wait_for_forge_merge(self, forge: Forge, pr: PullRequest) -> PullRequest | None:
         interval = self.cfg.forge_poll_interval
@@ -172,7 +173,7 @@ class PrLanding:
                 return now
             if now.state == "closed":
                 return None
-            await anyio.sleep(interval)
+            await self.sleep(interval)
             interval = min(interval * 1.5, max(MAX_POLL_INTERVAL, self.cfg.forge_poll_interval))
         return None
 
