@@ -155,7 +155,9 @@ class _Templates:
                    state="open" if p.state == "open" else "closed", html_url=web,
                    url=f"{api}/pulls/{p.number}", issue_url=f"{api}/issues/{p.number}",
                    comments_url=f"{api}/issues/{p.number}/comments",
-                   merge_commit_sha=p.merge_commit, labels=[self.label(x) for x in p.labels])
+                   merge_commit_sha=p.merge_commit, labels=[self.label(x) for x in p.labels],
+                   merged_at="2026-01-01T00:00:00Z" if p.state == "merged" else None,
+                   closed_at="2026-01-01T00:00:00Z" if p.state != "open" else None)
         for key in ("merged", "mergeable"):
             if key in obj:
                 obj[key] = (p.state == "merged") if key == "merged" else p.mergeable

@@ -74,7 +74,9 @@ def test_open_then_update_never_makes_a_second_pr(side: Side) -> None:
     assert (again.number, created_again) == (pr.number, False)
     assert len(side.project.pulls) == 1
     assert side.project.pulls[pr.number].title == "New title"
+    before = len(side.fake.requests)
     assert side.client.find_open("wf/feature", "main").number == pr.number
+    assert len(side.fake.requests) == before + 1  # a lookup is one request, nothing lazy after
 
 
 def test_a_create_that_loses_the_race_looks_again(side: Side) -> None:

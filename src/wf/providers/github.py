@@ -187,5 +187,8 @@ def _message(data: Any) -> str:
 
 
 def _pull(pr: Any) -> PullRequest:
-    state = "merged" if pr.merged else "draft" if (pr.state == "open" and pr.draft) else pr.state
+    # merged_at, not merged: list items ("pull-request-simple") lack `merged`, and reading it
+    # would cost one more request per PR.
+    merged = pr.merged_at is not None
+    state = "merged" if merged else "draft" if (pr.state == "open" and pr.draft) else pr.state
     return PullRequest(pr.number, pr.html_url, state, pr.head.sha, pr.merge_commit_sha)
