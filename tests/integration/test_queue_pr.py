@@ -4,6 +4,7 @@ checks and a SHA-guarded merge on the fake GitHub and GitLab; and the failure ca
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,8 @@ def queue(repo: Path) -> dict[str, dict]:
 @pytest.mark.parametrize("kind", ["github", "gitlab"])
 def test_entries_land_through_their_prs_after_the_forge_checks(
         repo: Path, origin: Path, forge: FakeForge, kind: str) -> None:
-    project, env = setup(repo, origin, forge, kind)
+    check = json.dumps([sys.executable, "-c", "import pathlib; assert pathlib.Path('notes').is_dir()"])
+    project, env = setup(repo, origin, forge, kind, merge=f"check = {check}")
     project.ci = ["pending", "pending", "success"]
     before = git(origin, "rev-parse", "main")
     proc = wf(repo, "run", str(tasks_file(repo, ("a", "b"))), env=env)
@@ -65,6 +67,8 @@ def test_entries_land_through_their_prs_after_the_forge_checks(
     assert len(merges) == 2 and all(len(m[3]["sha"]) == 40 for m in merges)
     assert {m[3]["sha"] for m in merges} <= set(project.ci_polls)
 
+    # the merged result was tested locally first, as with every other landing
+    assert [e["data"]["result"] for e in events(repo, "queue.check_finished")][:1] == ["pass"]
     q = queue(repo)
     assert {t: e["state"] for t, e in q.items()} == {"a": "landed", "b": "landed"}
     for e in q.values():
