@@ -153,5 +153,5 @@ def test_json_output_lists_pr_fields_even_before_any_pr(repo: Path) -> None:
     proc = wf(repo, "run", "-p", PROMPT, "--agent", "shell")
     assert proc.returncode == 0, proc.stderr
     row = status(repo)[TASK]
-    assert {k: row[k] for k in ("pr_url", "pr_number", "pr_state", "forge_checks")} == dict.fromkeys(
-        ("pr_url", "pr_number", "pr_state", "forge_checks"))
+    fields = ("pr_url", "pr_number", "pr_state", "forge_checks")
+    assert {k: row[k] for k in fields} == dict.fromkeys(fields)

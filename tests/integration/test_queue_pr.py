@@ -50,7 +50,8 @@ def queue(repo: Path) -> dict[str, dict]:
 @pytest.mark.parametrize("kind", ["github", "gitlab"])
 def test_entries_land_through_their_prs_after_the_forge_checks(
         repo: Path, origin: Path, forge: FakeForge, kind: str) -> None:
-    check = json.dumps([sys.executable, "-c", "import pathlib; assert pathlib.Path('notes').is_dir()"])
+    check = json.dumps([sys.executable, "-c",
+                        "import pathlib; assert pathlib.Path('notes').is_dir()"])
     project, env = setup(repo, origin, forge, kind, merge=f"check = {check}")
     project.ci = ["pending", "pending", "success"]
     before = git(origin, "rev-parse", "main")

@@ -56,7 +56,9 @@ def _gh_auth_token(host: str, environ: Mapping[str, str]) -> Token | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     value = proc.stdout.strip()
-    return Token(value, f"gh auth token --hostname {host}") if proc.returncode == 0 and value else None
+    if proc.returncode != 0 or not value:
+        return None
+    return Token(value, f"gh auth token --hostname {host}")
 
 
 GITLAB_VARIABLES = ("GITLAB_TOKEN",)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from wf.errors import ForgeError
-from wf.providers.auth import Token
 from wf.providers.remote import ForgeTarget
 
 ChecksState = Literal["pending", "success", "failure"]
@@ -93,7 +92,3 @@ class ForgeFactory(Protocol):
     token in ``environ`` (raising ``ForgeAuthError`` naming the variables when there is none)."""
 
     def __call__(self, target: ForgeTarget, environ: Mapping[str, str]) -> Forge: ...
-
-
-__all__ = ["Forge", "ForgeChecks", "ForgeFactory", "MergeOutcome", "PullRequest",
-           "PullRequestExists", "Token"]
