@@ -2,9 +2,9 @@
 
 The open PR/MR is looked up by head branch first (by the caller, before its push); only when
 there is none is one created, and a create that loses a race ("already exists": GitHub 422,
-GitLab 409) looks again. So running
-``wf pr`` twice, or again after a crash, never makes a second PR. The status comment carries a
-hidden marker, so it is found again and edited rather than posted twice.
+GitLab 409) looks again. So running ``wf pr`` twice, or again after a crash, never makes a
+second PR. The status comment carries a hidden marker, so it is found again and edited rather
+than posted twice.
 """
 
 from __future__ import annotations
