@@ -72,6 +72,7 @@ def test_wf_pr_opens_then_updates_the_same_pr(repo: Path, origin: Path, forge: F
     row = status(repo)[task]
     assert (row["pr_number"], row["pr_url"], row["pr_state"]) == (1, first["url"], "draft")
     assert [e["data"]["created"] for e in events(repo, "pr.opened")] == [True, False]
+    assert "pr" in wf(repo, "status").stdout.splitlines()[0].split()  # the PR column appears
     human = wf(repo, "pr", task, env=env)
     assert human.returncode == 0 and "updated" in human.stdout and first["url"] in human.stdout
 
