@@ -85,3 +85,17 @@ def test_an_unusable_remote_names_what_to_set_without_its_credentials() -> None:
     assert "hunter2" not in err.value.message and "kind" in (err.value.hint or "")
     with pytest.raises(ConfigError, match="project path"):
         target("/srv/repo.git", kind="github", api_url="https://ghe.corp/api/v3")
+
+
+def test_the_remote_is_read_with_insteadof_rewrites_applied(repo) -> None:
+    from helpers import git
+
+    from wf.config import ProviderConfig
+    from wf.providers import target_for
+
+    git(repo, "config", "url.git@gitlab.com:.insteadOf", "work:")
+    git(repo, "remote", "add", "origin", "work:grp/sub/proj.git")
+    t = target_for(repo, ProviderConfig(), {})
+    assert (t.kind, t.repo, t.remote) == ("gitlab", "grp/sub/proj", "origin")
+    with pytest.raises(ConfigError, match="no remote 'upstream'"):
+        target_for(repo, ProviderConfig(remote="upstream"), {})
