@@ -651,11 +651,15 @@ _ENV_CREDENTIAL_HELPER = ('!f() { test "$1" = get && printf "username=%s\\npassw
 
 
 def credential_args(credentials: tuple[str, str] | None) -> tuple[list[str], dict[str, str]]:
-    """(git options, environment) that make git authenticate with ``credentials`` over https."""
+    """(git options, environment) that make git authenticate with ``credentials`` over https.
+
+    Hooks are switched off for that git process: the hooks folder is shared by every worktree,
+    so an agent could have put a hook there, and a hook would inherit the token."""
     if credentials is None:
         return [], {}
     user, secret = credentials
-    return (["-c", "credential.helper=", "-c", f"credential.helper={_ENV_CREDENTIAL_HELPER}"],
+    return (["-c", "core.hooksPath=/dev/null", "-c", "credential.helper=",
+             "-c", f"credential.helper={_ENV_CREDENTIAL_HELPER}"],
             {"WF_GIT_USERNAME": user, "WF_GIT_PASSWORD": secret})
 
 

@@ -120,9 +120,13 @@ def test_the_token_never_reaches_the_log_files_arguments_or_agents(
         repo: Path, origin: Path, forge: FakeForge, tmp_path: Path) -> None:
     env = configure(repo, origin, forge, "github")
     path_env, argv_log = git_recorder(tmp_path)
-    env_dump = tmp_path / "agent-env.txt"
-    run = wf(repo, "run", "-p", f"env > {env_dump}; echo hi > hi.txt", "--agent", "shell",
-             env={**env, **path_env})
+    env_dump, hook_dump = tmp_path / "agent-env.txt", tmp_path / "hook-env.txt"
+    # An agent writes a pre-push hook into the hooks folder every worktree shares: it must not
+    # run in the git process that holds the token.
+    hook = f"printf '#!/bin/sh\\nenv > {hook_dump}\\n' > \"$(git rev-parse --git-common-dir)/hooks/pre-push\""
+    run = wf(repo, "run", "-p", f"env > {env_dump}; {hook}; chmod +x "
+             f"\"$(git rev-parse --git-common-dir)/hooks/pre-push\"; echo hi > hi.txt",
+             "--agent", "shell", env={**env, **path_env})
     assert run.returncode == 0, run.stderr
     task = next(iter(status(repo)))
     proc = wf(repo, "pr", task, "--json", env={**env, **path_env})
@@ -137,6 +141,9 @@ def test_the_token_never_reaches_the_log_files_arguments_or_agents(
     assert "push" in argv_log.read_text()  # the recorder did see wf's git calls
     assert TOKEN not in run.stdout + run.stderr + proc.stdout + proc.stderr
     assert "GH_TOKEN" not in env_dump.read_text()
+    assert not hook_dump.exists()
+    git(repo, "push", "-q", str(origin), "main:refs/heads/probe")  # the control: it does run
+    assert hook_dump.exists()
 
 
 def test_the_credential_helper_answers_git_from_the_environment(tmp_path: Path) -> None:
