@@ -121,12 +121,16 @@ def test_the_token_never_reaches_the_log_files_arguments_or_agents(
     env = configure(repo, origin, forge, "github")
     path_env, argv_log = git_recorder(tmp_path)
     env_dump, hook_dump = tmp_path / "agent-env.txt", tmp_path / "hook-env.txt"
-    # An agent writes a pre-push hook into the hooks folder every worktree shares: it must not
-    # run in the git process that holds the token.
-    hook = f"printf '#!/bin/sh\\nenv > {hook_dump}\\n' > \"$(git rev-parse --git-common-dir)/hooks/pre-push\""
-    run = wf(repo, "run", "-p", f"env > {env_dump}; {hook}; chmod +x "
-             f"\"$(git rev-parse --git-common-dir)/hooks/pre-push\"; echo hi > hi.txt",
-             "--agent", "shell", env={**env, **path_env})
+    commit_hook_dump = tmp_path / "post-commit-env.txt"
+    # The agent writes hooks into the hooks folder every worktree shares: a pre-push hook must
+    # not run in the git process that holds the token, and the post-commit hook that runs when
+    # wf commits the agent's work must not see wf's GH_TOKEN.
+    hooks = "$(git rev-parse --git-common-dir)/hooks"
+    prompt = (f"env > {env_dump}; "
+              f"printf '#!/bin/sh\\nenv > {hook_dump}\\n' > \"{hooks}/pre-push\"; "
+              f"printf '#!/bin/sh\\nenv > {commit_hook_dump}\\n' > \"{hooks}/post-commit\"; "
+              f"chmod +x \"{hooks}/pre-push\" \"{hooks}/post-commit\"; echo hi > hi.txt")
+    run = wf(repo, "run", "-p", prompt, "--agent", "shell", env={**env, **path_env})
     assert run.returncode == 0, run.stderr
     task = next(iter(status(repo)))
     proc = wf(repo, "pr", task, "--json", env={**env, **path_env})
@@ -136,7 +140,9 @@ def test_the_token_never_reaches_the_log_files_arguments_or_agents(
     state = repo / ".git" / "wf"
     scanned = [p for p in state.rglob("*") if p.is_file()]  # wf.db, -wal, logs, claims
     assert any(p.name == "wf.db" for p in scanned) and any(p.suffix == ".log" for p in scanned)
-    leaks = [str(p) for p in [*scanned, argv_log, env_dump] if TOKEN.encode() in p.read_bytes()]
+    assert commit_hook_dump.exists()  # wf's commit of the agent's work ran the hook
+    leaks = [str(p) for p in [*scanned, argv_log, env_dump, commit_hook_dump]
+             if TOKEN.encode() in p.read_bytes()]
     assert leaks == []
     assert "push" in argv_log.read_text()  # the recorder did see wf's git calls
     assert TOKEN not in run.stdout + run.stderr + proc.stdout + proc.stderr
