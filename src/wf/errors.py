@@ -64,9 +64,10 @@ class AgentSpawnError(WfError):
 
 
 class ForgeError(WfError):
-    """A forge (GitHub, GitLab, ...) call failed; ``status`` is the HTTP status when there was one."""
+    """A forge (GitHub, GitLab, ...) call failed; ``status``: the HTTP status, if there was one."""
 
-    def __init__(self, message: str, *, hint: str | None = None, status: int | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None,
+                 status: int | None = None) -> None:
         super().__init__(message, hint=hint)
         self.status = status
 

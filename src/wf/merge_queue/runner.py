@@ -21,8 +21,8 @@ from wf.merge_queue.admission import check_admission
 from wf.merge_queue.candidates import Chain, ChainBuilder, Conflict, Entry
 from wf.merge_queue.checks import CheckSlots
 from wf.merge_queue.landing import land_local, land_push
-from wf.merge_queue.pr_landing import PrLanding
 from wf.merge_queue.planner import Estimate, plan_round
+from wf.merge_queue.pr_landing import PrLanding
 from wf.model import NewEvent, task_stream
 
 QUEUE_STREAM = "queue"
