@@ -13,7 +13,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -277,7 +277,8 @@ def _finish_run(writer: Any, run_id: str, code: int) -> None:
 
 STATUS_FIELDS = ("id", "state", "agent", "attempts", "branch", "worktree", "last_error",
                  "last_failure_kind", "next_retry_at", "depends_on", "base_commit", "commit_sha",
-                 "port", "started_ts", "ended_ts", "created_ts", "updated_ts")
+                 "port", "started_ts", "ended_ts", "created_ts", "updated_ts",
+                 "pr_url", "pr_number", "pr_state", "forge_checks")
 
 
 def status(repo: Repo) -> list[dict[str, Any]]:
@@ -496,7 +497,8 @@ def _clean_orphans(wt: Any, known: set[str], force: bool) -> list[dict[str, Any]
 # -- the merge queue -------------------------------------------------------------------------
 
 QUEUE_FIELDS = ("task_id", "state", "position", "branch", "head", "approved", "last_check",
-                "reason_kind", "reason", "landed_commit", "entered_ts", "updated_ts")
+                "reason_kind", "reason", "landed_commit", "entered_ts", "updated_ts",
+                "pr_url", "pr_number", "pr_state", "forge_checks")
 
 
 def queue_status(repo: Repo) -> list[dict[str, Any]]:
@@ -506,5 +508,22 @@ def queue_status(repo: Repo) -> list[dict[str, Any]]:
     store = open_store(repo)
     try:
         return [{k: row.get(k) for k in QUEUE_FIELDS} for row in store.queue()]
+    finally:
+        store.close()
+
+
+# -- pull requests ---------------------------------------------------------------------------
+
+def open_pr(repo: Repo, task_id: str, *, draft: bool = False, labels: Sequence[str] = (),
+            reviewers: Sequence[str] = ()) -> dict[str, Any]:
+    """Push the task's branch and open its PR/MR, or update the one already open. Blocking (git
+    and HTTP): the dashboard calls it from a worker thread. Returns at least ``number``, ``url``,
+    ``state`` and ``created``."""
+    from wf.pull_requests import open_task_pr
+
+    store = open_store(repo, create=False)
+    try:
+        return open_task_pr(repo, store, task_id, draft=draft, labels=labels,
+                            reviewers=reviewers)
     finally:
         store.close()

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from wf import api
 from wf.cli import app
-from wf.cli.output import console, event_line, note, print_json, styled_state
+from wf.cli.output import console, event_line, note, pr_cell, print_json, styled_state
 from wf.model import format_duration
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
@@ -31,14 +31,16 @@ def status(as_json: JsonOpt = False) -> int:
         return 0
     now = time.time()
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("task", "state", "tries", "agent", "branch", "last error"):
-        table.add_column(col, overflow="fold" if col == "last error" else "ellipsis")
+    with_pr = any(t["pr_url"] for t in tasks)  # the column appears once a PR/MR exists
+    for col in ("task", "state", "tries", "agent", "branch", *(["pr"] if with_pr else []),
+                "last error"):
+        table.add_column(col, overflow="fold" if col in ("last error", "pr") else "ellipsis")
     for t in tasks:
         state = styled_state(t["state"])
         if t["state"] == "retrying" and t["next_retry_at"]:
             state += f" in {format_duration(t['next_retry_at'] - now)}"
         table.add_row(t["id"], state, str(t["attempts"]), t["agent"], t["branch"] or "-",
-                      escape(t["last_error"] or ""))
+                      *([pr_cell(t)] if with_pr else []), escape(t["last_error"] or ""))
     console.print(table)
     if api.engine_active(repo):
         note("an engine is running in this repository")
