@@ -502,3 +502,13 @@ def queue_status(repo: Repo) -> list[dict[str, Any]]:
         return [{k: row.get(k) for k in QUEUE_FIELDS} for row in store.queue()]
     finally:
         store.close()
+
+
+# -- pull requests ---------------------------------------------------------------------------
+
+def open_pr(repo: Repo, task_id: str, *, draft: bool = False, labels: tuple[str, ...] = (),
+            reviewers: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Open or update the pull request of a task's branch: {number, url, state, created}.
+    Needs a forge provider; until one is configured every call is a config error."""
+    raise ConfigError("pull requests need a provider: none is configured for this repository",
+                      hint="see docs/configuration.md")
