@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -78,6 +79,11 @@ class Dashboard(App[None]):
         self._transcript_shown = 0  # agent events of the shown attempt already written
         self.diff_shown_for: tuple[str, Any] | None = None
         self._reading = self._sampling = self._tailing = False
+        self.notices: deque[str] = deque(maxlen=100)  # every pop-up shown, newest last
+
+    def notify(self, message: str, **kwargs: Any) -> None:  # type: ignore[override]
+        self.notices.append(message)
+        super().notify(message, **kwargs)
 
     # -- layout -----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -92,6 +98,7 @@ class Dashboard(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.detail = self.query_one(DetailPane)
         self.query_one("#queue-box").border_title = "merge queue"
         self.query_one("#detail").border_title = "detail"
         self.query_one("#filter").display = False
@@ -109,6 +116,18 @@ class Dashboard(App[None]):
     def _fit(self, width: int, height: int) -> None:
         self.screen.set_class(width < COMPACT[0] or height < COMPACT[1], "compact")
 
+    def deliver(self, callback: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """From a worker thread: run ``callback`` on the UI thread, unless the app is closing
+        (its widgets may be gone, and a late read has nothing left to show)."""
+        def if_open() -> None:
+            if not self._closing and self.detail.is_attached:
+                callback(*args, **kwargs)
+
+        try:
+            self.call_from_thread(if_open)
+        except RuntimeError:  # the app's loop has already stopped
+            pass
+
     # -- reading the log --------------------------------------------------------------------
     def poll(self) -> None:
         if not self._reading:
@@ -121,8 +140,8 @@ class Dashboard(App[None]):
             events = self.feed.read_new()
         except WfError as exc:
             events = []
-            self.call_from_thread(self.notify, exc.message, severity="error")
-        self.call_from_thread(self.take_events, events)
+            self.deliver(self.notify, exc.message, severity="error")
+        self.deliver(self.take_events, events)
 
     def take_events(self, events: list[Event]) -> None:
         self._reading = False
@@ -242,7 +261,7 @@ class Dashboard(App[None]):
                 lines[tid] = (stamp, cells.parse_diffstat(stat))
             except WfError:
                 lines[tid] = (stamp, None)
-        self.call_from_thread(self.take_sample, last, lines, api.engine_active(self.repo))
+        self.deliver(self.take_sample, last, lines, api.engine_active(self.repo))
 
     def take_sample(self, last: dict[str, str], lines: dict[str, Any], active: bool) -> None:
         self._sampling = False
@@ -323,7 +342,7 @@ class Dashboard(App[None]):
     @work(thread=True, group="tail")
     def read_tail(self, tail: LogTail, key: tuple[str, int]) -> None:
         text = tail.read_new()
-        self.call_from_thread(self.take_tail, text, key)
+        self.deliver(self.take_tail, text, key)
 
     def take_tail(self, text: str, key: tuple[str, int]) -> None:
         self._tailing = False
@@ -335,9 +354,9 @@ class Dashboard(App[None]):
         try:
             text = api.task_diff(self.repo, task_id)["diff"]
         except WfError as exc:
-            self.call_from_thread(self.take_diff, task_id, None, exc.message)
+            self.deliver(self.take_diff, task_id, None, exc.message)
             return
-        self.call_from_thread(self.take_diff, task_id, text, None)
+        self.deliver(self.take_diff, task_id, text, None)
 
     def take_diff(self, task_id: str, text: str | None, error: str | None) -> None:
         if task_id != self.selected:
@@ -388,9 +407,9 @@ class Dashboard(App[None]):
         try:
             event, active = api.send_signal(self.repo, kind, task_id, **data)
         except WfError as exc:
-            self.call_from_thread(self.notify, exc.message, severity="error")
+            self.deliver(self.notify, exc.message, severity="error")
             return
-        self.call_from_thread(self.signal_sent, event, kind, task_id, active)
+        self.deliver(self.signal_sent, event, kind, task_id, active)
 
     def signal_sent(self, event: Event, kind: SignalKind, task_id: str, active: bool) -> None:
         self.sent[event.seq] = (str(kind), task_id)
@@ -406,11 +425,11 @@ class Dashboard(App[None]):
         try:
             pr = api.open_pr(self.repo, task_id)
         except WfError as exc:
-            self.call_from_thread(self.notify, exc.message, title="pull request",
+            self.deliver(self.notify, exc.message, title="pull request",
                                   severity="error", timeout=10)
             return
         verb = "opened" if pr.get("created") else "updated"
-        self.call_from_thread(self.notify, f"{task_id}: PR #{pr.get('number')} {verb}: "
+        self.deliver(self.notify, f"{task_id}: PR #{pr.get('number')} {verb}: "
                               f"{pr.get('url')}", title="pull request", timeout=10)
 
     def action_focus_detail(self) -> None:
