@@ -1,11 +1,12 @@
-"""The merge-queue pane: entries in order, the batch under test, checks, landings, evictions."""
+"""The merge-queue pane: entries in order, the batch under test, checks, landings, evictions.
+
+One line per entry and, under it, why it was evicted or is held: a narrow pane still shows
+every reason whole, which columns would cut."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
@@ -19,17 +20,19 @@ class QueuePane(Static):
             return
         testing = [e["task_id"] for e in entries if (e.get("last_check") or "")
                    .startswith("testing") and e["state"] in ("queued", "pending")]
-        head = Text("under test: ", style="bold")
-        head.append(", ".join(testing) if testing else "nothing", style="cyan" if testing
-                    else "dim")
-        table = Table(box=None, pad_edge=False, expand=True, header_style="bold")
-        for col in ("entry", "state", "check", "why"):
-            table.add_column(col, no_wrap=col != "why", overflow="fold" if col == "why"
-                             else "ellipsis")
+        out = Text("under test: ", style="bold")
+        out.append(", ".join(testing) if testing else "nothing",
+                   style="cyan" if testing else "dim")
+        width = max(len(e["task_id"]) for e in entries)
         for e in entries:
+            out.append(f"\n{e['task_id']:<{width}}  ")
+            out.append_text(entry_state_text(e["state"]))
+            if e.get("last_check"):
+                out.append(f"  {e['last_check']}", style="dim")
             why = f"{e['reason_kind']}: {e['reason']}" if e.get("reason_kind") else ""
             if e["state"] == "landed" and e.get("landed_commit"):
-                why = f"at {e['landed_commit'][:10]}"
-            table.add_row(e["task_id"], entry_state_text(e["state"]), e.get("last_check") or "–",
-                          Text(why, style="red" if e["state"] == "evicted" else "dim"))
-        self.update(Group(head, table))
+                why = f"landed at {e['landed_commit'][:10]}"
+            if why:
+                out.append(f"\n{'':<{width}}  ↳ {why}",
+                           style="red" if e["state"] == "evicted" else "dim")
+        self.update(out)
