@@ -98,7 +98,6 @@ class Dashboard(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.detail = self.query_one(DetailPane)
         self.query_one("#queue-box").border_title = "merge queue"
         self.query_one("#detail").border_title = "detail"
         self.query_one("#filter").display = False
@@ -116,11 +115,16 @@ class Dashboard(App[None]):
     def _fit(self, width: int, height: int) -> None:
         self.screen.set_class(width < COMPACT[0] or height < COMPACT[1], "compact")
 
+    @property
+    def is_open(self) -> bool:
+        """Not closing: the widgets are there to update (timers fire during shutdown too)."""
+        return self.is_running and not self._closing
+
     def deliver(self, callback: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """From a worker thread: run ``callback`` on the UI thread, unless the app is closing
         (its widgets may be gone, and a late read has nothing left to show)."""
         def if_open() -> None:
-            if not self._closing and self.detail.is_attached:
+            if self.is_open:
                 callback(*args, **kwargs)
 
         try:
@@ -130,7 +134,7 @@ class Dashboard(App[None]):
 
     # -- reading the log --------------------------------------------------------------------
     def poll(self) -> None:
-        if not self._reading:
+        if self.is_open and not self._reading:
             self._reading = True
             self.read_events()
 
@@ -221,7 +225,7 @@ class Dashboard(App[None]):
 
     # -- the slower things: once a second ----------------------------------------------------
     def tick(self) -> None:
-        if not self.loaded:
+        if not (self.loaded and self.is_open):
             return
         table = self.query_one(TasksTable)
         now = self.clock()
