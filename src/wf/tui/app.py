@@ -19,7 +19,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Static, TabbedContent
+from textual.widgets import Footer, Input, Static, TabbedContent
 
 from wf import api
 from wf.agents.runner import AttemptFiles
@@ -79,6 +79,7 @@ class Dashboard(App[None]):
         self._transcript_shown = 0  # agent events of the shown attempt already written
         self.diff_shown_for: tuple[str, Any] | None = None
         self._reading = self._sampling = self._tailing = False
+        self._totals_shown: tuple[dict[str, Any], bool] | None = None
         self.notices: deque[str] = deque(maxlen=100)  # every pop-up shown, newest last
 
     def notify(self, message: str, **kwargs: Any) -> None:  # type: ignore[override]
@@ -204,8 +205,11 @@ class Dashboard(App[None]):
 
     def show_totals(self) -> None:
         figures = cells.totals(self.feed.p.tasks.values(), self.feed.p.queue.values())
-        self.query_one("#totals", Static).update(
-            cells.totals_text(figures, engine_active=self.engine_active))
+        shown = (figures, self.engine_active)
+        if shown != self._totals_shown:  # one line of fixed size: no layout pass needed
+            self._totals_shown = shown
+            self.query_one("#totals", Static).update(
+                cells.totals_text(figures, engine_active=self.engine_active), layout=False)
 
     def _news(self, e: Event) -> None:
         """Pop-ups for what a person should not miss, and the engine's answers to our keys."""
@@ -284,11 +288,11 @@ class Dashboard(App[None]):
         self.follow_transcript()
 
     # -- the selected task ------------------------------------------------------------------
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.row_key is not None and event.row_key.value != self.selected:
-            self._select(event.row_key.value)
+    def on_tasks_table_highlighted(self, event: TasksTable.Highlighted) -> None:
+        if event.task_id != self.selected:
+            self._select(event.task_id)
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_tasks_table_chosen(self, event: TasksTable.Chosen) -> None:
         self.action_focus_detail()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:

@@ -19,6 +19,8 @@ class DetailPane(Vertical):
     """Tabs ``log`` (follows new output while scrolled to the end, stays put when scrolled
     back: ``tail -f``), ``diff`` (against the task's base, highlighted) and ``attempts``."""
 
+    attempts_shown = ""
+
     def compose(self) -> ComposeResult:
         with TabbedContent(initial="log"):
             with TabPane("Log", id="log"):
@@ -72,7 +74,10 @@ class DetailPane(Vertical):
             lines.append(f"[red]{escape(task['state'])}[/]: {escape(task['last_error'])}")
         if len(lines) == 1:
             lines.append("[dim]no attempt yet[/]")
-        self.query_one("#attempts-body", Static).update("\n".join(lines))
+        text = "\n".join(lines)
+        if text != self.attempts_shown:  # an update costs a layout pass of the screen
+            self.attempts_shown = text
+            self.query_one("#attempts-body", Static).update(text)
 
 
 def transcript_lines(events: list[Event]) -> list[str]:
