@@ -210,3 +210,23 @@ def test_the_command_palette_lists_the_actions(finished):
         assert app.screen.__class__.__name__ == "CommandPalette"
 
     drive(finished, scenario)
+
+
+def test_agent_events_make_the_transcript_when_the_adapter_writes_them(finished):
+    from wf.model import NewEvent, task_stream
+    from wf.store import SqliteEventStore
+
+    async def scenario(pilot, app):
+        await select(pilot, app, "ok")
+        await until(pilot, lambda: "agent commit task=ok" in transcript(app), "the log file")
+        store = SqliteEventStore(finished / ".git" / "wf" / "wf.db")
+        store.append([
+            NewEvent(task_stream("ok"), "agent.message",
+                     {"n": 1, "role": "assistant", "text": "I will add the notes"}),
+            NewEvent(task_stream("ok"), "agent.tool", {"n": 1, "name": "bash",
+                                                       "summary": "git commit"})])
+        store.close()
+        await until(pilot, lambda: transcript(app) == "assistant: I will add the notes\n"
+                    "→ bash git commit", "the agent's own transcript")
+
+    drive(finished, scenario)
