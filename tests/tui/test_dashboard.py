@@ -7,7 +7,7 @@ import pytest
 from dashrun import drive, tasks_file, until
 from helpers import commit_files
 from rich.syntax import Syntax
-from runwf import events, status, wait_until, wf, wf_bg
+from runwf import events, status, wf, wf_bg
 
 from wf.tui.cells import COLUMNS
 from wf.tui.confirm import ConfirmScreen

@@ -14,8 +14,8 @@ import pytest
 from dashrun import tasks_file
 from runwf import task_states, wait_until, wf, wf_bg
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (.ci/run installs it)")]
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("tmux") is None,
+                                                   reason="needs tmux (.ci/run installs it)")]
 
 
 class Terminal:

@@ -11,22 +11,21 @@ from __future__ import annotations
 import subprocess
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from textual import work
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Footer, Input, Static, TabbedContent
 
 from wf import api
 from wf.agents.runner import AttemptFiles
 from wf.errors import WfError
-from wf.model import Event, SignalKind
+from wf.model import Event
 from wf.tui import cells
-from wf.tui.confirm import ConfirmScreen
+from wf.tui.commands import TaskCommands
 from wf.tui.detail import DetailPane, transcript_lines
 from wf.tui.feed import READ_CHUNK, Feed
 from wf.tui.queue_pane import QueuePane
@@ -38,7 +37,7 @@ TICK_INTERVAL = 1.0  # elapsed times, last output lines, line counts, engine pre
 COMPACT = (120, 32)  # below this width or height: the table and one pane
 
 
-class Dashboard(App[None]):
+class Dashboard(TaskCommands, App[None]):
     TITLE = "wf dash"
     CSS_PATH = "dashboard.tcss"
     BINDINGS = [
@@ -375,71 +374,7 @@ class Dashboard(App[None]):
         else:
             detail.show_diff(text)
 
-    # -- keys -------------------------------------------------------------------------------
-    def _target(self) -> str | None:
-        tid = self.query_one(TasksTable).selected
-        if tid is None:
-            self.notify("no task selected", severity="warning")
-        return tid
-
-    def action_retry(self) -> None:
-        if tid := self._target():
-            self.send(SignalKind.RETRY, tid)
-
-    def action_cancel(self) -> None:
-        tid = self._target()
-        if tid is None:
-            return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.send(SignalKind.CANCEL, tid)
-
-        self.push_screen(ConfirmScreen(f"Cancel {tid}? Its agent is stopped and it is not "
-                                       "retried."), answered)
-
-    def action_approve(self) -> None:
-        if tid := self._target():
-            self.send(SignalKind.APPROVE, tid)
-
-    def action_reject(self) -> None:
-        if tid := self._target():
-            self.send(SignalKind.REJECT, tid, reason="rejected in wf dash")
-
-    def action_enqueue(self) -> None:
-        if tid := self._target():
-            self.send(SignalKind.ENQUEUE, tid)
-
-    @work(thread=True, group="signal")
-    def send(self, kind: SignalKind, task_id: str, **data: str) -> None:
-        try:
-            event, active = api.send_signal(self.repo, kind, task_id, **data)
-        except WfError as exc:
-            self.deliver(self.notify, exc.message, severity="error")
-            return
-        self.deliver(self.signal_sent, event, kind, task_id, active)
-
-    def signal_sent(self, event: Event, kind: SignalKind, task_id: str, active: bool) -> None:
-        self.sent[event.seq] = (str(kind), task_id)
-        wait = "" if active else "; no engine is running: `wf resume` acts on it"
-        self.notify(f"{kind} {task_id} sent{wait}", timeout=3 if active else 8)
-
-    def action_open_pr(self) -> None:
-        if tid := self._target():
-            self.open_pr(tid)
-
-    @work(thread=True, group="pr")
-    def open_pr(self, task_id: str) -> None:
-        try:
-            pr = api.open_pr(self.repo, task_id)
-        except WfError as exc:
-            self.deliver(self.notify, exc.message, title="pull request",
-                                  severity="error", timeout=10)
-            return
-        verb = "opened" if pr.get("created") else "updated"
-        self.deliver(self.notify, f"{task_id}: PR #{pr.get('number')} {verb}: "
-                              f"{pr.get('url')}", title="pull request", timeout=10)
-
+    # -- keys that move around ------------------------------------------------------------
     def action_focus_detail(self) -> None:
         self.screen.remove_class("queue-only")
         self.query_one(DetailPane).focus_active()
@@ -471,25 +406,5 @@ class Dashboard(App[None]):
             box.display = False
         self.query_one(TasksTable).focus()
 
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        for binding in self.BINDINGS:
-            if binding.show and binding.action != "quit":
-                yield SystemCommand(binding.description, _HELP[binding.action],
-                                    lambda action=binding.action: self.run_action(action))
-
     def on_unmount(self) -> None:
         self.feed.close()
-
-
-_HELP = {
-    "retry": "Run the selected task again (wf retry)",
-    "cancel": "Stop the selected task, after a confirmation (wf cancel)",
-    "approve": "Let the selected queue entry go on (wf approve)",
-    "reject": "Send the selected queue entry back (wf reject)",
-    "enqueue": "Put the selected task's branch in the merge queue (wf queue add)",
-    "open_pr": "Open or update the selected task's pull request",
-    "show_tab('diff')": "Show the selected task's diff against its base",
-    "show_tab('log')": "Show the selected task's output",
-    "filter": "Show only tasks matching words or a state",
-}
