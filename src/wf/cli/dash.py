@@ -59,4 +59,7 @@ def run_with_dashboard(repo: api.Repo, run_args: list[str]) -> int:
         note(f"the run goes on in the background (pid {child.pid}); `wf dash` watches it "
              f"again, its output is in {out_path}")
         return 0
+    if code not in (0, 1):  # the run itself broke (exit 2, 3, 70...): say why, in its words
+        lines = out_path.read_text(errors="replace").strip().splitlines()
+        sys.stderr.write("".join(f"{line}\n" for line in lines[-2:]))
     return code
