@@ -26,6 +26,10 @@ STATE_STYLE = {
     "merged": ("⬆", "bold green"),
 }
 
+ENTRY_STYLE = {"pending": ("·", "dim"), "queued": ("·", "cyan"),
+               "waiting_approval": ("?", "yellow"), "landed": ("⬆", "green"),
+               "evicted": ("✘", "red"), "removed": ("■", "magenta")}
+
 
 def fail(message: str, hint: str | None = None) -> None:
     err_console.print(f"[bold red]wf: error:[/] {escape(message)}", soft_wrap=True)

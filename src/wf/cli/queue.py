@@ -11,17 +11,13 @@ from rich.table import Table
 from wf import api
 from wf.cli import app
 from wf.cli.control import JsonOpt, _signal
-from wf.cli.output import console, note, pr_cell, print_json
+from wf.cli.output import ENTRY_STYLE, console, note, pr_cell, print_json
 from wf.errors import UsageError
 from wf.model import SignalKind
 
 queue_app = typer.Typer(help="The merge queue: what waits, what is under test, what landed.",
                         invoke_without_command=True, no_args_is_help=False)
 app.add_typer(queue_app, name="queue")
-
-ENTRY_STYLE = {"pending": ("·", "dim"), "queued": ("·", "cyan"),
-               "waiting_approval": ("?", "yellow"), "landed": ("⬆", "green"),
-               "evicted": ("✘", "red"), "removed": ("■", "magenta")}
 
 
 @queue_app.callback()
