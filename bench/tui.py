@@ -83,8 +83,7 @@ def stream(db: str, tasks: int, rate: int) -> None:
                                       {"n": n, "role": "assistant", "text": f"step {k}"}))
             elif phase == 2:
                 batch.append(NewEvent(task_stream(tid), "task.retry_scheduled", {
-                    "n": n, "kind": "transient", "delay": 1.0, "due_ts": time.time() + 1,
-                    "error": "rate limited"}))
+                    "n": n, "kind": "transient", "delay": 1.0, "error": "rate limited"}))
             else:
                 attempt[tid] = n + 1
                 batch.append(NewEvent(task_stream(tid), "attempt.started", {"n": n + 1}))

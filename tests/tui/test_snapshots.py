@@ -81,14 +81,14 @@ def retrying(log: Log) -> None:
     running(log)
     log.finish(80, "lexer", 1, error="exit 75: rate limited", kind="transient")
     log.at(80, "lexer", "task.retry_scheduled", n=1, kind="transient", delay=27.0,
-           due_ts=T0 + 107, error="exit 75: rate limited")
+           error="exit 75: rate limited")
 
 
 def failed(log: Log) -> None:
     running(log)
     log.finish(50, "lexer", 1, error="exit 75: rate limited", kind="transient")
     log.at(50, "lexer", "task.retry_scheduled", n=1, kind="transient", delay=10.0,
-           due_ts=T0 + 60, error="exit 75: rate limited")
+           error="exit 75: rate limited")
     log.start(60, "lexer", 2, "tokenizing fixtures", "FAILED test_lexer.py::test_unicode")
     log.finish(75, "lexer", 2, error="exit 3: tests fail: test_lexer.py::test_unicode")
     log.at(75, "lexer", "task.failed", kind="agent_error", why="retries exhausted",
