@@ -275,7 +275,8 @@ def _finish_run(writer: Any, run_id: str, code: int) -> None:
 
 STATUS_FIELDS = ("id", "state", "agent", "attempts", "branch", "worktree", "last_error",
                  "last_failure_kind", "next_retry_at", "depends_on", "base_commit", "commit_sha",
-                 "port", "started_ts", "ended_ts", "created_ts", "updated_ts")
+                 "port", "started_ts", "ended_ts", "created_ts", "updated_ts", "tokens",
+                 "cost_usd", "session_id")
 
 
 def status(repo: Repo) -> list[dict[str, Any]]:
