@@ -365,8 +365,10 @@ def events(repo: Repo, *, since: int = 0, follow: bool = False, poll: float = 0.
         store.close()
 
 
-def attempt_log(repo: Repo, task_id: str, attempt: int | None = None) -> tuple[Path, int, bool]:
-    """(log path, attempt number, whether that attempt is still running)."""
+def attempt_log(repo: Repo, task_id: str,
+                attempt: int | None = None) -> tuple[Path, int, bool, str | None]:
+    """(log path, attempt number, whether that attempt is still running, the adapter that
+    reads the agent's output or None)."""
     from wf.agents.runner import AttemptFiles
 
     store = open_store(repo, create=False)
@@ -381,7 +383,8 @@ def attempt_log(repo: Repo, task_id: str, attempt: int | None = None) -> tuple[P
         running = att[0]["state"] == "running"
     finally:
         store.close()
-    return AttemptFiles.of(repo.logs_dir, task_id, n).log, n, running
+    adapter = (row["spec"] or {}).get("adapter")
+    return AttemptFiles.of(repo.logs_dir, task_id, n).log, n, running, adapter
 
 
 def task_diff(repo: Repo, task_id: str, *, stat: bool = False) -> dict[str, Any]:
