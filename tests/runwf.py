@@ -118,3 +118,17 @@ jitter = 0.0
 
 def fast_retry(attempts: int = 3, interval: str = "50ms") -> str:
     return FAST_RETRY.format(attempts=attempts, interval=interval)
+
+
+FAKE_CLI = Path(__file__).parent / "agents" / "fake_cli.py"
+
+
+def install_fake_clis(bin_dir: Path, names=("claude", "codex", "gemini", "opencode", "aider")):
+    """Executables named like the agent CLIs in ``bin_dir``, each running fake_cli.py; put
+    ``bin_dir`` first on PATH to have wf's adapters run them."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        exe = bin_dir / name
+        exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_CLI}" {name} "$@"\n')
+        exe.chmod(0o755)
+    return bin_dir

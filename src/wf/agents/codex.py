@@ -52,6 +52,7 @@ class CodexReader(a.OutputReader):
     def __init__(self) -> None:
         self.completed = False
         self.failure: str | None = None
+        self.started: set[str | None] = set()
 
     def feed(self, line: str) -> list[a.Entry]:
         obj = a.parse_json_line(line)
@@ -60,13 +61,15 @@ class CodexReader(a.OutputReader):
         kind = obj.get("type")
         if kind == "thread.started" and obj.get("thread_id"):
             return [a.session(obj["thread_id"])]
-        if kind == "item.completed":
-            return _item_entries(obj.get("item") or {})
-        if kind == "item.started":
+        if kind in ("item.started", "item.completed"):
             item = obj.get("item") or {}
-            if item.get("type") in TOOL_ITEMS:
-                return [a.tool(TOOL_ITEMS[item["type"]], _item_input(item), item.get("id"))]
-            return []
+            out = []
+            # A tool item is announced once, when it starts (or completes, if it never said
+            # it started, as file changes do).
+            if item.get("type") in TOOL_ITEMS and item.get("id") not in self.started:
+                self.started.add(item.get("id"))
+                out.append(a.tool(TOOL_ITEMS[item["type"]], _item_input(item), item.get("id")))
+            return out + (_item_entries(item) if kind == "item.completed" else [])
         if kind == "turn.completed":
             self.completed = True
             u = obj.get("usage") or {}
