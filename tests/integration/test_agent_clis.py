@@ -58,6 +58,8 @@ def test_a_cli_that_succeeds(repo, cli_env, cli, tokens):
     assert "write a note scenario=ok" in " ".join(argv)
     transcript = wf(repo, "logs", "t").stdout
     assert "→" in transcript and '{"type"' not in transcript
+    table = wf(repo, "status").stdout
+    assert "total" in table and f"{tokens:,}" in table
 
 
 @pytest.mark.parametrize("cli, retry_after", [("codex", 1.2), ("gemini", 1.5),
@@ -140,3 +142,27 @@ def test_an_adopted_attempts_events_are_recorded_once(repo, cli_env):
         assert store.snapshot() == live
     finally:
         store.close()
+
+
+def test_doctor_reports_clis_versions_and_what_is_missing(repo, cli_env, tmp_path):
+    (repo / "wf.toml").write_text('[agents.fast]\nadapter = "codex"\nbinary = "no-such-codex"\n')
+    proc = wf(repo, "doctor", "--json", env={**cli_env, "GEMINI_API_KEY": "", "GOOGLE_API_KEY": "",
+                                             "GITHUB_TOKEN": "", "GITLAB_TOKEN": ""})
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    agents = {a["name"]: a for a in report["agents"]}
+    assert set(agents) == {"claude", "codex", "gemini", "opencode", "aider", "fast"}
+    assert agents["codex"]["version"] == "codex 9.9.9 (fake)"
+    assert (agents["codex"]["credentials"], agents["codex"]["missing"]) == (["OPENAI_API_KEY"], [])
+    assert agents["gemini"]["missing"] == ["credentials"]
+    assert "GEMINI_API_KEY" in agents["gemini"]["auth_hint"]
+    assert agents["fast"]["missing"] == ["binary"] and not agents["fast"]["installed"]
+    assert report["forge_tokens"] == {"GH_TOKEN": True, "GITHUB_TOKEN": False,
+                                      "GITLAB_TOKEN": False}
+    assert "forge-secret" not in proc.stdout and "sk-test" not in proc.stdout
+    table = wf(repo, "doctor", env=cli_env)
+    assert table.returncode == 0 and "codex 9.9.9 (fake)" in table.stdout
+    assert "GH_TOKEN set" in table.stdout and "forge-secret" not in table.stdout
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    assert wf(outside, "doctor", "--json", env=cli_env).returncode == 0

@@ -323,8 +323,8 @@ class LocalEngine:
         path = Path(task["worktree"])
         prompt = spec.prompt
         # A retry that resumes the agent's session keeps the worktree as that session left it.
-        session = task["session_id"] if n > 1 and spec.resume_command and not task["resolve"] \
-            else None
+        resumable = n > 1 and spec.resume_command and not task["resolve"]
+        session = task["session_id"] if resumable else None
         if task["resolve"]:
             prompt = await self._start_conflict_resolution(tid, n, path, spec, task["resolve"])
         elif n > 1 and not session:
