@@ -132,3 +132,16 @@ def install_fake_clis(bin_dir: Path, names=("claude", "codex", "gemini", "openco
         exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_CLI}" {name} "$@"\n')
         exe.chmod(0o755)
     return bin_dir
+
+
+NODE_BIN = Path(__file__).resolve().parent.parent / ".ci" / "node" / "node_modules" / ".bin"
+
+
+def npm_cli(name: str):
+    """The folder holding agent CLI ``name`` as installed by .ci/run into .ci/node, or None.
+    Under CI it must be there: a missing one is an error, not a skip."""
+    if (NODE_BIN / name).exists():
+        return NODE_BIN
+    if os.environ.get("CI"):
+        raise RuntimeError(f"{name} is not installed: .ci/run installs it into .ci/node")
+    return None

@@ -79,8 +79,7 @@ class StubAnthropic:
                                               "description": "make a file"}}
         else:
             cwd = _working_directory(body)
-            slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:40] or "note"
-            call = {"name": "Write", "input": {"file_path": f"{cwd}/notes/{slug}.txt",
+            call = {"name": "Write", "input": {"file_path": f"{cwd}/notes/{slug(prompt)}.txt",
                                                "content": f"written for: {prompt}\n"}}
         return 200, {}, _message([{"type": "tool_use", "id": "toolu_stub_1", **call}],
                                  "tool_use")
@@ -149,6 +148,11 @@ class StubAnthropic:
                                           "headers": headers, "body": body})
 
         return Handler
+
+
+def slug(prompt: str) -> str:
+    """The file name a prompt's note gets: ``notes/<slug>.txt``."""
+    return re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:40] or "note"
 
 
 def _first_user_text(messages: list[dict[str, Any]]) -> str:

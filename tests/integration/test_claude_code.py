@@ -7,28 +7,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from pathlib import Path
 
 import pytest
-from runwf import events, status, wf, write_tasks
+from helpers import git
+from runwf import events, npm_cli, status, wf, write_tasks
 from stub_anthropic import StubAnthropic
 
-ROOT = Path(__file__).resolve().parents[2]
-NODE_BIN = ROOT / ".ci" / "node" / "node_modules" / ".bin"
-
-
-def _claude_dir() -> Path | None:
-    if (NODE_BIN / "claude").exists():
-        return NODE_BIN
-    found = os.environ.get("WF_TEST_CLAUDE") or None
-    return Path(found).parent if found else None
-
-
-CLAUDE_DIR = _claude_dir()
-if CLAUDE_DIR is None and os.environ.get("CI"):
-    raise RuntimeError("Claude Code is not installed: .ci/run installs it into .ci/node")
+CLAUDE_DIR = npm_cli("claude")
 pytestmark = pytest.mark.skipif(CLAUDE_DIR is None,
-                                reason="Claude Code not installed (npm install in .ci/node)")
+                                reason="Claude Code not installed (.ci/run installs it)")
 
 
 @pytest.fixture(scope="module")
@@ -65,13 +52,6 @@ jitter = 0.0
     for i, prompt in enumerate(prompts, 1):
         body += f'\n[[task]]\nid = "t{i}"\nagent = "claude"\nprompt = {json.dumps(prompt)}\n'
     return wf(repo, "run", str(write_tasks(repo, body)), env=env, timeout=180)
-
-
-def git(repo, *args):
-    import subprocess
-
-    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
-                          check=True).stdout.strip()
 
 
 def test_claude_writes_a_file_that_wf_commits_with_usage_and_session(repo, claude_env):

@@ -72,6 +72,7 @@ class CodexReader(a.OutputReader):
             return out + (_item_entries(item) if kind == "item.completed" else [])
         if kind == "turn.completed":
             self.completed = True
+            self.failure = None  # errors before it ("Reconnecting... 2/5") were recovered from
             u = obj.get("usage") or {}
             return [a.usage(int(u.get("input_tokens") or 0), int(u.get("output_tokens") or 0),
                             None)]
