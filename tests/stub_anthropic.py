@@ -3,8 +3,9 @@ task: ``POST /v1/messages`` answered in the streaming (SSE) format, or as one JS
 
 What it answers depends on markers in the task's prompt (the first user message):
 
-- no marker: a ``Write`` tool call creating ``notes/<slug>.txt`` in the working directory
-  (read from the system prompt), then a final text once the tool result comes back;
+- no marker: a ``Write`` tool call (opencode's ``write``) creating ``notes/<slug>.txt`` in the
+  working directory (read from the system prompt), then a final text once the tool result
+  comes back;
 - ``[fail STATUS xK]`` (``retry-after`` R with ``[fail 429 x2 after 1]``): the first K
   requests for that prompt get HTTP STATUS with an Anthropic error body;
 - ``[deny]``: a ``Bash`` tool call, which ``--allowedTools Write`` does not allow.
@@ -78,9 +79,13 @@ class StubAnthropic:
             call = {"name": "Bash", "input": {"command": "python3 -c \"open('denied.txt', 'w')\"",
                                               "description": "make a file"}}
         else:
-            cwd = _working_directory(body)
-            call = {"name": "Write", "input": {"file_path": f"{cwd}/notes/{slug(prompt)}.txt",
-                                               "content": f"written for: {prompt}\n"}}
+            # Claude Code's tool is Write(file_path), opencode's write(filePath).
+            write = next((t for t in body["tools"] if t.get("name", "").lower() == "write"), {})
+            props = (write.get("input_schema") or {}).get("properties") or {}
+            key = "filePath" if "filePath" in props else "file_path"
+            path = f"{_working_directory(body)}/notes/{slug(prompt)}.txt"
+            call = {"name": write.get("name", "Write"),
+                    "input": {key: path, "content": f"written for: {prompt}\n"}}
         return 200, {}, _message([{"type": "tool_use", "id": "toolu_stub_1", **call}],
                                  "tool_use")
 
