@@ -7,7 +7,9 @@ What it answers depends on markers in the task's prompt (the first user message)
   working directory (read from the system prompt), then a final text once the tool result
   comes back;
 - ``[fail STATUS xK]`` (``retry-after`` R with ``[fail 429 x2 after 1]``): the first K
-  requests for that prompt get HTTP STATUS with an Anthropic error body;
+  requests for that prompt get HTTP STATUS with an Anthropic error body; with ``late``
+  (``[fail 400 x1 late]``) only requests that carry a tool result count, so the agent has
+  done its first turn (and saved its session) before it fails;
 - ``[deny]``: a ``Bash`` tool call, which ``--allowedTools Write`` does not allow.
 
 Every request is recorded (path, headers without the key, body) so tests can look at what
@@ -22,7 +24,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-FAIL_RE = re.compile(r"\[fail (\d{3}) x(\d+)(?: after (\d+))?\]")
+FAIL_RE = re.compile(r"\[fail (\d{3}) x(\d+)(?: after (\d+))?( late)?\]")
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error",
                403: "permission_error", 429: "rate_limit_error", 529: "overloaded_error",
                500: "api_error"}
@@ -62,7 +64,7 @@ class StubAnthropic:
         messages = body.get("messages") or []
         prompt = _first_user_text(messages)
         fail = FAIL_RE.search(prompt)
-        if fail:
+        if fail and (not fail.group(4) or _has_tool_result(_last_user(messages))):
             status, times = int(fail.group(1)), int(fail.group(2))
             with self._lock:
                 served = self.failures_served.get(prompt, 0)

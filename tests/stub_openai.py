@@ -54,7 +54,8 @@ class StubOpenAI:
         items = body.get("input") or []
         prompt = _last_user_text(items)
         fail = FAIL_RE.search(prompt)
-        if fail:
+        answered = any(i.get("type") == "function_call_output" for i in items)
+        if fail and (not fail.group(4) or answered):
             status, times = int(fail.group(1)), int(fail.group(2))
             with self._lock:
                 served = self.failures_served.get(prompt, 0)
@@ -62,7 +63,7 @@ class StubOpenAI:
                     self.failures_served[prompt] = served + 1
                     return status, {"error": {"message": f"stub: HTTP {status}",
                                               "type": "stub_error", "code": None}}
-        if any(i.get("type") == "function_call_output" for i in items):
+        if answered:
             item = {"type": "message", "id": "msg_stub", "role": "assistant",
                     "status": "completed",
                     "content": [{"type": "output_text", "text": "Done: the note is written.",

@@ -456,7 +456,7 @@ def _build_spec(tid: str, task: TaskConfig, deps: tuple[str, ...], config: Confi
     return TaskSpec(
         id=tid, prompt=task.prompt, agent=agent_name, command=resolved.command,
         resume_command=resolved.resume_command, adapter=resolved.adapter,
-        env=dict(agent.env), pass_env=resolved.pass_env, depends_on=deps,
+        env=resolved.env, pass_env=resolved.pass_env, depends_on=deps,
         base=task.base or config.base or default_base,
         timeout=_inherit("timeout", task, agent, config),
         no_output_timeout=_inherit("no_output_timeout", task, agent, config),

@@ -52,3 +52,14 @@ def test_an_unterminated_last_line_counts_once_the_agent_exited(tmp_path):
     assert recorder.poll() == []
     [event] = recorder.poll(final=True)
     assert event.data["text"] == "last" and event.idempotency_key == "agent:t:2:1"
+
+
+def test_a_session_that_cannot_be_resumed_is_forgotten(tmp_path):
+    files = AttemptFiles.of(tmp_path, "t", 2)
+    files.prefix.parent.mkdir(parents=True)
+    files.log.write_bytes(b"Error resuming session: No previous sessions found for this project.\n")
+    recorder = TranscriptRecorder(find_adapter("gemini"), files, "t", 2)
+    [event] = recorder.poll(final=True)
+    assert (event.type, event.data["session_id"]) == ("agent.session", None)
+    verdict = recorder.verdict(42)  # Gemini CLI calls it an input error: not retryable
+    assert verdict.kind == "agent_error" and "starts afresh" in verdict.error

@@ -130,9 +130,11 @@ class Adapter:
     name: str = ""
     binary: str = ""
     pass_env: tuple[str, ...] = ()  # names, or prefixes written "NAME_*"
+    env: dict[str, str] = {}  # set for every run unless [agents.NAME].env says otherwise
     credentials: tuple[str, ...] = ()  # variables any one of which authenticates
     credential_files: tuple[str, ...] = ()  # or one of these files under HOME
     auth_hint: str = ""  # what to set when authentication fails
+    resume_lost: str | None = None  # regex: a line saying the session to resume does not exist
     version_args: tuple[str, ...] = ("--version",)
 
     def command(self, agent: AgentConfig) -> tuple[str, ...]:

@@ -79,6 +79,7 @@ class ResolvedAgent:
     resume_command: tuple[str, ...] | None
     adapter: str | None
     pass_env: tuple[str, ...]
+    env: dict[str, str]
 
 
 def resolve_agent(name: str, agent: AgentConfig) -> ResolvedAgent:
@@ -94,7 +95,7 @@ def resolve_agent(name: str, agent: AgentConfig) -> ResolvedAgent:
                          f"`adapter` to one of {known}")
     if adapter is None:
         assert agent.command is not None
-        return ResolvedAgent(agent.command, None, None, agent.pass_env)
+        return ResolvedAgent(agent.command, None, None, agent.pass_env, dict(agent.env))
     resume = adapter.resume_command(agent) if agent.resume else None
     return ResolvedAgent(agent.command or adapter.command(agent), resume, adapter.name,
-                         (*adapter.pass_env, *agent.pass_env))
+                         (*adapter.pass_env, *agent.pass_env), {**adapter.env, **agent.env})

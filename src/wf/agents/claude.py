@@ -32,6 +32,7 @@ class ClaudeAdapter(a.Adapter):
     credentials = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN",
                    "CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX")
     credential_files = (".claude/.credentials.json",)
+    resume_lost = r"No conversation found with session ID"
     auth_hint = ("set ANTHROPIC_API_KEY (or CLAUDE_CODE_OAUTH_TOKEN from `claude setup-token`) "
                  "in wf's environment")
 

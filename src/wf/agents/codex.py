@@ -31,6 +31,7 @@ class CodexAdapter(a.Adapter):
     pass_env = ("OPENAI_*", "CODEX_*", "AZURE_OPENAI_*")
     credentials = ("OPENAI_API_KEY", "CODEX_API_KEY")
     credential_files = (".codex/auth.json",)
+    resume_lost = r"no rollout found for thread id"
     auth_hint = "set OPENAI_API_KEY in wf's environment (or run `codex login`)"
 
     def command(self, agent: AgentConfig) -> tuple[str, ...]:

@@ -25,10 +25,15 @@ class GeminiAdapter(a.Adapter):
     name = "gemini"
     binary = "gemini"
     pass_env = ("GEMINI_*", "GOOGLE_API_KEY", "GOOGLE_CLOUD_*", "GOOGLE_GENAI_*",
+                "GOOGLE_GEMINI_BASE_URL", "GOOGLE_VERTEX_BASE_URL",
                 "GOOGLE_APPLICATION_CREDENTIALS")
+    # wf made the worktree for this run: without trust, Gemini CLI drops the approval mode
+    # to "default", and a headless run can then edit nothing.
+    env = {"GEMINI_CLI_TRUST_WORKSPACE": "true"}
     credentials = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI",
                    "GOOGLE_APPLICATION_CREDENTIALS")
     credential_files = (".gemini/oauth_creds.json",)
+    resume_lost = r"Error resuming session"
     auth_hint = "set GEMINI_API_KEY in wf's environment (or log in once with `gemini`)"
 
     def command(self, agent: AgentConfig) -> tuple[str, ...]:

@@ -11,12 +11,13 @@ the store drops what was already recorded: every event is in the log once.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from wf.agents.adapter import EVENT_KINDS, Adapter, Entry, Verdict
+from wf.agents.adapter import EVENT_KINDS, Adapter, Entry, Verdict, clip
 from wf.agents.runner import AttemptFiles
-from wf.model import NewEvent, task_stream
+from wf.model import FailureKind, NewEvent, task_stream
 
 
 class TranscriptRecorder:
@@ -24,6 +25,8 @@ class TranscriptRecorder:
 
     def __init__(self, adapter: Adapter, files: AttemptFiles, task_id: str, n: int) -> None:
         self.reader = adapter.reader()
+        self.resume_lost = re.compile(adapter.resume_lost) if adapter.resume_lost else None
+        self.lost: str | None = None  # the CLI's words when the session to resume was gone
         self.files, self.task_id, self.n = files, task_id, n
         self.pos = 0
         self.inode: int | None = None
@@ -41,7 +44,7 @@ class TranscriptRecorder:
             self.partial = b""
         events = []
         for raw in lines:
-            for entry in self.reader.feed(raw.decode("utf-8", "replace")):
+            for entry in self._entries(raw.decode("utf-8", "replace")):
                 if entry.kind in EVENT_KINDS:
                     self.count += 1
                     events.append(NewEvent(
@@ -50,7 +53,19 @@ class TranscriptRecorder:
                         idempotency_key=f"agent:{self.task_id}:{self.n}:{self.count}"))
         return events
 
+    def _entries(self, line: str) -> list[Entry]:
+        entries = self.reader.feed(line)
+        if self.resume_lost is not None and self.resume_lost.search(line):
+            # The session wf asked to resume is gone: forget it, so the next attempt starts
+            # afresh instead of failing the same way.
+            self.lost = " ".join(line.split())
+            entries = [Entry("session", {"session_id": None}), *entries]
+        return entries
+
     def verdict(self, exit_code: int | None) -> Verdict | None:
+        if self.lost is not None:
+            return Verdict(FailureKind.AGENT_ERROR, f"the agent's session could not be resumed "
+                           f"({clip(self.lost, 200)}); the next attempt starts afresh")
         return self.reader.verdict(exit_code)
 
     def _read_new(self) -> bytes:
