@@ -97,8 +97,7 @@ def test_rate_limit_is_retried_after_the_reported_delay(repo, claude_env):
     assert retry["data"]["kind"] == "transient" and "429" in retry["data"]["error"]
     assert retry["data"]["retry_after"] == 1.0 and retry["data"]["delay"] >= 1.0
     started = [e["ts"] for e in events(repo, "attempt.started")]
-    finished = [e["ts"] for e in events(repo, "attempt.finished")]
-    assert started[1] - finished[0] >= 1.0
+    assert started[1] >= retry["data"]["due_ts"]  # the timer waited the whole delay
     assert status(repo)["t1"]["state"] == "done"
 
 
