@@ -134,14 +134,17 @@ def install_fake_clis(bin_dir: Path, names=("claude", "codex", "gemini", "openco
     return bin_dir
 
 
-NODE_BIN = Path(__file__).resolve().parent.parent / ".ci" / "node" / "node_modules" / ".bin"
+CI_DIR = Path(__file__).resolve().parent.parent / ".ci"
+CLI_DIRS = (CI_DIR / "node" / "node_modules" / ".bin", CI_DIR / "aider" / "bin")
 
 
-def npm_cli(name: str):
-    """The folder holding agent CLI ``name`` as installed by .ci/run into .ci/node, or None.
-    Under CI it must be there: a missing one is an error, not a skip."""
-    if (NODE_BIN / name).exists():
-        return NODE_BIN
+def ci_cli(name: str):
+    """The folder holding agent CLI ``name`` as .ci/run installs it (npm packages into
+    .ci/node, aider into the venv .ci/aider), or None. Under CI it must be there: a missing
+    one is an error, not a skip."""
+    for folder in CLI_DIRS:
+        if (folder / name).exists():
+            return folder
     if os.environ.get("CI"):
-        raise RuntimeError(f"{name} is not installed: .ci/run installs it into .ci/node")
+        raise RuntimeError(f"{name} is not installed: .ci/run installs it under .ci/")
     return None

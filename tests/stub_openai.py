@@ -1,5 +1,7 @@
-"""A stub of OpenAI's Responses API on 127.0.0.1, enough for the real Codex CLI to run a task:
-``POST /v1/responses`` answered as a stream of server-sent events.
+"""A stub of OpenAI's API on 127.0.0.1, enough for the real Codex CLI and aider to run a
+task: ``POST /v1/responses`` answered as a stream of server-sent events (Codex), ``POST
+/v1/chat/completions`` as one JSON completion (aider with ``--no-stream``) whose text is an
+edit in aider's "whole" format.
 
 Like stub_anthropic (whose markers it shares): with no marker in the prompt, an
 ``exec_command`` call writing ``notes/<slug>.txt``, then a final message once the command's
@@ -49,20 +51,44 @@ class StubOpenAI:
         self.server.shutdown()
         self.server.server_close()
 
+    def failure(self, prompt: str, late_ok: bool) -> tuple[int, Any] | None:
+        """The HTTP error a ``[fail ...]`` marker in ``prompt`` still asks for, if any."""
+        fail = FAIL_RE.search(prompt)
+        if not fail or (fail.group(4) and not late_ok):
+            return None
+        status, times = int(fail.group(1)), int(fail.group(2))
+        with self._lock:
+            served = self.failures_served.get(prompt, 0)
+            if served >= times:
+                return None
+            self.failures_served[prompt] = served + 1
+        return status, {"error": {"message": f"stub: HTTP {status}", "type": "stub_error",
+                                  "code": None}}
+
+    def chat_answer(self, body: dict[str, Any]) -> tuple[int, Any]:
+        """(status, completion or error body) for one /v1/chat/completions request."""
+        users = [m.get("content") for m in body.get("messages") or () if m.get("role") == "user"]
+        prompt = users[-1] if users and isinstance(users[-1], str) else ""
+        failed = self.failure(prompt, late_ok=False)
+        if failed:
+            return failed
+        text = (f"I'll add the note.\n\nnotes/{slug(prompt)}.txt\n```\n"
+                f"written for: {slug(prompt)}\n```\n")
+        return 200, {"id": "chatcmpl-stub", "object": "chat.completion", "created": 0,
+                     "model": body.get("model"),
+                     "choices": [{"index": 0, "finish_reason": "stop",
+                                  "message": {"role": "assistant", "content": text}}],
+                     "usage": {"prompt_tokens": 2300, "completion_tokens": 150,
+                               "total_tokens": 2450}}
+
     def answer(self, body: dict[str, Any]) -> tuple[int, Any]:
         """(status, events or error body) for one /v1/responses request."""
         items = body.get("input") or []
         prompt = _last_user_text(items)
-        fail = FAIL_RE.search(prompt)
         answered = any(i.get("type") == "function_call_output" for i in items)
-        if fail and (not fail.group(4) or answered):
-            status, times = int(fail.group(1)), int(fail.group(2))
-            with self._lock:
-                served = self.failures_served.get(prompt, 0)
-                if served < times:
-                    self.failures_served[prompt] = served + 1
-                    return status, {"error": {"message": f"stub: HTTP {status}",
-                                              "type": "stub_error", "code": None}}
+        failed = self.failure(prompt, late_ok=answered)
+        if failed:
+            return failed
         if answered:
             item = {"type": "message", "id": "msg_stub", "role": "assistant",
                     "status": "completed",
@@ -108,6 +134,10 @@ class StubOpenAI:
                     body = {}
                 with stub._lock:
                     stub.requests.append({"path": self.path, "body": body})
+                if self.path.startswith("/v1/chat/completions"):
+                    status, payload = stub.chat_answer(body)
+                    self._send(status, "application/json", json.dumps(payload).encode())
+                    return
                 if not self.path.startswith("/v1/responses"):
                     self._send(404, "application/json", b'{"error": {"message": "stub"}}')
                     return

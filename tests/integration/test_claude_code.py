@@ -10,10 +10,10 @@ import shutil
 
 import pytest
 from helpers import git
-from runwf import events, npm_cli, status, wf, write_tasks
+from runwf import events, ci_cli, status, wf, write_tasks
 from stub_anthropic import StubAnthropic
 
-CLAUDE_DIR = npm_cli("claude")
+CLAUDE_DIR = ci_cli("claude")
 pytestmark = pytest.mark.skipif(CLAUDE_DIR is None,
                                 reason="Claude Code not installed (.ci/run installs it)")
 

@@ -8,10 +8,10 @@ import os
 
 import pytest
 from helpers import git
-from runwf import events, npm_cli, status, wf, write_tasks
+from runwf import events, ci_cli, status, wf, write_tasks
 from stub_openai import StubOpenAI
 
-CODEX_DIR = npm_cli("codex")
+CODEX_DIR = ci_cli("codex")
 pytestmark = pytest.mark.skipif(CODEX_DIR is None,
                                 reason="Codex CLI not installed (.ci/run installs it)")
 

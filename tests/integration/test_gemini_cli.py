@@ -8,10 +8,10 @@ import os
 
 import pytest
 from helpers import git
-from runwf import events, npm_cli, status, wf, write_tasks
+from runwf import events, ci_cli, status, wf, write_tasks
 from stub_gemini import StubGemini
 
-GEMINI_DIR = npm_cli("gemini")
+GEMINI_DIR = ci_cli("gemini")
 pytestmark = pytest.mark.skipif(GEMINI_DIR is None,
                                 reason="Gemini CLI not installed (.ci/run installs it)")
 

@@ -8,10 +8,10 @@ import os
 
 import pytest
 from helpers import git
-from runwf import events, npm_cli, status, wf, write_tasks
+from runwf import events, ci_cli, status, wf, write_tasks
 from stub_anthropic import StubAnthropic
 
-OPENCODE_DIR = npm_cli("opencode")
+OPENCODE_DIR = ci_cli("opencode")
 pytestmark = pytest.mark.skipif(OPENCODE_DIR is None,
                                 reason="opencode not installed (.ci/run installs it)")
 

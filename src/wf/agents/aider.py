@@ -28,7 +28,7 @@ class AiderAdapter(a.Adapter):
     name = "aider"
     binary = "aider"
     pass_env = ("AIDER_*", "OPENAI_*", "ANTHROPIC_*", "GEMINI_API_KEY", "DEEPSEEK_API_KEY",
-                "OPENROUTER_API_KEY", "GROQ_API_KEY", "OLLAMA_API_BASE")
+                "OPENROUTER_API_KEY", "GROQ_API_KEY", "OLLAMA_API_BASE", "LITELLM_*")
     credentials = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY",
                    "DEEPSEEK_API_KEY", "OPENROUTER_API_KEY", "AIDER_MODEL")
     credential_files = (".aider.conf.yml",)
@@ -37,7 +37,7 @@ class AiderAdapter(a.Adapter):
     def command(self, agent: AgentConfig) -> tuple[str, ...]:
         return (self.exe(agent), "--message={prompt}", "--yes-always", "--no-auto-commits",
                 "--no-pretty", "--no-stream", "--no-check-update", "--no-show-release-notes",
-                *a.options([("--model", agent.model)]), *agent.args)
+                "--analytics-disable", *a.options([("--model", agent.model)]), *agent.args)
 
     def reader(self) -> AiderReader:
         return AiderReader()
