@@ -26,7 +26,7 @@ def aider_env(stub, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     return {"PATH": f"{AIDER_DIR}{os.pathsep}{os.environ['PATH']}", "HOME": str(home),
-            "OPENAI_API_KEY": "test", "OPENAI_API_BASE": stub.url,
+            "OPENAI_API_KEY": "test", "OPENAI_API_BASE": stub.api_url,
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no fetch of litellm's price list
             "GH_TOKEN": "forge-secret-never-passed"}
 
