@@ -148,3 +148,28 @@ def ci_cli(name: str):
     if os.environ.get("CI"):
         raise RuntimeError(f"{name} is not installed: .ci/run installs it under .ci/")
     return None
+
+
+def run_agent_tasks(repo: Path, env: dict, agent: str, *prompts: str, attempts: int = 3,
+                    settings: str = "", timeout: float = 240):
+    """`wf run` of one task per prompt (ids t1, t2, ...) with ``agent``, retries 50 ms apart
+    without jitter, and ``settings`` as the body of ``[agents.AGENT]`` (none if empty)."""
+    body = fast_retry(attempts=attempts)
+    if settings:
+        body += f"\n[agents.{agent}]\n{settings}\n"
+    for i, prompt in enumerate(prompts, 1):
+        body += f'\n[[task]]\nid = "t{i}"\nagent = "{agent}"\nprompt = {json.dumps(prompt)}\n'
+    return wf(repo, "run", str(write_tasks(repo, body)), env=env, timeout=timeout)
+
+
+def assert_projections_rebuild(repo: Path) -> None:
+    """The live projection tables equal a rebuild from the events alone."""
+    from wf.store import SqliteEventStore
+
+    store = SqliteEventStore(db_path(repo))
+    try:
+        live = store.snapshot()
+        store.rebuild_projections()
+        assert store.snapshot() == live
+    finally:
+        store.close()

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 from runwf import (
-    db_path, events, install_fake_clis, status, wf, wf_bg, write_tasks,
+    assert_projections_rebuild, events, install_fake_clis, run_agent_tasks, status, wf, wf_bg,
+    write_tasks,
 )
-
-from wf.store import SqliteEventStore
 
 
 @pytest.fixture
@@ -31,19 +30,9 @@ def argv_log(env, cli):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def run(repo, env, cli, scenarios, *, attempts=3, extra=""):
-    body = f"""
-[retry]
-maximum_attempts = {attempts}
-initial_interval = "50ms"
-jitter = 0.0
-{extra}
-[[task]]
-id = "t"
-agent = "{cli}"
-prompt = "write a note scenario={scenarios}"
-"""
-    return wf(repo, "run", str(write_tasks(repo, body)), env=env)
+def run(repo, env, cli, scenarios, *, attempts=3, settings=""):
+    return run_agent_tasks(repo, env, cli, f"write a note scenario={scenarios}",
+                           attempts=attempts, settings=settings)
 
 
 @pytest.mark.parametrize("cli, tokens", [("codex", 24885), ("gemini", 1480),
@@ -51,12 +40,12 @@ prompt = "write a note scenario={scenarios}"
 def test_a_cli_that_succeeds(repo, cli_env, cli, tokens):
     proc = run(repo, cli_env, cli, "ok")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    row = status(repo)["t"]
+    row = status(repo)["t1"]
     assert row["state"] == "done" and row["tokens"] == tokens
     assert events(repo, "agent.tool"), "the tool calls are recorded"
     [argv] = argv_log(cli_env, cli)
     assert "write a note scenario=ok" in " ".join(argv)
-    transcript = wf(repo, "logs", "t").stdout
+    transcript = wf(repo, "logs", "t1").stdout
     assert "→" in transcript and '{"type"' not in transcript
     table = wf(repo, "status").stdout
     assert "total" in table and f"{tokens:,}" in table
@@ -71,7 +60,7 @@ def test_a_rate_limited_cli_is_retried_after_its_reported_delay(repo, cli_env, c
     [retry] = events(repo, "task.retry_scheduled")
     assert retry["data"]["kind"] == "transient"
     assert retry["data"]["delay"] >= retry_after == retry["data"]["retry_after"]
-    assert status(repo)["t"]["attempts"] == 2
+    assert status(repo)["t1"]["attempts"] == 2
 
 
 @pytest.mark.parametrize("cli, what", [("codex", "OPENAI_API_KEY"), ("gemini", "GEMINI_API_KEY"),
@@ -79,7 +68,7 @@ def test_a_rate_limited_cli_is_retried_after_its_reported_delay(repo, cli_env, c
 def test_an_auth_error_is_not_retried(repo, cli_env, cli, what):
     proc = run(repo, cli_env, cli, "auth,ok")
     assert proc.returncode == 1
-    row = status(repo)["t"]
+    row = status(repo)["t1"]
     assert (row["attempts"], row["last_failure_kind"]) == (1, "config_error")
     assert what in row["last_error"]
 
@@ -87,11 +76,11 @@ def test_an_auth_error_is_not_retried(repo, cli_env, cli, what):
 def test_gemini_turn_limit_is_its_own_kind(repo, cli_env):
     proc = run(repo, cli_env, "gemini", "turn_limit", attempts=1)
     assert proc.returncode == 1
-    assert status(repo)["t"]["last_failure_kind"] == "limit"
+    assert status(repo)["t1"]["last_failure_kind"] == "limit"
 
 
 def test_codex_retry_resumes_the_thread(repo, cli_env):
-    proc = run(repo, cli_env, "codex", "agent_error,ok", extra="[agents.codex]\nresume = true\n")
+    proc = run(repo, cli_env, "codex", "agent_error,ok", settings="resume = true")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     first, second = argv_log(cli_env, "codex")
     assert "resume" not in first
@@ -121,7 +110,7 @@ prompt = "x"
 def test_an_adopted_attempts_events_are_recorded_once(repo, cli_env):
     # wf is killed right after the agent's session is recorded, while the (slow) agent keeps
     # printing; `wf resume` adopts it and reads its output again from the start.
-    path = write_tasks(repo, '[[task]]\nid = "t"\nagent = "claude"\nprompt = "scenario=slow"\n')
+    path = write_tasks(repo, '[[task]]\nid = "t1"\nagent = "claude"\nprompt = "scenario=slow"\n')
     crashed = wf_bg(repo, "run", str(path), env={**cli_env, "WF_CRASH_AFTER": "agent.session"})
     crashed.communicate(timeout=60)
     assert crashed.returncode == -9
@@ -134,14 +123,8 @@ def test_an_adopted_attempts_events_are_recorded_once(repo, cli_env):
     assert events(repo, "attempt.adopted"), "the agent was still running when wf came back"
     agent_events = [e["type"] for e in events(repo) if e["type"].startswith("agent.")]
     assert agent_events == expected
-    assert status(repo)["t"]["tokens"] == 1050
-    store = SqliteEventStore(db_path(repo))
-    try:
-        live = store.snapshot()
-        store.rebuild_projections()
-        assert store.snapshot() == live
-    finally:
-        store.close()
+    assert status(repo)["t1"]["tokens"] == 1050
+    assert_projections_rebuild(repo)
 
 
 def test_doctor_reports_clis_versions_and_what_is_missing(repo, cli_env, tmp_path):

@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
 from helpers import git
-from runwf import ci_cli, events, status, wf, write_tasks
+from runwf import ci_cli, events, run_agent_tasks, status, wf
 from stub_openai import StubOpenAI
 
 AIDER_DIR = ci_cli("aider")
@@ -32,36 +31,24 @@ def aider_env(stub, tmp_path):
 
 
 def run(repo, env, prompt):
-    body = f"""
-[retry]
-maximum_attempts = 3
-initial_interval = "50ms"
-jitter = 0.0
-[agents.aider]
-model = "gpt-4o"
-args = ["--edit-format", "whole", "--map-tokens", "0"]
-[[task]]
-id = "t"
-agent = "aider"
-prompt = {json.dumps(prompt)}
-"""
-    return wf(repo, "run", str(write_tasks(repo, body)), env=env, timeout=240)
+    return run_agent_tasks(repo, env, "aider", prompt, settings='model = "gpt-4o"\n'
+                           'args = ["--edit-format", "whole", "--map-tokens", "0"]')
 
 
 def test_aider_edits_a_file_that_wf_commits(repo, aider_env):
     proc = run(repo, aider_env, "aider note")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    row = status(repo)["t"]
+    row = status(repo)["t1"]
     assert row["state"] == "done"
     assert (row["tokens"], row["cost_usd"]) == (2450, pytest.approx(0.0073, abs=0.0001))
-    assert git(repo, "show", "wf/t:notes/aider-note.txt") == "written for: aider-note"
+    assert git(repo, "show", "wf/t1:notes/aider-note.txt") == "written for: aider-note"
     assert [t["data"]["input"] for t in events(repo, "agent.tool")] == ["notes/aider-note.txt"]
-    assert "Applied edit" not in wf(repo, "logs", "t").stdout  # shown as → edit PATH
+    assert "Applied edit" not in wf(repo, "logs", "t1").stdout  # shown as → edit PATH
 
 
 def test_aider_auth_error_is_not_retried(repo, aider_env):
     proc = run(repo, aider_env, "secret aider note [fail 401 x99]")
     assert proc.returncode == 1
-    row = status(repo)["t"]
+    row = status(repo)["t1"]
     assert (row["attempts"], row["last_failure_kind"]) == (1, "config_error")
     assert "AuthenticationError" in row["last_error"] and "API key" in row["last_error"]

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 from helpers import git
-from runwf import events, ci_cli, status, wf, write_tasks
+from runwf import ci_cli, events, run_agent_tasks, status, wf
 from stub_anthropic import StubAnthropic
 
 CLAUDE_DIR = ci_cli("claude")
@@ -42,16 +42,7 @@ def claude_env(stub, tmp_path):
 
 
 def run_tasks(repo, env, prompts, *, attempts=3, extra=""):
-    body = f"""
-[retry]
-maximum_attempts = {attempts}
-initial_interval = "50ms"
-jitter = 0.0
-{extra}
-"""
-    for i, prompt in enumerate(prompts, 1):
-        body += f'\n[[task]]\nid = "t{i}"\nagent = "claude"\nprompt = {json.dumps(prompt)}\n'
-    return wf(repo, "run", str(write_tasks(repo, body)), env=env, timeout=180)
+    return run_agent_tasks(repo, env, "claude", *prompts, attempts=attempts, settings=extra)
 
 
 def test_claude_writes_a_file_that_wf_commits_with_usage_and_session(repo, claude_env):
@@ -136,7 +127,7 @@ def test_a_denied_tool_is_not_success(repo, claude_env):
 
 def test_a_retry_resumes_the_failed_attempts_session(repo, claude_env, stub):
     proc = run_tasks(repo, claude_env, ["resumed note [fail 400 x1]"],
-                     extra="[agents.claude]\nresume = true\n")
+                     extra="resume = true")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     sessions = [e["data"]["session_id"] for e in events(repo, "agent.session")
                 if e["data"]["n"] == 1]

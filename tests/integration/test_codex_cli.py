@@ -8,7 +8,7 @@ import os
 
 import pytest
 from helpers import git
-from runwf import events, ci_cli, status, wf, write_tasks
+from runwf import ci_cli, events, run_agent_tasks, status
 from stub_openai import StubOpenAI
 
 CODEX_DIR = ci_cli("codex")
@@ -30,30 +30,18 @@ def codex_env(tmp_path):
             "OPENAI_API_KEY": "test", "GH_TOKEN": "forge-secret-never-passed"}
 
 
-def run(repo, env, stub, prompt, *, attempts=3, resume=False):
-    body = f"""
-[retry]
-maximum_attempts = {attempts}
-initial_interval = "50ms"
-jitter = 0.0
-[agents.codex]
-model = "gpt-5"
-args = {json.dumps(stub.provider_args)}
-resume = {str(resume).lower()}
-[[task]]
-id = "t"
-agent = "codex"
-prompt = {json.dumps(prompt)}
-"""
-    return wf(repo, "run", str(write_tasks(repo, body)), env=env, timeout=180)
+def run(repo, env, stub, prompt, *, resume=False):
+    settings = f'model = "gpt-5"\nargs = {json.dumps(stub.provider_args)}\n'
+    return run_agent_tasks(repo, env, "codex", prompt,
+                           settings=settings + f"resume = {str(resume).lower()}")
 
 
 def test_codex_runs_a_command_that_wf_commits(repo, codex_env, stub):
     proc = run(repo, codex_env, stub, "codex note")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    row = status(repo)["t"]
+    row = status(repo)["t1"]
     assert row["state"] == "done" and row["tokens"] == 240  # two requests of 100 in, 20 out
-    assert git(repo, "show", "wf/t:notes/codex-note.txt") == "written for: codex-note"
+    assert git(repo, "show", "wf/t1:notes/codex-note.txt") == "written for: codex-note"
     [session] = events(repo, "agent.session")
     assert row["session_id"] == session["data"]["session_id"]
     assert [t["data"]["name"] for t in events(repo, "agent.tool")] == ["shell"]
@@ -71,7 +59,7 @@ def test_codex_rate_limited_is_transient_and_retried(repo, codex_env, stub):
 def test_codex_auth_error_is_not_retried(repo, codex_env, stub):
     proc = run(repo, codex_env, stub, "secret codex note [fail 401 x9]")
     assert proc.returncode == 1
-    row = status(repo)["t"]
+    row = status(repo)["t1"]
     assert (row["attempts"], row["last_failure_kind"]) == (1, "config_error")
     assert "OPENAI_API_KEY" in row["last_error"]
 

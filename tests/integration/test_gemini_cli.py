@@ -8,7 +8,7 @@ import os
 
 import pytest
 from helpers import git
-from runwf import events, ci_cli, status, wf, write_tasks
+from runwf import ci_cli, events, run_agent_tasks, status
 from stub_gemini import StubGemini
 
 GEMINI_DIR = ci_cli("gemini")
@@ -34,29 +34,17 @@ def gemini_env(stub, tmp_path):
             "GH_TOKEN": "forge-secret-never-passed"}
 
 
-def run(repo, env, prompt, *, attempts=3, resume=False):
-    body = f"""
-[retry]
-maximum_attempts = {attempts}
-initial_interval = "50ms"
-jitter = 0.0
-[agents.gemini]
-model = "gemini-2.5-pro"
-resume = {str(resume).lower()}
-[[task]]
-id = "t"
-agent = "gemini"
-prompt = {json.dumps(prompt)}
-"""
-    return wf(repo, "run", str(write_tasks(repo, body)), env=env, timeout=240)
+def run(repo, env, prompt, *, resume=False):
+    return run_agent_tasks(repo, env, "gemini", prompt, settings=f'model = "gemini-2.5-pro"\n'
+                           f"resume = {str(resume).lower()}")
 
 
 def test_gemini_writes_a_file_that_wf_commits(repo, gemini_env):
     proc = run(repo, gemini_env, "gemini note")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    row = status(repo)["t"]
+    row = status(repo)["t1"]
     assert row["state"] == "done" and row["tokens"] == 240  # two requests of 100 in, 20 out
-    assert git(repo, "show", "wf/t:notes/gemini-note.txt") == "written for: gemini note"
+    assert git(repo, "show", "wf/t1:notes/gemini-note.txt") == "written for: gemini note"
     [session] = events(repo, "agent.session")
     assert row["session_id"] == session["data"]["session_id"]
     assert [t["data"]["name"] for t in events(repo, "agent.tool")] == ["write_file"]
@@ -65,7 +53,7 @@ def test_gemini_writes_a_file_that_wf_commits(repo, gemini_env):
 def test_gemini_auth_error_is_not_retried(repo, gemini_env):
     proc = run(repo, gemini_env, "secret gemini note [fail 401 x99]")
     assert proc.returncode == 1
-    row = status(repo)["t"]
+    row = status(repo)["t1"]
     assert (row["attempts"], row["last_failure_kind"]) == (1, "config_error")
     assert "GEMINI_API_KEY" in row["last_error"]
 

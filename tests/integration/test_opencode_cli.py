@@ -8,7 +8,7 @@ import os
 
 import pytest
 from helpers import git
-from runwf import events, ci_cli, status, wf, write_tasks
+from runwf import ci_cli, events, run_agent_tasks, status
 from stub_anthropic import StubAnthropic
 
 OPENCODE_DIR = ci_cli("opencode")
@@ -34,29 +34,18 @@ def opencode_env(stub, tmp_path):
             "OPENCODE_DISABLE_LSP_DOWNLOAD": "1", "GH_TOKEN": "forge-secret-never-passed"}
 
 
-def run(repo, env, prompt, *, attempts=3, resume=False):
-    body = f"""
-[retry]
-maximum_attempts = {attempts}
-initial_interval = "50ms"
-jitter = 0.0
-[agents.opencode]
-model = "anthropic/claude-sonnet-4-5"
-resume = {str(resume).lower()}
-[[task]]
-id = "t"
-agent = "opencode"
-prompt = {json.dumps(prompt)}
-"""
-    return wf(repo, "run", str(write_tasks(repo, body)), env=env, timeout=240)
+def run(repo, env, prompt, *, resume=False):
+    return run_agent_tasks(repo, env, "opencode", prompt,
+                           settings=f'model = "anthropic/claude-sonnet-4-5"\n'
+                           f"resume = {str(resume).lower()}")
 
 
 def test_opencode_writes_a_file_that_wf_commits(repo, opencode_env):
     proc = run(repo, opencode_env, "opencode note")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    row = status(repo)["t"]
+    row = status(repo)["t1"]
     assert row["state"] == "done" and row["tokens"] > 0 and row["cost_usd"] > 0
-    assert "written for:" in git(repo, "show", "wf/t:notes/opencode-note.txt")
+    assert "written for:" in git(repo, "show", "wf/t1:notes/opencode-note.txt")
     [session] = events(repo, "agent.session")
     assert row["session_id"] == session["data"]["session_id"]
     assert "write" in [t["data"]["name"] for t in events(repo, "agent.tool")]
@@ -65,7 +54,7 @@ def test_opencode_writes_a_file_that_wf_commits(repo, opencode_env):
 def test_opencode_auth_error_is_not_retried(repo, opencode_env):
     proc = run(repo, opencode_env, "secret opencode note [fail 401 x99]")
     assert proc.returncode == 1
-    row = status(repo)["t"]
+    row = status(repo)["t1"]
     assert (row["attempts"], row["last_failure_kind"]) == (1, "config_error")
     assert "API key" in row["last_error"]
 
