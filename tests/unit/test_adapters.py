@@ -184,3 +184,10 @@ def test_agent_environment_passes_the_adapters_variables_and_never_forge_tokens(
                             pass_env=spec.pass_env)
     assert set(env) == {"PATH", "HOME", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
                         "CLAUDE_CODE_MAX_RETRIES", "MY_VAR", "WF_TASK_ID"}
+
+
+def test_a_tool_call_is_recorded_by_what_it_targets_not_the_content_it_writes():
+    entry = a.tool("Write", {"file_path": "/w/.env", "content": "API_KEY=sk-secret"})
+    assert entry.data["input"] == "/w/.env" and "secret" not in str(entry.event_data())
+    assert a.tool("Bash", {"command": "pytest -q", "timeout": 5}).data["input"] == "pytest -q"
+    assert a.tool("Other", {"x": 1, "y": 2}).data["input"] == '{"x": 1, "y": 2}'

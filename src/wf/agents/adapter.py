@@ -58,7 +58,14 @@ def message(text: str, role: str = "assistant") -> Entry:
     return Entry("message", {"role": role, "text": text})
 
 
+# The arguments that say what a tool call does; the rest (a file's new content, say) stays in
+# the log file, out of the event log.
+TOOL_TARGETS = ("file_path", "filePath", "path", "command", "cmd", "pattern", "url", "query")
+
+
 def tool(name: str, tool_input: Any, call_id: str | None = None) -> Entry:
+    if isinstance(tool_input, Mapping) and any(k in tool_input for k in TOOL_TARGETS):
+        tool_input = " ".join(str(tool_input[k]) for k in TOOL_TARGETS if k in tool_input)
     return Entry("tool", {"name": name, "input": summarize(tool_input), "id": call_id})
 
 
