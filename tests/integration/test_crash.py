@@ -71,16 +71,24 @@ def test_kill_9_then_resume_finishes_everything_once(repo, tmp_path, point):
 
 
 def test_kill_9_from_outside_while_agents_run(repo, tmp_path):
-    journal = tmp_path / "journal"
-    path = _setup(repo, journal)
-    run = wf_bg(repo, "run", str(path))
-    wait_until(lambda: journal.exists() and journal.read_text().count("start") >= 2,
-               what="two agents running")
+    journal, gate = tmp_path / "journal", tmp_path / "gate"
+    # The agents wait for the gate, so they are surely still running when wf resume starts.
+    text = fast_retry(attempts=4, interval="1s")
+    text += f"\n[agents.slow]\ncommand = {agent_cmd('gated', str(gate), journal)}\n"
+    text += f"\n[agents.flaky]\ncommand = {agent_cmd('flaky', '2', journal)}\n"
+    run = wf_bg(repo, "run", str(write_tasks(repo, text + TASKS)))
+    wait_until(lambda: journal.exists() and journal_pids(journal, "s1")
+               and journal_pids(journal, "s2"), what="both gated agents running")
     run.send_signal(signal.SIGKILL)
     run.communicate()
-    resumed = wf(repo, "resume", timeout=120)
-    assert resumed.returncode == 0, resumed.stderr
-    assert events(repo, "attempt.adopted"), "running agents should have been adopted"
+    resumed = wf_bg(repo, "resume")
+    try:
+        wait_until(lambda: len(events(repo, "attempt.adopted")) >= 2, what="agents adopted")
+        gate.touch()
+        _, err = resumed.communicate(timeout=120)
+        assert resumed.returncode == 0, err
+    finally:
+        resumed.kill()
     _assert_all_good(repo, journal)
 
 

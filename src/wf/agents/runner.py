@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wf.errors import AgentSpawnError
+from wf.gitx import FORGE_TOKENS  # wf's own secrets: never passed, whatever pass_env says
 
 SHIM = Path(__file__).with_name("_shim.py")
 
@@ -31,10 +32,6 @@ ENV_ALLOWLIST = frozenset({
     "GIT_COMMITTER_EMAIL", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_NOSYSTEM", "GIT_CONFIG_SYSTEM",
 })
 ENV_PREFIX_ALLOWLIST = ("LC_", "XDG_")
-# wf's own secrets: never passed to an agent, whatever its pass_env says.
-FORGE_TOKENS = frozenset({"GH_TOKEN", "GITHUB_TOKEN", "GH_ENTERPRISE_TOKEN",
-                          "GITHUB_ENTERPRISE_TOKEN", "GITLAB_TOKEN", "GITLAB_PRIVATE_TOKEN",
-                          "CI_JOB_TOKEN"})
 
 
 def agent_environment(base: Mapping[str, str], *, wf_vars: Mapping[str, str],

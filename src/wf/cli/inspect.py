@@ -13,7 +13,7 @@ from rich.table import Table
 from wf import api
 from wf.cli import app
 from wf.cli.output import (
-    console, event_line, note, print_json, styled_state, transcript_line,
+    console, event_line, note, pr_cell, print_json, styled_state, transcript_line,
 )
 from wf.model import format_duration
 
@@ -33,19 +33,23 @@ def status(as_json: JsonOpt = False) -> int:
         return 0
     now = time.time()
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("task", "state", "tries", "agent", "branch", "tokens", "cost", "last error"):
-        table.add_column(col, overflow="fold" if col == "last error" else "ellipsis",
+    with_pr = any(t["pr_url"] for t in tasks)  # the column appears once a PR/MR exists
+    for col in ("task", "state", "tries", "agent", "branch", *(["pr"] if with_pr else []),
+                "tokens", "cost", "last error"):
+        table.add_column(col, overflow="fold" if col in ("last error", "pr") else "ellipsis",
                          justify="right" if col in ("tokens", "cost") else "left")
     for t in tasks:
         state = styled_state(t["state"])
         if t["state"] == "retrying" and t["next_retry_at"]:
             state += f" in {format_duration(t['next_retry_at'] - now)}"
         table.add_row(t["id"], state, str(t["attempts"]), t["agent"], t["branch"] or "-",
-                      _tokens(t["tokens"]), _cost(t["cost_usd"]), escape(t["last_error"] or ""))
+                      *([pr_cell(t)] if with_pr else []), _tokens(t["tokens"]),
+                      _cost(t["cost_usd"]), escape(t["last_error"] or ""))
     costs = [t["cost_usd"] for t in tasks if t["cost_usd"] is not None]
     if any(t["tokens"] for t in tasks) or costs:
         table.add_section()
-        table.add_row("total", "", "", "", "", _tokens(sum(t["tokens"] or 0 for t in tasks)),
+        blanks = [""] * (5 if with_pr else 4)
+        table.add_row("total", *blanks, _tokens(sum(t["tokens"] or 0 for t in tasks)),
                       _cost(sum(costs) if costs else None), "")
     console.print(table)
     if api.engine_active(repo):

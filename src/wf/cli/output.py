@@ -47,6 +47,14 @@ def styled_state(state: str) -> str:
     return f"[{style}]{icon} {state}[/]"
 
 
+def pr_cell(row: dict[str, Any]) -> str:
+    """A task's or queue entry's PR/MR link and forge check state, or "-"."""
+    if not row.get("pr_url"):
+        return "-"
+    checks = f" ({row['forge_checks']})" if row.get("forge_checks") else ""
+    return escape(f"{row['pr_url']} [{row.get('pr_state') or '?'}]{checks}")
+
+
 def clock(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts))
 
@@ -74,6 +82,10 @@ def event_line(e: Event) -> str | None:
         "signal.handled": lambda: f"signal for {d.get('task')}: {d.get('result')}",
         "run.started": lambda: f"run {d['run_id']} started (pid {d['pid']})",
         "run.finished": lambda: f"run {d['run_id']} finished (exit {d.get('exit_code')})",
+        "pr.opened": lambda: f"{task}: {'opened' if d.get('created') else 'updated'} "
+                             f"{d.get('url')} ({d.get('state')})",
+        "pr.checks": lambda: f"{task}: forge checks {d['state']} ({d.get('detail')})",
+        "pr.merged": lambda: f"{task}: merged on the forge at {str(d.get('commit'))[:10]}",
         "agent.session": lambda: f"{task}: agent session {d.get('session_id')}",
         "agent.tool": lambda: f"{task}: → {d.get('name')} {_one_line(d.get('input'))}",
         "agent.message": lambda: f"{task}: {_one_line(d.get('text'))}",

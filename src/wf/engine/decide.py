@@ -96,9 +96,11 @@ def classify_exit(record: Mapping[str, Any], *, changed: bool, commit: str | Non
 
 
 def plan_after_attempt(task: Mapping[str, Any], n: int, outcome: Outcome, policy: RetryPolicy,
-                       now: float, rng: random.Random) -> list[NewEvent]:
+                       rng: random.Random) -> list[NewEvent]:
     """The events that close attempt ``n`` and decide what the task does next, appended in one
-    transaction so that a crash can never leave an attempt closed but the task undecided."""
+    transaction so that a crash can never leave an attempt closed but the task undecided.
+    A retry is due ``delay`` seconds after that transaction's timestamp (the projection's
+    ``next_retry_at``): counted from when the failure was recorded, never earlier."""
     stream = task_stream(task["id"])
     finished = NewEvent(stream, "attempt.finished", {
         "n": n, "state": str(outcome.state), "exit_code": outcome.exit_code,
@@ -117,7 +119,7 @@ def plan_after_attempt(task: Mapping[str, Any], n: int, outcome: Outcome, policy
         delay = max(policy.delay(in_budget, rng), outcome.retry_after or 0.0)
         return [finished, NewEvent(stream, "task.retry_scheduled", {
             "n": n, "kind": str(kind), "error": outcome.error, "delay": round(delay, 3),
-            "due_ts": now + delay, "retry_after": outcome.retry_after})]
+            "retry_after": outcome.retry_after})]
     why = ("not retryable" if kind in policy.non_retryable or not policy.should_retry(kind, 0)
            else f"{in_budget} of {policy.maximum_attempts} attempts used")
     return [finished, NewEvent(stream, "task.failed", {

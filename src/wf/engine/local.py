@@ -304,7 +304,7 @@ class LocalEngine:
 
     async def _close_attempt(self, tid: str, n: int, outcome: Outcome) -> None:
         events = plan_after_attempt(self.p.tasks[tid], n, outcome, self.spec(tid).retry,
-                                    self.d.clock.now(), self.d.rng)
+                                    self.d.rng)
         if outcome.succeeded and self.queue is not None and self.d.config.merge.auto:
             events.append(self._enqueue_event(tid, outcome.commit))
         await self.append(*events)
@@ -371,8 +371,12 @@ class LocalEngine:
             if not merged:
                 return Outcome(AttemptState.FAILED, FailureKind.DEPENDENCY_CONFLICT,
                                f"the branches of {', '.join(deps)} do not merge cleanly")
-        base_commit = task["base_commit"] if not info.created and task["base_commit"] else None
-        base_commit = base_commit or await anyio.to_thread.run_sync(gitx.head, info.path)
+        if not info.created and task["base_commit"]:
+            base_commit = task["base_commit"]
+        elif info.created and not deps[1:]:
+            base_commit = info.base_commit  # a new worktree's HEAD is where it forked
+        else:  # other dependencies merged in, or adopted before its base was recorded
+            base_commit = await anyio.to_thread.run_sync(gitx.head, info.path)
         taken = {t["port"] for k, t in self.p.tasks.items() if k != tid and t["port"]}
         port = task["port"] or wt.port_for(tid, taken)
         await self._task_event(tid, "task.worktree_ready", {
@@ -514,12 +518,18 @@ class LocalEngine:
         if record.get("exit_code") == 0:
             message = f"wf: {tid}: {_first_line(spec.prompt)}"
             trailers = {"Wf-Task": tid, "Wf-Attempt": str(n)}
-            await anyio.to_thread.run_sync(gitx.commit_all, path, message, trailers)
-            # Only commits count: after commit_all nothing is left uncommitted to look at.
-            commits = await anyio.to_thread.run_sync(
-                gitx.commits_beyond, path, task["base_commit"], "HEAD")
-            changed = commits > 0
-            commit = await anyio.to_thread.run_sync(gitx.head, path) if changed else None
+
+            def last_commit() -> str | None:
+                """The attempt's last commit, None when it changed nothing. Only commits
+                count: after commit_all nothing is left uncommitted to look at."""
+                made = gitx.commit_all(path, message, trailers)
+                if made is not None:
+                    return made
+                beyond = gitx.commits_beyond(path, task["base_commit"], "HEAD")
+                return gitx.head(path) if beyond else None
+
+            commit = await anyio.to_thread.run_sync(last_commit)
+            changed = commit is not None
         return classify_exit(record, changed=changed, commit=commit,
                              last_line=_last_line(files.tail()), verdict=verdict)
 

@@ -22,6 +22,7 @@ from wf.merge_queue.candidates import Chain, ChainBuilder, Conflict, Entry
 from wf.merge_queue.checks import CheckSlots
 from wf.merge_queue.landing import land_local, land_push
 from wf.merge_queue.planner import Estimate, plan_round
+from wf.merge_queue.pr_landing import PrLanding
 from wf.model import NewEvent, task_stream
 
 QUEUE_STREAM = "queue"
@@ -42,8 +43,11 @@ class QueueRunner:
         self.checks_key = hashlib.sha256(json.dumps(
             [list(c) for c in self.cfg.check]).encode()).hexdigest()[:8]
         # What candidates are built on: the local branch, or the remote's (fetched each round)
-        # when the queue lands by pushing.
-        self.target_ref = (f"refs/remotes/{self.cfg.remote}/{target}" if self.cfg.land == "push"
+        # when the queue lands by pushing or through the forge.
+        self.pr_landing = (PrLanding(self.root, cfg, target, engine.d.environ)
+                           if self.cfg.land == "pr" else None)
+        self.target_ref = (self.pr_landing.target_ref if self.pr_landing else
+                           f"refs/remotes/{self.cfg.remote}/{target}" if self.cfg.land == "push"
                            else f"refs/heads/{target}")
         self.poke = anyio.Event()
         self.paused: str | None = None
@@ -151,6 +155,8 @@ class QueueRunner:
             return False
         if self.cfg.land == "push":
             await anyio.to_thread.run_sync(gitx.fetch, self.root, self.cfg.remote, self.target)
+        elif self.pr_landing is not None:
+            await self.pr_landing.fetch()
         db = gitx.object_db(self.root)
         base = await anyio.to_thread.run_sync(db.resolve, self.target_ref)
         if await self._record_already_landed(queued, base):
@@ -285,11 +291,18 @@ class QueueRunner:
                                               "files": list(files)}})]
 
     async def _land(self, chain: Chain, base: str, size: int) -> bool:
+        if self.pr_landing is not None:
+            size = 1  # a PR/MR merges one branch; the next round finds the rest tested already
         commit, _tree = chain.prefix(size)
         landed = chain.entries[:size]
         await self._append(NewEvent(QUEUE_STREAM, "queue.land_requested", {
             "old": base, "new": commit, "entries": [e.task_id for e in landed]}))
-        if self.cfg.land == "push":
+        if self.pr_landing is not None:
+            first = landed[0].task_id
+            outcome = await self.pr_landing.land(landed[0], self.e.p.tasks.get(first),
+                                                 self.e.p.queue.get(first), base, commit,
+                                                 self._append)
+        elif self.cfg.land == "push":
             outcome = await anyio.to_thread.run_sync(
                 land_push, self.root, self.cfg.remote, self.target, base, commit)
             if outcome.status == "landed":  # the remote-tracking ref follows without a fetch
@@ -306,6 +319,11 @@ class QueueRunner:
             await anyio.sleep(REFUSED_RETRY)
             return False
         self.refused = None
+        if outcome.status == "evicted":  # the forge's checks failed, or it will not merge
+            await self._append(NewEvent(task_stream(landed[0].task_id), "queue.evicted", {
+                "kind": outcome.kind, "detail": outcome.detail}))
+            return True
+        commit = outcome.commit or commit
         if outcome.status == "moved":
             await self._append(NewEvent(QUEUE_STREAM, "queue.land_aborted",
                                         {"detail": outcome.detail}))
