@@ -278,7 +278,8 @@ def _finish_run(writer: Any, run_id: str, code: int) -> None:
 STATUS_FIELDS = ("id", "state", "agent", "attempts", "branch", "worktree", "last_error",
                  "last_failure_kind", "next_retry_at", "depends_on", "base_commit", "commit_sha",
                  "port", "started_ts", "ended_ts", "created_ts", "updated_ts",
-                 "pr_url", "pr_number", "pr_state", "forge_checks")
+                 "pr_url", "pr_number", "pr_state", "forge_checks", "tokens", "cost_usd",
+                 "session_id")
 
 
 def status(repo: Repo) -> list[dict[str, Any]]:
@@ -367,8 +368,10 @@ def events(repo: Repo, *, since: int = 0, follow: bool = False, poll: float = 0.
         store.close()
 
 
-def attempt_log(repo: Repo, task_id: str, attempt: int | None = None) -> tuple[Path, int, bool]:
-    """(log path, attempt number, whether that attempt is still running)."""
+def attempt_log(repo: Repo, task_id: str,
+                attempt: int | None = None) -> tuple[Path, int, bool, str | None]:
+    """(log path, attempt number, whether that attempt is still running, the adapter that
+    reads the agent's output or None)."""
     from wf.agents.runner import AttemptFiles
 
     store = open_store(repo, create=False)
@@ -383,7 +386,8 @@ def attempt_log(repo: Repo, task_id: str, attempt: int | None = None) -> tuple[P
         running = att[0]["state"] == "running"
     finally:
         store.close()
-    return AttemptFiles.of(repo.logs_dir, task_id, n).log, n, running
+    adapter = (row["spec"] or {}).get("adapter")
+    return AttemptFiles.of(repo.logs_dir, task_id, n).log, n, running, adapter
 
 
 def task_diff(repo: Repo, task_id: str, *, stat: bool = False) -> dict[str, Any]:

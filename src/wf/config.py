@@ -23,15 +23,27 @@ def _opt_duration(value: Any) -> float | None:
 
 
 class AgentConfig(BaseModel):
-    """An agent: the command wf runs in the task's worktree.
+    """An agent: the command wf runs in the task's worktree, or an agent CLI wf knows.
 
     Placeholders ``{prompt}``, ``{task_id}``, ``{worktree}`` and ``{attempt}`` are replaced in
-    each argument; no shell is involved, so a prompt cannot inject a command.
+    each argument; no shell is involved, so a prompt cannot inject a command. Without a
+    ``command``, the adapter named by ``adapter`` (default: the agent's own name, e.g.
+    ``[agents.claude]``) builds it from ``binary``, ``model``, ``args``, ``allowed_tools`` and
+    ``permission_mode``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    command: tuple[str, ...] = Field(min_length=1, description="argv with placeholders")
+    command: tuple[str, ...] | None = Field(None, min_length=1,
+                                            description="argv with placeholders")
+    adapter: str | None = Field(None, description="agent CLI adapter: claude, codex, gemini, "
+                                "opencode, aider or one from a plugin")
+    binary: str | None = Field(None, description="the CLI's executable (default: its name)")
+    model: str | None = Field(None, description="model passed to the CLI")
+    args: tuple[str, ...] = Field((), description="extra arguments for the CLI")
+    allowed_tools: tuple[str, ...] = Field((), description="tools the CLI may use unasked")
+    permission_mode: str | None = Field(None, description="the CLI's permission/approval mode")
+    resume: bool = Field(False, description="a retry resumes the failed attempt's session")
     env: dict[str, str] = Field(default_factory=dict, description="extra environment")
     pass_env: tuple[str, ...] = Field((), description="names of wf's variables to pass through")
     max_parallel: int | None = Field(None, ge=1, description="cap on this agent's running tasks")

@@ -37,9 +37,11 @@ _LOCATION_VARS = (
     "GIT_SHALLOW_FILE", "GIT_GRAFT_FILE",
 )
 # Forge tokens wf may hold in its own environment. git never needs them (wf hands a token to git
-# explicitly, see credential_args), and hooks, which an agent can write, would inherit them.
-_FORGE_TOKENS = ("GH_TOKEN", "GITHUB_TOKEN", "GH_ENTERPRISE_TOKEN", "GITHUB_ENTERPRISE_TOKEN",
-                 "GITLAB_TOKEN", "CI_JOB_TOKEN")
+# explicitly, see credential_args), hooks, which an agent can write, would inherit them, and
+# agents never get them (wf.agents.runner).
+FORGE_TOKENS = frozenset({"GH_TOKEN", "GITHUB_TOKEN", "GH_ENTERPRISE_TOKEN",
+                          "GITHUB_ENTERPRISE_TOKEN", "GITLAB_TOKEN", "GITLAB_PRIVATE_TOKEN",
+                          "CI_JOB_TOKEN"})
 _TWO_WORD_COMMANDS = {"worktree", "remote", "stash", "submodule", "notes"}
 _FALLBACK_IDENTITY = ("-c", "user.name=wf", "-c", "user.email=wf@localhost")
 
@@ -86,7 +88,7 @@ def run_git(
     """
     argv = ["git", "-c", "core.quotepath=off", *args]
     full_env = {k: v for k, v in os.environ.items()
-                if k not in _LOCATION_VARS and k not in _FORGE_TOKENS}
+                if k not in _LOCATION_VARS and k not in FORGE_TOKENS}
     full_env["GIT_TERMINAL_PROMPT"] = "0"  # a prompt on /dev/tty would hang wf (or its TUI)
     if env:
         full_env.update(env)

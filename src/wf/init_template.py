@@ -111,5 +111,17 @@ approval_paths = []
 # max_parallel = 2                        # cap on this agent's running tasks
 # timeout = "30m"                         # overrides the timeout above for this agent
 # no_output_timeout = "10m"
+
+# [agents.claude]                         # the CLIs wf knows (claude, codex, gemini,
+#                                         # opencode, aider) need no table; one adjusts
+#                                         # how wf starts them (docs/agents.md)
+# adapter = "claude"                      # the default for [agents.claude]; set it to
+#                                         # make another agent from the same CLI
+# binary = "claude"                       # the executable, if not on PATH as "claude"
+# model = "sonnet"
+# args = ["--max-turns", "40"]            # extra arguments
+# allowed_tools = ["Edit", "Write", "Bash(pytest *)"]
+# permission_mode = "acceptEdits"
+# resume = true                           # a retry continues the failed attempt's session
 '''
 """What ``wf init`` writes as wf.toml; it parses to exactly the defaults."""

@@ -7,11 +7,9 @@ import signal
 
 import pytest
 from runwf import (
-    agent_cmd, db_path, events, fast_retry, journal_pids, pid_alive, status, wait_until, wf, wf_bg,
-    write_tasks,
+    agent_cmd, assert_projections_rebuild, events, fast_retry, journal_pids, pid_alive, status,
+    wait_until, wf, wf_bg, write_tasks,
 )
-
-from wf.store import SqliteEventStore
 
 TASKS = """
 [[task]]
@@ -51,13 +49,7 @@ def _assert_all_good(repo, journal):
     succeeded = [e["stream"] for e in events(repo, "attempt.finished")
                  if e["data"]["state"] == "succeeded"]
     assert sorted(succeeded) == ["task:after", "task:flaky", "task:s1", "task:s2"]
-    store = SqliteEventStore(db_path(repo))
-    try:
-        live = store.snapshot()
-        store.rebuild_projections()
-        assert store.snapshot() == live
-    finally:
-        store.close()
+    assert_projections_rebuild(repo)
 
 
 @pytest.mark.parametrize("point", [

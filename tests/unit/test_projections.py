@@ -73,6 +73,7 @@ def test_a_task_that_fails_once_then_succeeds(store: SqliteEventStore) -> None:
         "next_retry_at": None, "commit_sha": "c2", "created_ts": 1.0, "updated_ts": 21.0,
         "started_ts": 4.0, "ended_ts": 20.0, "cleaned": 1, "version": 13, "submitted_seq": 2, "resolve": None,
         "pr_url": None, "pr_number": None, "pr_state": None, "forge_checks": None,
+        "tokens": 0, "cost_usd": None, "session_id": None,
     }
     assert store.attempts("a") == [
         {"task_id": "a", "n": 1, "state": "failed", "pid": 111, "pid_start": 5,

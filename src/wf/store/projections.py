@@ -22,6 +22,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "budget_start", "last_error", "last_failure_kind", "next_retry_at", "commit_sha",
         "created_ts", "updated_ts", "started_ts", "ended_ts", "cleaned", "version",
         "submitted_seq", "resolve", "pr_url", "pr_number", "pr_state", "forge_checks",
+        "tokens", "cost_usd", "session_id",
     ),
     "attempts": (
         "task_id", "n", "state", "pid", "pid_start", "log_path", "started_ts", "ended_ts",
@@ -101,7 +102,7 @@ def apply(p: Projection, e: Event) -> set[tuple[str, Any]]:
             "tasks", id=tid, state="queued", agent=spec["agent"], prompt=spec["prompt"],
             spec=spec, depends_on=list(spec.get("depends_on", ())), base_ref=spec["base"],
             branch=f"wf/{tid}", worktree_ready=0, setup_done=0, attempts=0, budget_start=1,
-            created_ts=e.ts, cleaned=0, submitted_seq=e.seq,
+            created_ts=e.ts, cleaned=0, submitted_seq=e.seq, tokens=0,
         )
         task()
     elif t.startswith("queue."):  # an entry may be a plain branch, with no task behind it
@@ -148,6 +149,14 @@ def apply(p: Projection, e: Event) -> set[tuple[str, Any]]:
         row = p.tasks[tid]
         task(state="queued", budget_start=(row["attempts"] or 0) + 1, next_retry_at=None,
              ended_ts=None, resolve=d.get("resolve"))
+    elif t == "agent.usage":  # summed over attempts; cost stays None until one is reported
+        row = p.tasks[tid]
+        cost = d.get("cost_usd")
+        task(tokens=(row["tokens"] or 0) + int(d.get("input_tokens") or 0)
+             + int(d.get("output_tokens") or 0),
+             cost_usd=row["cost_usd"] if cost is None else (row["cost_usd"] or 0.0) + cost)
+    elif t == "agent.session":
+        task(session_id=d.get("session_id"))
     elif t == "task.cleaned":
         task(cleaned=1, worktree_ready=0, setup_done=0,
              worktree=None if d.get("worktree_removed") else p.tasks[tid]["worktree"])
