@@ -57,11 +57,12 @@ def retry_in(task: dict[str, Any], now: float) -> str:
 
 
 def usage(task: dict[str, Any]) -> str:
-    """Tokens and cost, from the fields agent adapters that report usage fill in."""
+    """Tokens and cost, from the fields agent adapters that report usage fill in (tokens stay
+    0 for an agent that reports none)."""
     tokens, cost = task.get("tokens"), task.get("cost_usd")
-    if tokens is None and cost is None:
+    if not tokens and cost is None:
         return DASH
-    parts = [_compact(tokens) if tokens is not None else DASH]
+    parts = [_compact(tokens) if tokens else DASH]
     if cost is not None:
         parts.append(f"${cost:.2f}")
     return " ".join(parts)
