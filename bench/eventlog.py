@@ -77,7 +77,7 @@ def task_history(tid: str, per_task: int, rng: random.Random,
             if left > 0:
                 yield "task.requeued", {}
         else:
-            yield "task.retry_scheduled", {"n": n, "delay": 5.0, "due_ts": 1.7e9 + n,
+            yield "task.retry_scheduled", {"n": n, "delay": 5.0,
                                            "error": "exit status 1", "kind": "agent_error"}
     yield "task.cleaned", {"worktree_removed": True}
 

@@ -223,11 +223,11 @@ class Profiler:
                 prof.add(f"git {gitx._command_name(args)} [{caller()}]", time.perf_counter() - t)
 
         @contextmanager
-        def repo_lock(common_dir: Path, name: str) -> Any:
+        def repo_lock(common_dir: Path, name: str, *, shared: bool = False) -> Any:
             f = sys._getframe(2)  # _lock -> its caller
-            site = f.f_code.co_name
+            site = f.f_code.co_name + (", shared" if shared else "")
             t = time.perf_counter()
-            with real_lock(common_dir, name):
+            with real_lock(common_dir, name, shared=shared):
                 t1 = time.perf_counter()
                 prof.add(f"lock {name} wait [{site}]", t1 - t)
                 try:

@@ -3,9 +3,11 @@ no inherited repository variables."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fakeforge import TOKEN, FakeForge, Specs
 from helpers import make_origin, make_repo
 
 # Variables that would point git at another repository (set when tests run from a git hook).
@@ -41,3 +43,21 @@ def origin(repo: Path, tmp_path: Path) -> Path:
     """A bare repository at ``tmp_path / "origin.git"``: ``repo``'s remote ``origin``, with
     ``main`` pushed and tracked."""
     return make_origin(repo, tmp_path / "origin.git")
+
+
+@pytest.fixture(scope="session")
+def forge_specs() -> Specs:
+    """The forges' OpenAPI descriptions, loaded once per session."""
+    return Specs()
+
+
+@pytest.fixture
+def forge(forge_specs: Specs) -> Iterator[FakeForge]:
+    """The fake GitHub + GitLab on 127.0.0.1 (token ``fakeforge.TOKEN``). A request or response
+    that does not match the OpenAPI descriptions fails the test."""
+    fake = FakeForge(forge_specs, TOKEN)
+    try:
+        yield fake
+    finally:
+        fake.close()
+    assert fake.errors == [], "wf or the fake forge drifted from the OpenAPI description"

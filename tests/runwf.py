@@ -118,3 +118,58 @@ jitter = 0.0
 
 def fast_retry(attempts: int = 3, interval: str = "50ms") -> str:
     return FAST_RETRY.format(attempts=attempts, interval=interval)
+
+
+FAKE_CLI = Path(__file__).parent / "agents" / "fake_cli.py"
+
+
+def install_fake_clis(bin_dir: Path, names=("claude", "codex", "gemini", "opencode", "aider")):
+    """Executables named like the agent CLIs in ``bin_dir``, each running fake_cli.py; put
+    ``bin_dir`` first on PATH to have wf's adapters run them."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        exe = bin_dir / name
+        exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_CLI}" {name} "$@"\n')
+        exe.chmod(0o755)
+    return bin_dir
+
+
+CI_DIR = Path(__file__).resolve().parent.parent / ".ci"
+CLI_DIRS = (CI_DIR / "node" / "node_modules" / ".bin", CI_DIR / "aider" / "bin")
+
+
+def ci_cli(name: str):
+    """The folder holding agent CLI ``name`` as .ci/run installs it (npm packages into
+    .ci/node, aider into the venv .ci/aider), or None. Under CI it must be there: a missing
+    one is an error, not a skip."""
+    for folder in CLI_DIRS:
+        if (folder / name).exists():
+            return folder
+    if os.environ.get("CI"):
+        raise RuntimeError(f"{name} is not installed: .ci/run installs it under .ci/")
+    return None
+
+
+def run_agent_tasks(repo: Path, env: dict, agent: str, *prompts: str, attempts: int = 3,
+                    settings: str = "", timeout: float = 240):
+    """`wf run` of one task per prompt (ids t1, t2, ...) with ``agent``, retries 50 ms apart
+    without jitter, and ``settings`` as the body of ``[agents.AGENT]`` (none if empty)."""
+    body = fast_retry(attempts=attempts)
+    if settings:
+        body += f"\n[agents.{agent}]\n{settings}\n"
+    for i, prompt in enumerate(prompts, 1):
+        body += f'\n[[task]]\nid = "t{i}"\nagent = "{agent}"\nprompt = {json.dumps(prompt)}\n'
+    return wf(repo, "run", str(write_tasks(repo, body)), env=env, timeout=timeout)
+
+
+def assert_projections_rebuild(repo: Path) -> None:
+    """The live projection tables equal a rebuild from the events alone."""
+    from wf.store import SqliteEventStore
+
+    store = SqliteEventStore(db_path(repo))
+    try:
+        live = store.snapshot()
+        store.rebuild_projections()
+        assert store.snapshot() == live
+    finally:
+        store.close()

@@ -13,7 +13,8 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from wf.spec import TaskSpec
 
 STATE_DIR = "wf"  # inside the git common dir, so every worktree sees the same log
+CLEAN_WORKERS = 4  # worktrees `wf clean` removes at once: deleting files is I/O-bound
 
 
 @dataclass
@@ -275,7 +277,9 @@ def _finish_run(writer: Any, run_id: str, code: int) -> None:
 
 STATUS_FIELDS = ("id", "state", "agent", "attempts", "branch", "worktree", "last_error",
                  "last_failure_kind", "next_retry_at", "depends_on", "base_commit", "commit_sha",
-                 "port", "started_ts", "ended_ts", "created_ts", "updated_ts")
+                 "port", "started_ts", "ended_ts", "created_ts", "updated_ts",
+                 "pr_url", "pr_number", "pr_state", "forge_checks", "tokens", "cost_usd",
+                 "session_id")
 
 
 def status(repo: Repo) -> list[dict[str, Any]]:
@@ -364,8 +368,10 @@ def events(repo: Repo, *, since: int = 0, follow: bool = False, poll: float = 0.
         store.close()
 
 
-def attempt_log(repo: Repo, task_id: str, attempt: int | None = None) -> tuple[Path, int, bool]:
-    """(log path, attempt number, whether that attempt is still running)."""
+def attempt_log(repo: Repo, task_id: str,
+                attempt: int | None = None) -> tuple[Path, int, bool, str | None]:
+    """(log path, attempt number, whether that attempt is still running, the adapter that
+    reads the agent's output or None)."""
     from wf.agents.runner import AttemptFiles
 
     store = open_store(repo, create=False)
@@ -380,7 +386,8 @@ def attempt_log(repo: Repo, task_id: str, attempt: int | None = None) -> tuple[P
         running = att[0]["state"] == "running"
     finally:
         store.close()
-    return AttemptFiles.of(repo.logs_dir, task_id, n).log, n, running
+    adapter = (row["spec"] or {}).get("adapter")
+    return AttemptFiles.of(repo.logs_dir, task_id, n).log, n, running, adapter
 
 
 def task_diff(repo: Repo, task_id: str, *, stat: bool = False) -> dict[str, Any]:
@@ -427,16 +434,25 @@ def clean(repo: Repo, task_ids: list[str], *, force: bool = False,
             get_task(store, tid)
         chosen = task_ids or [t for t, r in rows.items()
                               if r["state"] in TERMINAL_STATES and not r["cleaned"]]
-        for tid in chosen:
+
+        def clean_one(tid: str) -> str:
             row = rows[tid]
             if row["state"] not in TERMINAL_STATES:
-                result = f"skipped: still {row['state']} (`wf cancel {tid}` first)"
-            else:
-                try:
-                    result = _clean_task(store, wt, row, force)
-                except WfError as exc:
-                    result = f"kept: {exc.message}"
-            report.append({"kind": "task", "task": tid, "result": result})
+                return f"skipped: still {row['state']} (`wf cancel {tid}` first)"
+            try:
+                removed = wt.remove(tid, force=force)
+                deleted = wt.delete_branch(tid, force=force, targets=[row["base_ref"]])
+            except WfError as exc:
+                return f"kept: {exc.message}"
+            store.append([NewEvent(task_stream(tid), "task.cleaned", {
+                "worktree_removed": removed.removed, "branch_deleted": deleted.deleted,
+                "backup_refs": [r for r in (removed.backup_ref, deleted.backup_ref) if r]})])
+            return _cleaned(removed, deleted)
+
+        # Removing a worktree is mostly deleting its files, which runs in parallel.
+        with ThreadPoolExecutor(max_workers=CLEAN_WORKERS) as pool:
+            for tid, result in zip(chosen, pool.map(clean_one, chosen), strict=True):
+                report.append({"kind": "task", "task": tid, "result": result})
         if orphans:
             report += _clean_orphans(wt, set(rows), force)
     finally:
@@ -445,13 +461,8 @@ def clean(repo: Repo, task_ids: list[str], *, force: bool = False,
     return report
 
 
-def _clean_task(store: Any, wt: Any, row: dict[str, Any], force: bool) -> str:
-    tid = row["id"]
-    removed = wt.remove(tid, force=force)
-    deleted = wt.delete_branch(tid, force=force, targets=[row["base_ref"]])
-    store.append([NewEvent(task_stream(tid), "task.cleaned", {
-        "worktree_removed": removed.removed, "branch_deleted": deleted.deleted,
-        "backup_refs": [r for r in (removed.backup_ref, deleted.backup_ref) if r]})])
+def _cleaned(removed: Any, deleted: Any) -> str:
+    """The report line of one task's clean."""
     parts = ["worktree removed" if removed.removed else "no worktree"]
     if deleted.deleted:
         parts.append(f"branch deleted ({deleted.reason})")
@@ -490,7 +501,8 @@ def _clean_orphans(wt: Any, known: set[str], force: bool) -> list[dict[str, Any]
 # -- the merge queue -------------------------------------------------------------------------
 
 QUEUE_FIELDS = ("task_id", "state", "position", "branch", "head", "approved", "last_check",
-                "reason_kind", "reason", "landed_commit", "entered_ts", "updated_ts")
+                "reason_kind", "reason", "landed_commit", "entered_ts", "updated_ts",
+                "pr_url", "pr_number", "pr_state", "forge_checks")
 
 
 def queue_status(repo: Repo) -> list[dict[str, Any]]:
@@ -500,5 +512,22 @@ def queue_status(repo: Repo) -> list[dict[str, Any]]:
     store = open_store(repo)
     try:
         return [{k: row.get(k) for k in QUEUE_FIELDS} for row in store.queue()]
+    finally:
+        store.close()
+
+
+# -- pull requests ---------------------------------------------------------------------------
+
+def open_pr(repo: Repo, task_id: str, *, draft: bool = False, labels: Sequence[str] = (),
+            reviewers: Sequence[str] = ()) -> dict[str, Any]:
+    """Push the task's branch and open its PR/MR, or update the one already open. Blocking (git
+    and HTTP): the dashboard calls it from a worker thread. Returns at least ``number``, ``url``,
+    ``state`` and ``created``."""
+    from wf.pull_requests import open_task_pr
+
+    store = open_store(repo, create=False)
+    try:
+        return open_task_pr(repo, store, task_id, draft=draft, labels=labels,
+                            reviewers=reviewers)
     finally:
         store.close()

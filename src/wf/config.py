@@ -23,15 +23,27 @@ def _opt_duration(value: Any) -> float | None:
 
 
 class AgentConfig(BaseModel):
-    """An agent: the command wf runs in the task's worktree.
+    """An agent: the command wf runs in the task's worktree, or an agent CLI wf knows.
 
     Placeholders ``{prompt}``, ``{task_id}``, ``{worktree}`` and ``{attempt}`` are replaced in
-    each argument; no shell is involved, so a prompt cannot inject a command.
+    each argument; no shell is involved, so a prompt cannot inject a command. Without a
+    ``command``, the adapter named by ``adapter`` (default: the agent's own name, e.g.
+    ``[agents.claude]``) builds it from ``binary``, ``model``, ``args``, ``allowed_tools`` and
+    ``permission_mode``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    command: tuple[str, ...] = Field(min_length=1, description="argv with placeholders")
+    command: tuple[str, ...] | None = Field(None, min_length=1,
+                                            description="argv with placeholders")
+    adapter: str | None = Field(None, description="agent CLI adapter: claude, codex, gemini, "
+                                "opencode, aider or one from a plugin")
+    binary: str | None = Field(None, description="the CLI's executable (default: its name)")
+    model: str | None = Field(None, description="model passed to the CLI")
+    args: tuple[str, ...] = Field((), description="extra arguments for the CLI")
+    allowed_tools: tuple[str, ...] = Field((), description="tools the CLI may use unasked")
+    permission_mode: str | None = Field(None, description="the CLI's permission/approval mode")
+    resume: bool = Field(False, description="a retry resumes the failed attempt's session")
     env: dict[str, str] = Field(default_factory=dict, description="extra environment")
     pass_env: tuple[str, ...] = Field((), description="names of wf's variables to pass through")
     max_parallel: int | None = Field(None, ge=1, description="cap on this agent's running tasks")
@@ -83,15 +95,23 @@ class MergeConfig(BaseModel):
     check: tuple[tuple[str, ...], ...] = Field(
         (), description="check commands (argv), all must exit 0; none means land untested")
     check_timeout: float | None = Field(1800.0, description="timeout of one check command")
-    land: Literal["local", "push"] = Field("local", description="move the branch here, or push")
+    land: Literal["local", "push", "pr"] = Field(
+        "local", description="move the branch here, push it, or merge a PR/MR on the forge")
     remote: str = Field("origin", description="remote pushed to with land = \"push\"")
+    merge_method: Literal["merge", "squash", "rebase"] = Field(
+        "merge", description="how the forge merges a PR/MR with land = \"pr\"")
+    auto_merge: bool = Field(False, description="let the forge merge once its checks pass")
+    forge_check_timeout: float | None = Field(
+        3600.0, description="how long land = \"pr\" waits for the forge's checks")
+    forge_poll_interval: float = Field(
+        10.0, gt=0, description="first delay between two looks at the forge's checks")
     auto: bool = Field(False, description="enqueue every task that succeeds")
     require_approval: bool = Field(False, description="hold each entry until `wf approve`")
     max_batch: int = Field(50, ge=1, le=1000, description="entries tested together at most")
     max_parallel_checks: int = Field(2, ge=1, le=64, description="checks running at once")
     resolve_conflicts: bool = Field(False, description="rebase and rerun the agent on conflict")
 
-    _timeout = field_validator("check_timeout", mode="before")(
+    _timeout = field_validator("check_timeout", "forge_check_timeout", mode="before")(
         classmethod(lambda cls, v: _opt_duration(v)))
 
     @field_validator("check", mode="before")
@@ -102,9 +122,26 @@ class MergeConfig(BaseModel):
             return (tuple(value),)
         return value
 
+    @field_validator("forge_poll_interval", mode="before")
+    @classmethod
+    def _interval(cls, value: Any) -> float:
+        return parse_duration(value)
+
     @property
     def enabled(self) -> bool:
         return self.auto or bool(self.check) or self.require_approval
+
+
+class ProviderConfig(BaseModel):
+    """``[provider]``: the forge that ``wf pr`` and ``land = "pr"`` talk to. Detected from the
+    remote's URL for github.com and gitlab.com; any other host needs ``kind``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str | None = Field(None, description='"github", "gitlab", or a plugin\'s name')
+    api_url: str | None = Field(None, description="API base, e.g. https://HOST/api/v3 (GHES)")
+    repo: str | None = Field(None, description="owner/name or group/sub/project")
+    remote: str = Field("origin", description="git remote that branches are pushed to")
 
 
 class Config(BaseModel):
@@ -127,6 +164,7 @@ class Config(BaseModel):
     agents: dict[str, AgentConfig] = Field(default_factory=dict)
     merge: MergeConfig = Field(default_factory=MergeConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    provider: ProviderConfig = Field(default_factory=ProviderConfig)
 
     _durations = field_validator("timeout", "no_output_timeout", mode="before")(
         classmethod(lambda cls, v: _opt_duration(v)))

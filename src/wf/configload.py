@@ -31,6 +31,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from wf.agents.builtin import resolve_agent
 from wf.config import AgentConfig, Config, TaskConfig
 from wf.errors import ConfigError
 from wf.model import check_task_id
@@ -443,14 +444,19 @@ def _build_spec(tid: str, task: TaskConfig, deps: tuple[str, ...], config: Confi
     if agent is None:
         known = ", ".join(sorted({*config.agents, *builtin_agents})) or "none"
         raise _fail(f"task {tid!r}: unknown agent {agent_name!r} (known: {known})")
+    try:
+        resolved = resolve_agent(agent_name, agent)
+    except ValueError as exc:
+        raise _fail(f"task {tid!r}: {exc}") from exc
     retry = config.retry
     if task.retry:
         retry = _resolve_retry(config.retry, task.retry, f"task {tid!r}: ",
                                lambda loc, table: _dotted(("retry", *loc)))
     setup = task.setup if task.setup is not None else config.setup
     return TaskSpec(
-        id=tid, prompt=task.prompt, agent=agent_name, command=agent.command,
-        env=dict(agent.env), pass_env=agent.pass_env, depends_on=deps,
+        id=tid, prompt=task.prompt, agent=agent_name, command=resolved.command,
+        resume_command=resolved.resume_command, adapter=resolved.adapter,
+        env=resolved.env, pass_env=resolved.pass_env, depends_on=deps,
         base=task.base or config.base or default_base,
         timeout=_inherit("timeout", task, agent, config),
         no_output_timeout=_inherit("no_output_timeout", task, agent, config),

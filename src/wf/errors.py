@@ -9,6 +9,8 @@
     ├── EngineBusy               another `wf run`/`wf resume` holds the repository   exit 3
     ├── NotFound                 a task or attempt that the log does not know      exit 2
     ├── AgentSpawnError          the agent process could not be started
+    ├── ForgeError               GitHub/GitLab refused or failed a call             exit 2
+    │   └── ForgeAuthError       no token, or the forge rejected it (names the variables)
     └── Interrupted              Ctrl-C or SIGTERM stopped the engine; state kept  exit 130
 
 Foreign errors (subprocess, sqlite3, tomllib, pydantic) are mapped to these at the edge that
@@ -59,6 +61,19 @@ class NotFound(WfError):
 
 class AgentSpawnError(WfError):
     pass
+
+
+class ForgeError(WfError):
+    """A forge (GitHub, GitLab, ...) call failed; ``status``: the HTTP status, if there was one."""
+
+    def __init__(self, message: str, *, hint: str | None = None,
+                 status: int | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+
+
+class ForgeAuthError(ForgeError):
+    """No token was found, or the forge rejected it. The message names the variables to set."""
 
 
 class Interrupted(WfError):

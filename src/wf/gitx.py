@@ -36,6 +36,12 @@ _LOCATION_VARS = (
     "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_IMPLICIT_WORK_TREE", "GIT_PREFIX",
     "GIT_SHALLOW_FILE", "GIT_GRAFT_FILE",
 )
+# Forge tokens wf may hold in its own environment. git never needs them (wf hands a token to git
+# explicitly, see credential_args), hooks, which an agent can write, would inherit them, and
+# agents never get them (wf.agents.runner).
+FORGE_TOKENS = frozenset({"GH_TOKEN", "GITHUB_TOKEN", "GH_ENTERPRISE_TOKEN",
+                          "GITHUB_ENTERPRISE_TOKEN", "GITLAB_TOKEN", "GITLAB_PRIVATE_TOKEN",
+                          "CI_JOB_TOKEN"})
 _TWO_WORD_COMMANDS = {"worktree", "remote", "stash", "submodule", "notes"}
 _FALLBACK_IDENTITY = ("-c", "user.name=wf", "-c", "user.email=wf@localhost")
 
@@ -81,7 +87,8 @@ def run_git(
     non-zero exit raises :class:`GitCommandError` (``git <subcommand> failed: <reason>``).
     """
     argv = ["git", "-c", "core.quotepath=off", *args]
-    full_env = {k: v for k, v in os.environ.items() if k not in _LOCATION_VARS}
+    full_env = {k: v for k, v in os.environ.items()
+                if k not in _LOCATION_VARS and k not in FORGE_TOKENS}
     full_env["GIT_TERMINAL_PROMPT"] = "0"  # a prompt on /dev/tty would hang wf (or its TUI)
     if env:
         full_env.update(env)
@@ -325,11 +332,13 @@ def remote_tracking_branches_containing(root: Path, sha: str) -> list[str]:
     return [name for name, symref in pairs if not symref]
 
 
-def fetch(root: Path, remote: str, ref: str, *, timeout: float | None = 300) -> None:
+def fetch(root: Path, remote: str, ref: str, *, timeout: float | None = 300,
+          credentials: tuple[str, str] | None = None) -> None:
     """``git fetch REMOTE REF``; the remote-tracking branch is updated through the remote's
-    configured refspec."""
-    run_git(["fetch", "--quiet", "--no-tags", "--", check_rev(remote), check_rev(ref)],
-            cwd=root, timeout=timeout)
+    configured refspec. ``credentials`` as for :func:`push_branch`."""
+    opts, env = credential_args(credentials)
+    run_git([*opts, "fetch", "--quiet", "--no-tags", "--", check_rev(remote), check_rev(ref)],
+            cwd=root, timeout=timeout, env=env)
 
 
 def split_remote_ref(root: Path, rev: str) -> tuple[str, str] | None:
@@ -481,9 +490,33 @@ def _worktree_entry(record: dict[str, str]) -> WorktreeEntry:
     )
 
 
-def worktree_add(root: Path, path: Path, branch: str) -> None:
-    """Check out the existing ``branch`` in a new worktree at ``path``."""
-    run_git(["worktree", "add", "--quiet", "--", str(path), check_rev(branch)], cwd=root)
+def worktree_add_unpopulated(root: Path, path: Path, branch: str, *, lock_reason: str,
+                             create_at: str | None = None) -> None:
+    """Register a worktree at ``path`` for ``branch`` (created at ``create_at`` when given,
+    which fails if it exists) without checking out its files, locked with ``lock_reason``:
+    the quick part of ``git worktree add``. :func:`populate_worktree` does the rest."""
+    new_branch = ["-b", check_rev(branch)] if create_at else []
+    start = [check_rev(create_at)] if create_at else [check_rev(branch)]
+    run_git(["worktree", "add", "--quiet", "--no-checkout", "--lock", "--reason", lock_reason,
+             *new_branch, "--", str(path), *start], cwd=root)
+
+
+def populate_worktree(path: Path) -> None:
+    """Check out the files of a worktree made by :func:`worktree_add_unpopulated` (or redo it
+    after a crash half-way): what ``git worktree add`` does after registering, post-checkout
+    hook included. Touches only this worktree, so it needs no repository-wide lock.
+
+    The worktree's git dir is named explicitly: were its ``.git`` file missing, git would
+    otherwise find an enclosing repository and force a checkout there."""
+    try:
+        gitfile = (path / ".git").read_text(encoding="utf-8")
+    except OSError as exc:
+        raise GitError(f"{path} is not a complete worktree: {exc.strerror or exc}") from exc
+    if not gitfile.startswith("gitdir: "):
+        raise GitError(f"{path} is not a complete worktree: its .git file is not a gitdir link")
+    git_dir = gitfile.removeprefix("gitdir: ").strip()
+    run_git([f"--git-dir={git_dir}", f"--work-tree={path}", "checkout", "--force", "--quiet"],
+            cwd=path)
 
 
 def worktree_remove(root: Path, path: Path, *, force: bool = False) -> None:
@@ -639,6 +672,41 @@ def push_with_lease(root: Path, remote: str, commit: str, branch: str, expected:
     ref = f"refs/heads/{check_rev(branch)}"
     run_git(["push", "--quiet", "--porcelain", f"--force-with-lease={ref}:{check_rev(expected)}",
              "--", check_rev(remote), f"{check_rev(commit)}:{ref}"], cwd=root)
+
+
+# A credential helper that answers from the environment of the one git process it serves, so a
+# forge token reaches git without appearing in a URL, an argument or a file. The empty helper
+# first clears the user's own helpers for this push.
+_ENV_CREDENTIAL_HELPER = ('!f() { test "$1" = get && printf "username=%s\\npassword=%s\\n" '
+                          '"$WF_GIT_USERNAME" "$WF_GIT_PASSWORD"; }; f')
+
+
+def credential_args(credentials: tuple[str, str] | None) -> tuple[list[str], dict[str, str]]:
+    """(git options, environment) that make git authenticate with ``credentials`` over https.
+
+    Hooks are switched off for that git process: the hooks folder is shared by every worktree,
+    so an agent could have put a hook there, and a hook would inherit the token."""
+    if credentials is None:
+        return [], {}
+    user, secret = credentials
+    return (["-c", "core.hooksPath=/dev/null", "-c", "credential.helper=",
+             "-c", f"credential.helper={_ENV_CREDENTIAL_HELPER}"],
+            {"WF_GIT_USERNAME": user, "WF_GIT_PASSWORD": secret})
+
+
+def push_branch(root: Path, remote: str, commit: str, branch: str, *,
+                credentials: tuple[str, str] | None = None, timeout: float | None = 300) -> None:
+    """Force-push ``commit`` to ``remote``'s ``branch`` (a wf branch: wf owns its history)."""
+    opts, env = credential_args(credentials)
+    ref = f"refs/heads/{check_rev(branch)}"
+    run_git([*opts, "push", "--quiet", "--porcelain", "--", check_rev(remote),
+             f"+{check_rev(commit)}:{ref}"], cwd=root, env=env, timeout=timeout)
+
+
+def remote_url(root: Path, remote: str) -> str | None:
+    """``git remote get-url REMOTE`` (``insteadOf`` rewrites applied), None if no such remote."""
+    proc = run_git(["remote", "get-url", "--", check_rev(remote)], cwd=root, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else None
 
 
 def merge_leaving_conflicts(path: Path, ref: str) -> tuple[str, ...]:

@@ -58,9 +58,17 @@ non_retryable = ["config_error"]
 check = []
 # Timeout of one check command.
 check_timeout = "30m"
-# "local" moves the target branch in this repository; "push" pushes it to `remote` with a lease.
+# "local" moves the target branch in this repository; "push" pushes it to `remote` with a lease;
+# "pr" pushes the branch, opens or updates its PR/MR, waits for the forge's checks and merges it
+# there with the tested head SHA (see [provider] and docs/providers.md).
 land = "local"
 remote = "origin"
+# With land = "pr": "merge", "squash" or "rebase"; hand the merge to the forge once its checks
+# pass (GitLab auto-merge); how long to wait for the forge's checks, and how often to look.
+merge_method = "merge"
+auto_merge = false
+forge_check_timeout = "1h"
+forge_poll_interval = "10s"
 # Enqueue every task that succeeds; `wf run` then exits 0 only when every task landed.
 auto = false
 # Hold every entry until `wf approve TASK` (`wf reject TASK --reason ...` sends it back).
@@ -70,6 +78,16 @@ max_batch = 50
 max_parallel_checks = 2
 # On a conflict, rebase the branch and run the task's agent again with the conflict described.
 resolve_conflicts = false
+
+# The forge `wf pr` and land = "pr" talk to. github.com and gitlab.com are detected from the
+# remote's URL; any other host needs kind (and api_url when the API is not at the usual place:
+# https://HOST/api/v3 for GitHub Enterprise, https://HOST for GitLab). Tokens come from the
+# environment (GH_TOKEN, GITHUB_TOKEN, `gh auth token`; GITLAB_TOKEN), never from this file.
+[provider]
+# kind = "github"
+# api_url = "https://github.example.com/api/v3"
+# repo = "owner/name"
+remote = "origin"
 
 # Rules checked when a branch enters the merge queue. Globs are gitignore-like ("**" crosses
 # folders, "*" does not). A denial names the rule and is never retried.
@@ -93,5 +111,17 @@ approval_paths = []
 # max_parallel = 2                        # cap on this agent's running tasks
 # timeout = "30m"                         # overrides the timeout above for this agent
 # no_output_timeout = "10m"
+
+# [agents.claude]                         # the CLIs wf knows (claude, codex, gemini,
+#                                         # opencode, aider) need no table; one adjusts
+#                                         # how wf starts them (docs/agents.md)
+# adapter = "claude"                      # the default for [agents.claude]; set it to
+#                                         # make another agent from the same CLI
+# binary = "claude"                       # the executable, if not on PATH as "claude"
+# model = "sonnet"
+# args = ["--max-turns", "40"]            # extra arguments
+# allowed_tools = ["Edit", "Write", "Bash(pytest *)"]
+# permission_mode = "acceptEdits"
+# resume = true                           # a retry continues the failed attempt's session
 '''
 """What ``wf init`` writes as wf.toml; it parses to exactly the defaults."""

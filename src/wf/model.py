@@ -107,7 +107,8 @@ class FailureKind(StrEnum):
     NO_OUTPUT_TIMEOUT = "no_output_timeout"  # no byte of output for too long
     SETUP_ERROR = "setup_error"  # the task's setup command failed
     DEPENDENCY_CONFLICT = "dependency_conflict"  # dependencies' branches do not merge
-    POLICY_DENIED = "policy_denied"
+    POLICY_DENIED = "policy_denied"  # a policy or the agent's permission check refused
+    LIMIT = "limit"  # the agent hit its turn or budget limit
     CONFIG_ERROR = "config_error"  # never retried
 
 

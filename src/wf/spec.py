@@ -65,6 +65,9 @@ class TaskSpec(BaseModel):
     agent: str
     command: tuple[str, ...] = Field(description="the agent's argv; the engine fills the "
                                     "placeholders for each attempt")
+    resume_command: tuple[str, ...] | None = Field(
+        None, description="argv that resumes the agent's session {session} on a retry")
+    adapter: str | None = Field(None, description="the adapter that reads the agent's output")
     env: dict[str, str] = Field(default_factory=dict)
     pass_env: tuple[str, ...] = ()
     depends_on: tuple[str, ...] = ()

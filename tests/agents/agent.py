@@ -9,6 +9,7 @@ Modes:
   slow SECONDS    print a line a second for SECONDS, then commit
   silent SECONDS  print one line, then say nothing for SECONDS, then commit
   hang            print a line, then sleep forever
+  gated FILE      print a line, wait until FILE exists, then commit
   flood MB        print MB megabytes of output, then commit
 Every run appends "<task> <attempt> <pid>" to $WF_TEST_JOURNAL if set (via argv[3]).
 """
@@ -63,6 +64,11 @@ elif mode == "slow":
     write_and_commit()
 elif mode == "silent":
     time.sleep(float(arg))
+    write_and_commit()
+elif mode == "gated":
+    print("waiting for the gate", flush=True)
+    while not os.path.exists(arg):
+        time.sleep(0.05)
     write_and_commit()
 elif mode == "hang":
     while True:

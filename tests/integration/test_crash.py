@@ -7,11 +7,9 @@ import signal
 
 import pytest
 from runwf import (
-    agent_cmd, db_path, events, fast_retry, journal_pids, pid_alive, status, wait_until, wf, wf_bg,
-    write_tasks,
+    agent_cmd, assert_projections_rebuild, events, fast_retry, journal_pids, pid_alive, status,
+    wait_until, wf, wf_bg, write_tasks,
 )
-
-from wf.store import SqliteEventStore
 
 TASKS = """
 [[task]]
@@ -51,13 +49,7 @@ def _assert_all_good(repo, journal):
     succeeded = [e["stream"] for e in events(repo, "attempt.finished")
                  if e["data"]["state"] == "succeeded"]
     assert sorted(succeeded) == ["task:after", "task:flaky", "task:s1", "task:s2"]
-    store = SqliteEventStore(db_path(repo))
-    try:
-        live = store.snapshot()
-        store.rebuild_projections()
-        assert store.snapshot() == live
-    finally:
-        store.close()
+    assert_projections_rebuild(repo)
 
 
 @pytest.mark.parametrize("point", [
@@ -79,16 +71,24 @@ def test_kill_9_then_resume_finishes_everything_once(repo, tmp_path, point):
 
 
 def test_kill_9_from_outside_while_agents_run(repo, tmp_path):
-    journal = tmp_path / "journal"
-    path = _setup(repo, journal)
-    run = wf_bg(repo, "run", str(path))
-    wait_until(lambda: journal.exists() and journal.read_text().count("start") >= 2,
-               what="two agents running")
+    journal, gate = tmp_path / "journal", tmp_path / "gate"
+    # The agents wait for the gate, so they are surely still running when wf resume starts.
+    text = fast_retry(attempts=4, interval="1s")
+    text += f"\n[agents.slow]\ncommand = {agent_cmd('gated', str(gate), journal)}\n"
+    text += f"\n[agents.flaky]\ncommand = {agent_cmd('flaky', '2', journal)}\n"
+    run = wf_bg(repo, "run", str(write_tasks(repo, text + TASKS)))
+    wait_until(lambda: journal.exists() and journal_pids(journal, "s1")
+               and journal_pids(journal, "s2"), what="both gated agents running")
     run.send_signal(signal.SIGKILL)
     run.communicate()
-    resumed = wf(repo, "resume", timeout=120)
-    assert resumed.returncode == 0, resumed.stderr
-    assert events(repo, "attempt.adopted"), "running agents should have been adopted"
+    resumed = wf_bg(repo, "resume")
+    try:
+        wait_until(lambda: len(events(repo, "attempt.adopted")) >= 2, what="agents adopted")
+        gate.touch()
+        _, err = resumed.communicate(timeout=120)
+        assert resumed.returncode == 0, err
+    finally:
+        resumed.kill()
     _assert_all_good(repo, journal)
 
 

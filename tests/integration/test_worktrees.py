@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -15,8 +16,10 @@ from pathlib import Path
 import pytest
 from helpers import clone, commit_files, git
 
+from wf import gitx
 from wf.errors import ConfigError, GitError
-from wf.worktrees import Changes, WorktreeManager
+from wf.worktrees import Changes, WorktreeManager, repo_lock
+from wf.worktrees.manager import POPULATING
 
 
 @pytest.fixture
@@ -111,6 +114,71 @@ def test_half_created_worktree_is_replaced(manager: WorktreeManager, repo: Path)
     assert "locked" not in git(repo, "worktree", "list", "--porcelain")
 
 
+def unpopulated(repo: Path, path: Path, branch: str) -> None:
+    """What wf leaves when it dies between registering a worktree and checking it out."""
+    git(repo, "worktree", "add", "--quiet", "--no-checkout", "--lock", "--reason", POPULATING,
+        "-b", branch, str(path), "main")
+
+
+def test_unpopulated_worktree_is_checked_out_by_the_next_ensure(manager: WorktreeManager,
+                                                                 repo: Path) -> None:
+    path = manager.worktree_root / "t1"
+    unpopulated(repo, path, "wf/t1")
+    assert not (path / "README.md").exists()
+    info = manager.ensure("t1", "main")
+    assert info.created  # never handed to an agent: setup has not run either
+    assert info.base_commit == git(repo, "rev-parse", "main")
+    assert (path / "README.md").exists()
+    assert git(path, "status", "--porcelain") == ""
+    assert "locked" not in git(repo, "worktree", "list", "--porcelain")
+
+
+def test_unpopulated_worktree_is_removed_without_force(manager: WorktreeManager,
+                                                       repo: Path) -> None:
+    path = manager.worktree_root / "t1"
+    unpopulated(repo, path, "wf/t1")
+    assert [(o.kind, o.safe) for o in manager.orphans(set())] == [
+        ("worktree", True), ("branch", True)]
+    result = manager.remove("t1")
+    assert result.removed and result.backup_ref is None
+    assert str(path) not in registered(repo)
+    assert not path.exists()
+
+
+def test_populate_never_falls_through_to_an_enclosing_repository(repo: Path) -> None:
+    inside = repo / "not-a-worktree"
+    inside.mkdir()
+    (repo / "README.md").write_text("uncommitted edit in the main worktree\n")
+    with pytest.raises(GitError, match="not a complete worktree"):
+        gitx.populate_worktree(inside)
+    assert (repo / "README.md").read_text() == "uncommitted edit in the main worktree\n"
+
+
+def test_shared_repo_lock_admits_sharers_and_excludes_exclusive(tmp_path: Path) -> None:
+    both_in = threading.Barrier(3, timeout=10)  # two sharers and this test
+    release = threading.Event()
+
+    def sharer() -> None:
+        with repo_lock(tmp_path, "worktree", shared=True):
+            both_in.wait()  # times out if one sharer excluded the other
+            release.wait(timeout=10)
+
+    with ThreadPoolExecutor(2) as pool:
+        sharers = [pool.submit(sharer) for _ in range(2)]
+        both_in.wait()
+        fd = os.open(tmp_path / "wf" / "worktree.lock", os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):  # what an exclusive holder would wait for
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+        release.set()
+        for f in sharers:
+            f.result()
+    with repo_lock(tmp_path, "worktree"):  # free again once they are out
+        pass
+
+
 def test_concurrent_ensure_from_threads(manager: WorktreeManager, repo: Path) -> None:
     ids = [f"task-{n}" for n in range(20)]
     barrier = threading.Barrier(len(ids))
@@ -125,6 +193,25 @@ def test_concurrent_ensure_from_threads(manager: WorktreeManager, repo: Path) ->
     assert {str(p) for p in paths} <= set(registered(repo))
     for path in paths:
         assert git(path, "status", "--porcelain") == ""
+
+
+def test_concurrent_removes_beside_concurrent_creates(manager: WorktreeManager,
+                                                      repo: Path) -> None:
+    old = [f"old-{n}" for n in range(12)]
+    for task_id in old:
+        manager.ensure(task_id, "main")
+    new = [f"new-{n}" for n in range(12)]
+    with ThreadPoolExecutor(8) as pool:
+        futures = []
+        for gone, made in zip(old, new, strict=True):
+            futures.append(pool.submit(manager.remove, gone))
+            futures.append(pool.submit(manager.ensure, made, "main"))
+        for future in futures:
+            future.result()  # re-raises a failure
+    names = {Path(p).name for p in registered(repo)}
+    assert names >= set(new) and not names & set(old)
+    for task_id in new:
+        assert git(manager.worktree_root / task_id, "status", "--porcelain") == ""
 
 
 def test_concurrent_ensure_from_processes(repo: Path, tmp_path: Path) -> None:

@@ -241,7 +241,7 @@ def test_tasks_file_without_overrides_keeps_the_config(tmp_path: Path) -> None:
     ('max_parallel = 0\n[[task]]\nprompt = "a"\n', "{f}: max_parallel: input should be"),
     ('[retry]\nnope = 1\n[[task]]\nprompt = "a"\n', "{f}: unknown key 'nope' in [retry]"),
     ('[agents.x]\nenv = { A = 1 }\n[[task]]\nprompt = "a"\n',
-     "{f}: [agents.x].command: required key is missing (and 1 more)"),
+     "{f}: [agents.x.env].A: input should be a valid string"),
 ])
 def test_tasks_file_errors(tmp_path: Path, text: str, expected: str) -> None:
     path = write(tmp_path / "tasks.toml", text)

@@ -1,4 +1,4 @@
-"""The core never loads the dashboard's or Temporal's libraries."""
+"""The core never loads the dashboard's or Temporal's libraries, nor a forge client."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import subprocess
 import sys
 
 
-def test_core_and_cli_import_neither_textual_nor_temporalio():
+def test_core_and_cli_import_neither_textual_temporalio_nor_forge_clients():
     code = (
         "import sys\n"
         "import wf.api, wf.engine.local, wf.store, wf.worktrees, wf.configload, wf.planning\n"
+        "import wf.merge_queue.runner, wf.providers, wf.pull_requests\n"
         "from wf.cli import _register; _register()\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'temporalio'))\n"
+        "heavy = ('textual', 'temporalio', 'github', 'gitlab')  # forge clients load on use\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
         "print(','.join(bad))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -48,7 +48,7 @@ def test_a_task_that_fails_once_then_succeeds(store: SqliteEventStore) -> None:
                   ev("a", "attempt.spawned", n=1, pid=111, pid_start=5)], ts=4.0)
     store.append([ev("a", "attempt.finished", n=1, state="failed", exit_code=1,
                      failure_kind="agent_error", error="exit status 1"),
-                  ev("a", "task.retry_scheduled", n=1, delay=5.0, due_ts=10.0,
+                  ev("a", "task.retry_scheduled", n=1, delay=5.0,
                      error="exit status 1", kind="agent_error")], ts=5.0)
 
     retrying = store.task("a")
@@ -72,6 +72,8 @@ def test_a_task_that_fails_once_then_succeeds(store: SqliteEventStore) -> None:
         "budget_start": 1, "last_error": None, "last_failure_kind": None,
         "next_retry_at": None, "commit_sha": "c2", "created_ts": 1.0, "updated_ts": 21.0,
         "started_ts": 4.0, "ended_ts": 20.0, "cleaned": 1, "version": 13, "submitted_seq": 2, "resolve": None,
+        "pr_url": None, "pr_number": None, "pr_state": None, "forge_checks": None,
+        "tokens": 0, "cost_usd": None, "session_id": None,
     }
     assert store.attempts("a") == [
         {"task_id": "a", "n": 1, "state": "failed", "pid": 111, "pid_start": 5,
@@ -136,6 +138,22 @@ def test_events_the_projections_do_not_know_touch_nothing(store: SqliteEventStor
     assert store.attempts() == [] and store.signals(False) == [] and store.runs() == []
 
 
+def test_pr_events_fill_the_task_and_queue_rows(store: SqliteEventStore) -> None:
+    store.append([ev("p", "task.submitted", spec=spec("p")),
+                  ev("p", "queue.entered", branch="wf/p", head="h1"),
+                  ev("p", "pr.opened", number=7, url="https://forge/pr/7", state="draft"),
+                  ev("p", "pr.checks", number=7, state="pending", detail="waiting for ci")])
+    store.append([ev("p", "pr.checks", number=7, state="success", detail="2 passed"),
+                  ev("p", "pr.merged", number=7, commit="m1")])
+
+    [row] = store.queue()
+    task = store.task("p")
+    assert task is not None
+    for r in (task, row):
+        assert (r["pr_url"], r["pr_number"], r["pr_state"], r["forge_checks"]) == (
+            "https://forge/pr/7", 7, "merged", "success: 2 passed")
+
+
 # -- rebuild equals live -----------------------------------------------------------------------
 TASKS = ("a", "b", "c")
 
@@ -153,7 +171,7 @@ def _event(kind: str, tid: str, n: int, seq: int, text: str, number: int) -> New
         "attempt.finished": lambda: {"n": n, "state": "failed", "exit_code": number,
                                      "failure_kind": "agent_error", "error": text,
                                      "commit": None},
-        "task.retry_scheduled": lambda: {"n": n, "delay": number / 2, "due_ts": 1e9 + number,
+        "task.retry_scheduled": lambda: {"n": n, "delay": number / 2,
                                          "error": text, "kind": "transient"},
         "task.succeeded": lambda: {"commit": text},
         "task.failed": lambda: {"error": text, "kind": "timeout"},
@@ -166,6 +184,10 @@ def _event(kind: str, tid: str, n: int, seq: int, text: str, number: int) -> New
         "signal.handled": lambda: {"signal_seq": seq, "result": text},
         "run.started": lambda: {"run_id": f"r{n}", "pid": number, "argv": ("wf", text)},
         "run.finished": lambda: {"run_id": f"r{n}", "exit_code": number},
+        "queue.entered": lambda: {"branch": f"wf/{tid}", "head": text},
+        "pr.opened": lambda: {"number": number, "url": f"https://f/{text}", "state": "open"},
+        "pr.checks": lambda: {"number": number, "state": "pending", "detail": text},
+        "pr.merged": lambda: {"number": number, "commit": text},
         # malformed: the projections cannot take it, so its batch is rejected
         "bad.submitted": lambda: {"no": "spec"},
     }
@@ -182,7 +204,8 @@ KINDS = ("task.submitted",) * 3 + (
     "attempt.started", "attempt.spawned", "attempt.finished", "task.retry_scheduled",
     "task.succeeded", "task.failed", "task.blocked", "task.cancelled", "task.requeued",
     "task.cleaned", "attempt.progress", "signal.sent", "signal.sent", "signal.handled",
-    "run.started", "run.finished", "bad.submitted")
+    "run.started", "run.finished", "bad.submitted", "queue.entered", "pr.opened",
+    "pr.checks", "pr.merged")
 
 events = st.builds(
     _event, st.sampled_from(KINDS), st.sampled_from(TASKS), st.integers(1, 3),

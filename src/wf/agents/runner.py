@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wf.errors import AgentSpawnError
+from wf.gitx import FORGE_TOKENS  # wf's own secrets: never passed, whatever pass_env says
 
 SHIM = Path(__file__).with_name("_shim.py")
 
@@ -36,9 +37,13 @@ ENV_PREFIX_ALLOWLIST = ("LC_", "XDG_")
 def agent_environment(base: Mapping[str, str], *, wf_vars: Mapping[str, str],
                       extra: Mapping[str, str], pass_env: Sequence[str] = ()) -> dict[str, str]:
     """The environment an agent runs with: the allowlist of ``base``, the names in
-    ``pass_env``, the agent's own ``extra`` settings, then wf's ``WF_*`` variables."""
+    ``pass_env`` (``NAME_*`` passes every variable starting with ``NAME_``), the agent's own
+    ``extra`` settings, then wf's ``WF_*`` variables. Forge tokens never pass through."""
+    names = {p for p in pass_env if not p.endswith("*")}
+    prefixes = (*ENV_PREFIX_ALLOWLIST, *(p[:-1] for p in pass_env if p.endswith("*")))
     env = {k: v for k, v in base.items()
-           if k in ENV_ALLOWLIST or k.startswith(ENV_PREFIX_ALLOWLIST) or k in pass_env}
+           if (k in ENV_ALLOWLIST or k in names or k.startswith(prefixes))
+           and k not in FORGE_TOKENS}
     env.update(extra)
     env.update(wf_vars)
     return env

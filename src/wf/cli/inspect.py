@@ -12,7 +12,9 @@ from rich.table import Table
 
 from wf import api
 from wf.cli import app
-from wf.cli.output import console, event_line, note, print_json, styled_state
+from wf.cli.output import (
+    console, event_line, note, pr_cell, print_json, styled_state, transcript_line,
+)
 from wf.model import format_duration
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
@@ -31,18 +33,36 @@ def status(as_json: JsonOpt = False) -> int:
         return 0
     now = time.time()
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("task", "state", "tries", "agent", "branch", "last error"):
-        table.add_column(col, overflow="fold" if col == "last error" else "ellipsis")
+    with_pr = any(t["pr_url"] for t in tasks)  # the column appears once a PR/MR exists
+    for col in ("task", "state", "tries", "agent", "branch", *(["pr"] if with_pr else []),
+                "tokens", "cost", "last error"):
+        table.add_column(col, overflow="fold" if col in ("last error", "pr") else "ellipsis",
+                         justify="right" if col in ("tokens", "cost") else "left")
     for t in tasks:
         state = styled_state(t["state"])
         if t["state"] == "retrying" and t["next_retry_at"]:
             state += f" in {format_duration(t['next_retry_at'] - now)}"
         table.add_row(t["id"], state, str(t["attempts"]), t["agent"], t["branch"] or "-",
-                      escape(t["last_error"] or ""))
+                      *([pr_cell(t)] if with_pr else []), _tokens(t["tokens"]),
+                      _cost(t["cost_usd"]), escape(t["last_error"] or ""))
+    costs = [t["cost_usd"] for t in tasks if t["cost_usd"] is not None]
+    if any(t["tokens"] for t in tasks) or costs:
+        table.add_section()
+        blanks = [""] * (5 if with_pr else 4)
+        table.add_row("total", *blanks, _tokens(sum(t["tokens"] or 0 for t in tasks)),
+                      _cost(sum(costs) if costs else None), "")
     console.print(table)
     if api.engine_active(repo):
         note("an engine is running in this repository")
     return 0
+
+
+def _tokens(tokens: int | None) -> str:
+    return f"{tokens:,}" if tokens else "-"
+
+
+def _cost(cost: float | None) -> str:
+    return "-" if cost is None else f"${cost:.4f}"
 
 
 @app.command()
@@ -50,12 +70,22 @@ def logs(
     task: Annotated[str, typer.Argument(help="task id")],
     attempt: Annotated[Optional[int], typer.Option(help="attempt number (default: latest)")] = None,
     follow: Annotated[bool, typer.Option("-f", "--follow", help="keep printing new output")] = False,
+    raw: Annotated[bool, typer.Option("--raw", help="the agent's output as it wrote it")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per output line")] = False,
 ) -> int:
-    """The output of a task's agent (its latest attempt unless --attempt)."""
+    """What a task's agent said and did (its latest attempt unless --attempt): a transcript
+    for the agent CLIs wf knows, their output as written otherwise."""
+    from wf.agents.builtin import find_adapter
+
     repo = api.open_repo()
-    path, n, running = api.attempt_log(repo, task, attempt)
-    write = _json_lines(task, n) if as_json else _raw_bytes()
+    path, n, running, adapter_name = api.attempt_log(repo, task, attempt)
+    adapter = find_adapter(adapter_name)
+    if as_json:
+        write = _json_lines(task, n)
+    elif adapter is not None and not raw:
+        write = _transcript(adapter.reader())
+    else:
+        write = _raw_bytes()
     rotated = path.with_name(path.name + ".1")
     if rotated.exists():
         write(rotated.read_bytes())
@@ -80,6 +110,28 @@ def logs(
         running = api.attempt_log(repo, task, n)[2]
 
 
+def _lines(emit):
+    """A writer that hands ``emit`` each complete line of the chunks it is given."""
+    pending = [b""]
+
+    def write(chunk: bytes, final: bool = False) -> None:
+        *lines, pending[0] = (pending[0] + chunk).split(b"\n")
+        if final and pending[0]:
+            lines, pending[0] = [*lines, pending[0]], b""
+        for line in lines:
+            emit(line.decode("utf-8", "replace"))
+    return write
+
+
+def _transcript(reader):
+    def emit(line: str) -> None:
+        for entry in reader.feed(line):
+            text = transcript_line(entry)
+            if text is not None:
+                console.print(text, soft_wrap=True, markup=False, highlight=False)
+    return _lines(emit)
+
+
 def _raw_bytes():
     out = sys.stdout.buffer
 
@@ -90,16 +142,7 @@ def _raw_bytes():
 
 
 def _json_lines(task: str, attempt: int):
-    pending = [b""]
-
-    def write(chunk: bytes, final: bool = False) -> None:
-        *lines, pending[0] = (pending[0] + chunk).split(b"\n")
-        if final and pending[0]:
-            lines, pending[0] = [*lines, pending[0]], b""
-        for line in lines:
-            print_json({"task": task, "attempt": attempt,
-                        "line": line.decode("utf-8", "replace")})
-    return write
+    return _lines(lambda line: print_json({"task": task, "attempt": attempt, "line": line}))
 
 
 @app.command()

@@ -26,6 +26,10 @@ STATE_STYLE = {
     "merged": ("⬆", "bold green"),
 }
 
+ENTRY_STYLE = {"pending": ("·", "dim"), "queued": ("·", "cyan"),
+               "waiting_approval": ("?", "yellow"), "landed": ("⬆", "green"),
+               "evicted": ("✘", "red"), "removed": ("■", "magenta")}
+
 
 def fail(message: str, hint: str | None = None) -> None:
     err_console.print(f"[bold red]wf: error:[/] {escape(message)}", soft_wrap=True)
@@ -45,6 +49,14 @@ def print_json(obj: Any) -> None:
 def styled_state(state: str) -> str:
     icon, style = STATE_STYLE.get(state, ("?", ""))
     return f"[{style}]{icon} {state}[/]"
+
+
+def pr_cell(row: dict[str, Any]) -> str:
+    """A task's or queue entry's PR/MR link and forge check state, or "-"."""
+    if not row.get("pr_url"):
+        return "-"
+    checks = f" ({row['forge_checks']})" if row.get("forge_checks") else ""
+    return escape(f"{row['pr_url']} [{row.get('pr_state') or '?'}]{checks}")
 
 
 def clock(ts: float) -> str:
@@ -74,6 +86,45 @@ def event_line(e: Event) -> str | None:
         "signal.handled": lambda: f"signal for {d.get('task')}: {d.get('result')}",
         "run.started": lambda: f"run {d['run_id']} started (pid {d['pid']})",
         "run.finished": lambda: f"run {d['run_id']} finished (exit {d.get('exit_code')})",
+        "pr.opened": lambda: f"{task}: {'opened' if d.get('created') else 'updated'} "
+                             f"{d.get('url')} ({d.get('state')})",
+        "pr.checks": lambda: f"{task}: forge checks {d['state']} ({d.get('detail')})",
+        "pr.merged": lambda: f"{task}: merged on the forge at {str(d.get('commit'))[:10]}",
+        "agent.session": lambda: f"{task}: agent session {d.get('session_id')}",
+        "agent.tool": lambda: f"{task}: → {d.get('name')} {_one_line(d.get('input'))}",
+        "agent.message": lambda: f"{task}: {_one_line(d.get('text'))}",
+        "agent.usage": lambda: f"{task}: {tokens_and_cost(d)}",
     }.get(t)
     return None if text is None else f"{clock(e.ts)}  {text()}"
 
+
+
+def _one_line(text: object, width: int = 100) -> str:
+    line = " ".join(str(text or "").split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def tokens_and_cost(d: dict[str, Any]) -> str:
+    """``1,234 tokens in, 56 out, $0.0123`` from an ``agent.usage`` event's data."""
+    cost = d.get("cost_usd")
+    return (f"{d.get('input_tokens', 0):,} tokens in, {d.get('output_tokens', 0):,} out"
+            + (f", ${cost:.4f}" if cost is not None else ""))
+
+
+def transcript_line(entry: Any) -> str | None:
+    """A person's rendering of one adapter ``Entry`` in ``wf logs``."""
+    d = entry.data
+    if entry.kind == "message":
+        text = str(d.get("text", "")).rstrip()
+        return f"{d.get('role', 'assistant')}: " + text.replace("\n", "\n    ")
+    if entry.kind == "tool":
+        return f"→ {d.get('name')} {d.get('input')}"
+    if entry.kind == "tool_result":
+        return f"  {'✗' if d.get('error') else '←'} {d.get('output')}"
+    if entry.kind == "usage":
+        return f"· {tokens_and_cost(d)}"
+    if entry.kind == "session":
+        return f"· session {d.get('session_id')}"
+    if entry.kind == "error":
+        return f"! {d.get('text')}"
+    return str(d.get("text", ""))

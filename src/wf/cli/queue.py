@@ -11,17 +11,13 @@ from rich.table import Table
 from wf import api
 from wf.cli import app
 from wf.cli.control import JsonOpt, _signal
-from wf.cli.output import console, note, print_json
+from wf.cli.output import ENTRY_STYLE, console, note, pr_cell, print_json
 from wf.errors import UsageError
 from wf.model import SignalKind
 
 queue_app = typer.Typer(help="The merge queue: what waits, what is under test, what landed.",
                         invoke_without_command=True, no_args_is_help=False)
 app.add_typer(queue_app, name="queue")
-
-ENTRY_STYLE = {"pending": ("·", "dim"), "queued": ("·", "cyan"),
-               "waiting_approval": ("?", "yellow"), "landed": ("⬆", "green"),
-               "evicted": ("✘", "red"), "removed": ("■", "magenta")}
 
 
 @queue_app.callback()
@@ -37,13 +33,15 @@ def show(ctx: typer.Context, as_json: JsonOpt = False) -> int:
         note("the merge queue is empty")
         return 0
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("#", "task", "state", "last check", "reason"):
-        table.add_column(col, overflow="fold" if col == "reason" else "ellipsis")
+    with_pr = any(e["pr_url"] for e in entries)  # the column appears once a PR/MR exists
+    for col in ("#", "task", "state", "last check", *(["pr"] if with_pr else []), "reason"):
+        table.add_column(col, overflow="fold" if col in ("reason", "pr") else "ellipsis")
     for n, e in enumerate(entries, start=1):
         icon, style = ENTRY_STYLE.get(e["state"], ("?", ""))
         state = f"[{style}]{icon} {e['state']}[/]"
         reason = f"{e['reason_kind']}: {e['reason']}" if e["reason_kind"] else ""
-        table.add_row(str(n), e["task_id"], state, e["last_check"] or "-", escape(reason))
+        table.add_row(str(n), e["task_id"], state, e["last_check"] or "-",
+                      *([pr_cell(e)] if with_pr else []), escape(reason))
     console.print(table)
     return 0
 

@@ -48,6 +48,7 @@ def run(
     agent: Annotated[Optional[str], typer.Option("--agent", help="agent for the tasks")] = None,
     max_parallel: Annotated[Optional[int], typer.Option(help="tasks at once", min=1)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="check and print the plan only")] = False,
+    dash: Annotated[bool, typer.Option("--dash", help="watch it in the live dashboard")] = False,
     as_json: JsonOpt = False,
 ) -> int:
     """Run tasks, each in its own worktree and branch, until every one has ended."""
@@ -62,10 +63,27 @@ def run(
         repo, specs = plan_prompt(repo, prompt, n, agent=agent, max_parallel=max_parallel)
     if dry_run:
         return _print_plan(specs, as_json)
+    if dash:
+        if as_json:
+            raise UsageError("--dash and --json do not go together", hint="pick one")
+        from wf.cli.dash import run_with_dashboard
+
+        return run_with_dashboard(repo, _run_args(tasks_file, prompt, n, agent, max_parallel))
     if not as_json and gitx.has_tracked_changes(repo.root):
         note(f"note: {repo.root} has uncommitted changes; agents start from the committed "
              f"{specs[0].base if specs else 'base'}, without them")
     return _drive(repo, specs, as_json=as_json, command="wf run")
+
+
+def _run_args(tasks_file: Path | None, prompt: str | None, n: int, agent: str | None,
+              max_parallel: int | None) -> list[str]:
+    """The arguments of the same ``wf run`` without ``--dash``, for the run it starts."""
+    args = [str(tasks_file.resolve())] if tasks_file else ["-p", prompt or "", "-n", str(n)]
+    if agent:
+        args += ["--agent", agent]
+    if max_parallel:
+        args += ["--max-parallel", str(max_parallel)]
+    return args
 
 
 def _print_plan(specs: list, as_json: bool) -> int:

@@ -14,8 +14,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from wf.agents.builtin import find_adapter
 from wf.agents.runner import AttemptFiles
-from wf.cli.output import console, event_line, print_json, styled_state
+from wf.cli.output import console, event_line, print_json, styled_state, transcript_line
 from wf.model import Event, format_duration
 
 
@@ -34,13 +35,26 @@ def tasks_table(tasks: list[dict[str, Any]], logs_dir: Path, now: float) -> Tabl
             state += f" [dim]{t['last_failure_kind']}[/]"
         last = ""
         if t.get("attempts") and t["state"] in ("running", "retrying", "failed"):
-            tail = AttemptFiles.of(logs_dir, t["id"], t["attempts"]).tail(512)
-            lines = [ln for ln in tail.splitlines() if ln.strip()]
-            last = lines[-1].strip() if lines else ""
+            tail = AttemptFiles.of(logs_dir, t["id"], t["attempts"]).tail(4096)
+            last = last_output_line(tail, (t.get("spec") or {}).get("adapter"))
         max_attempts = (t.get("spec") or {}).get("retry", {}).get("maximum_attempts") or "∞"
         table.add_row(t["id"], t["agent"], state, f"{t.get('attempts') or 0}/{max_attempts}",
                       elapsed, Text(last, style="dim"))
     return table
+
+
+def last_output_line(tail: str, adapter_name: str | None) -> str:
+    """The last line worth showing: for an agent CLI wf knows, its last transcript line
+    (not a line of its JSON), otherwise the last line of output."""
+    lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
+    adapter = find_adapter(adapter_name)
+    if adapter is None:
+        return lines[-1] if lines else ""
+    for line in reversed(lines[1:]):  # the first may be cut in the middle
+        rendered = [transcript_line(e) for e in adapter.reader().feed(line)]
+        if rendered:
+            return rendered[-1] or ""
+    return ""
 
 
 def summary_line(tasks: list[dict[str, Any]]) -> str:

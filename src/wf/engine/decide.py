@@ -6,10 +6,13 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wf.model import AttemptState, FailureKind, NewEvent, task_stream
 from wf.spec import RetryPolicy
+
+if TYPE_CHECKING:
+    from wf.agents.adapter import Verdict
 
 FAILED_DEP_STATES = frozenset({"failed", "cancelled", "blocked"})
 
@@ -49,6 +52,7 @@ class Outcome:
     error: str | None = None
     exit_code: int | None = None
     commit: str | None = None
+    retry_after: float | None = None  # the agent's own word on when to try again
 
     @property
     def succeeded(self) -> bool:
@@ -56,20 +60,30 @@ class Outcome:
 
 
 def classify_exit(record: Mapping[str, Any], *, changed: bool, commit: str | None,
-                  last_line: str) -> Outcome:
-    """Turn the shim's exit record into an Outcome.
+                  last_line: str, verdict: Verdict | None = None) -> Outcome:
+    """Turn the shim's exit record, and the adapter's ``verdict`` when the agent has one,
+    into an Outcome.
 
-    0 with a change is success; 0 without one is ``no_changes``; 75 (EX_TEMPFAIL) is transient;
-    127 with a spawn error means the agent's command does not exist (a config error);
-    anything else is an agent error, described by its exit status and last line of output.
+    A verdict naming a failure kind wins (the CLI said why it stopped). Otherwise 0 with a
+    change is success; 0 without one is ``no_changes``, or ``policy_denied`` when the agent
+    was refused a tool; 75 (EX_TEMPFAIL) is transient; 127 with a spawn error means the
+    agent's command does not exist (a config error); anything else is an agent error,
+    described by its exit status and last line of output.
     """
     code = record.get("exit_code")
     if record.get("spawn_error"):
         return Outcome(AttemptState.FAILED, FailureKind.CONFIG_ERROR, record["spawn_error"],
                        exit_code=code)
+    if verdict is not None and verdict.kind is not None:
+        return Outcome(AttemptState.FAILED, verdict.kind, verdict.error, exit_code=code,
+                       retry_after=verdict.retry_after)
     if code == 0:
         if changed:
             return Outcome(AttemptState.SUCCEEDED, exit_code=0, commit=commit)
+        if verdict is not None and verdict.denied:
+            return Outcome(AttemptState.FAILED, FailureKind.POLICY_DENIED,
+                           f"permission denied for {', '.join(sorted(set(verdict.denied)))} "
+                           "and nothing changed", exit_code=0)
         return Outcome(AttemptState.FAILED, FailureKind.NO_CHANGES,
                        "the agent exited 0 but changed nothing", exit_code=0)
     detail = f": {last_line}" if last_line else ""
@@ -82,9 +96,11 @@ def classify_exit(record: Mapping[str, Any], *, changed: bool, commit: str | Non
 
 
 def plan_after_attempt(task: Mapping[str, Any], n: int, outcome: Outcome, policy: RetryPolicy,
-                       now: float, rng: random.Random) -> list[NewEvent]:
+                       rng: random.Random) -> list[NewEvent]:
     """The events that close attempt ``n`` and decide what the task does next, appended in one
-    transaction so that a crash can never leave an attempt closed but the task undecided."""
+    transaction so that a crash can never leave an attempt closed but the task undecided.
+    A retry is due ``delay`` seconds after that transaction's timestamp (the projection's
+    ``next_retry_at``): counted from when the failure was recorded, never earlier."""
     stream = task_stream(task["id"])
     finished = NewEvent(stream, "attempt.finished", {
         "n": n, "state": str(outcome.state), "exit_code": outcome.exit_code,
@@ -99,10 +115,11 @@ def plan_after_attempt(task: Mapping[str, Any], n: int, outcome: Outcome, policy
     kind = outcome.kind or FailureKind.AGENT_ERROR
     in_budget = n - (task["budget_start"] or 1) + 1
     if policy.should_retry(kind, in_budget):
-        delay = policy.delay(in_budget, rng)
+        # The agent's reported retry time is a floor: retrying sooner would fail again.
+        delay = max(policy.delay(in_budget, rng), outcome.retry_after or 0.0)
         return [finished, NewEvent(stream, "task.retry_scheduled", {
             "n": n, "kind": str(kind), "error": outcome.error, "delay": round(delay, 3),
-            "due_ts": now + delay})]
+            "retry_after": outcome.retry_after})]
     why = ("not retryable" if kind in policy.non_retryable or not policy.should_retry(kind, 0)
            else f"{in_budget} of {policy.maximum_attempts} attempts used")
     return [finished, NewEvent(stream, "task.failed", {

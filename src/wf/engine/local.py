@@ -26,7 +26,9 @@ import anyio
 
 from wf import gitx
 from wf.agents import runner
+from wf.agents.builtin import find_adapter
 from wf.agents.runner import AttemptFiles
+from wf.agents.transcript import TranscriptRecorder
 from wf.config import Config
 from wf.engine.decide import Outcome, classify_exit, plan_after_attempt, readiness
 from wf.errors import WfError
@@ -74,6 +76,7 @@ class _Active:
     task_id: str
     cancel_reason: str | None = None
     exited: bool = False
+    recorder: TranscriptRecorder | None = None  # reads the agent's output, when it has an adapter
     poke: anyio.Event = field(default_factory=anyio.Event)
 
     def cancel(self, reason: str) -> None:
@@ -322,7 +325,7 @@ class LocalEngine:
 
     async def _close_attempt(self, tid: str, n: int, outcome: Outcome) -> None:
         events = plan_after_attempt(self.p.tasks[tid], n, outcome, self.spec(tid).retry,
-                                    self.d.clock.now(), self.d.rng)
+                                    self.d.rng)
         if outcome.succeeded and self.queue is not None and self.d.config.merge.auto:
             events.append(self._enqueue_event(tid, outcome.commit))
         await self.append(*events)
@@ -340,9 +343,12 @@ class LocalEngine:
             return task
         path = Path(task["worktree"])
         prompt = spec.prompt
+        # A retry that resumes the agent's session keeps the worktree as that session left it.
+        resumable = n > 1 and spec.resume_command and not task["resolve"]
+        session = task["session_id"] if resumable else None
         if task["resolve"]:
             prompt = await self._start_conflict_resolution(tid, n, path, spec, task["resolve"])
-        elif n > 1:
+        elif n > 1 and not session:
             await self._reset_for_retry(tid, n, path, task["base_commit"])
         env = self._agent_env(spec, task, n, prompt)
         if spec.setup and not task["setup_done"]:
@@ -355,12 +361,14 @@ class LocalEngine:
                 return Outcome(AttemptState.FAILED, FailureKind.SETUP_ERROR,
                                f"setup command failed: {_last_line(out)}")
             await self._task_event(tid, "task.setup_done", {"n": n})
-        argv = runner.fill_placeholders(spec.command, {
-            "prompt": prompt, "task_id": tid, "worktree": str(path), "attempt": str(n)})
+        argv = runner.fill_placeholders(spec.resume_command if session else spec.command, {
+            "prompt": prompt, "task_id": tid, "worktree": str(path), "attempt": str(n),
+            "session": session or ""})
         proc = await anyio.to_thread.run_sync(lambda: runner.spawn(
             argv, cwd=path, env=env, files=files, max_log_bytes=self.d.config.log_max_bytes))
         await self._task_event(tid, "attempt.spawned", {
-            "n": n, "pid": proc.pid, "pid_start": runner.process_starttime(proc.pid)})
+            "n": n, "pid": proc.pid, "pid_start": runner.process_starttime(proc.pid),
+            "resumed_session": session})
         return await self._watch(tid, n, files, spec, proc=proc, pid=proc.pid)
 
     async def _ensure_worktree(self, tid: str, spec: TaskSpec) -> dict[str, Any] | Outcome:
@@ -384,8 +392,12 @@ class LocalEngine:
             if not merged:
                 return Outcome(AttemptState.FAILED, FailureKind.DEPENDENCY_CONFLICT,
                                f"the branches of {', '.join(deps)} do not merge cleanly")
-        base_commit = task["base_commit"] if not info.created and task["base_commit"] else None
-        base_commit = base_commit or await anyio.to_thread.run_sync(gitx.head, info.path)
+        if not info.created and task["base_commit"]:
+            base_commit = task["base_commit"]
+        elif info.created and not deps[1:]:
+            base_commit = info.base_commit  # a new worktree's HEAD is where it forked
+        else:  # other dependencies merged in, or adopted before its base was recorded
+            base_commit = await anyio.to_thread.run_sync(gitx.head, info.path)
         taken = {t["port"] for k, t in self.p.tasks.items() if k != tid and t["port"]}
         port = task["port"] or wt.port_for(tid, taken)
         await self._task_event(tid, "task.worktree_ready", {
@@ -468,6 +480,7 @@ class LocalEngine:
                 if active.cancel_reason is not None:
                     stop = (AttemptState.CANCELLED, None, active.cancel_reason)
                     break
+                await self._record_output(tid, n, files, spec)
                 if active.exited or files.read_exit() is not None:
                     break
                 if proc is None and not runner.is_alive(pid, None):
@@ -518,20 +531,43 @@ class LocalEngine:
                              spec: TaskSpec) -> Outcome:
         """The agent exited: commit what it left uncommitted, then judge the attempt."""
         record = files.read_exit() or {}
+        recorder = await self._record_output(tid, n, files, spec, final=True)
+        verdict = recorder.verdict(record.get("exit_code")) if recorder else None
         task = self.p.tasks[tid]
         path = Path(task["worktree"])
         changed, commit = False, None
         if record.get("exit_code") == 0:
             message = f"wf: {tid}: {_first_line(spec.prompt)}"
             trailers = {"Wf-Task": tid, "Wf-Attempt": str(n)}
-            await anyio.to_thread.run_sync(gitx.commit_all, path, message, trailers)
-            # Only commits count: after commit_all nothing is left uncommitted to look at.
-            commits = await anyio.to_thread.run_sync(
-                gitx.commits_beyond, path, task["base_commit"], "HEAD")
-            changed = commits > 0
-            commit = await anyio.to_thread.run_sync(gitx.head, path) if changed else None
+
+            def last_commit() -> str | None:
+                """The attempt's last commit, None when it changed nothing. Only commits
+                count: after commit_all nothing is left uncommitted to look at."""
+                made = gitx.commit_all(path, message, trailers)
+                if made is not None:
+                    return made
+                beyond = gitx.commits_beyond(path, task["base_commit"], "HEAD")
+                return gitx.head(path) if beyond else None
+
+            commit = await anyio.to_thread.run_sync(last_commit)
+            changed = commit is not None
         return classify_exit(record, changed=changed, commit=commit,
-                             last_line=_last_line(files.tail()))
+                             last_line=_last_line(files.tail()), verdict=verdict)
+
+    async def _record_output(self, tid: str, n: int, files: AttemptFiles, spec: TaskSpec, *,
+                             final: bool = False) -> TranscriptRecorder | None:
+        """Record what the agent's adapter reads in its new output as ``agent.*`` events."""
+        adapter = find_adapter(spec.adapter)
+        active = self.active[tid]
+        if adapter is None:
+            return None
+        if active.recorder is None or active.recorder.n != n:
+            active.recorder = TranscriptRecorder(adapter, files, tid, n)
+        recorder = active.recorder
+        events = await anyio.to_thread.run_sync(lambda: recorder.poll(final=final))
+        if events:
+            await self.append(*events)
+        return recorder
 
 
 def _first_line(text: str, width: int = 60) -> str:

@@ -22,8 +22,13 @@ from wf.errors import GitError
 
 @dataclass(frozen=True)
 class LandOutcome:
-    status: Literal["landed", "moved", "refused"]
+    """``evicted`` (land = "pr" only): the forge refused the entry; ``kind`` says why. ``commit``
+    is the target's new commit when it is not the candidate (a merge made by the forge)."""
+
+    status: Literal["landed", "moved", "refused", "evicted"]
     detail: str
+    commit: str | None = None
+    kind: str | None = None
 
 
 def land_local(root: Path, target: str, old: str, new: str) -> LandOutcome:

@@ -25,6 +25,7 @@ from wf.merge_queue.candidates import Chain, ChainBuilder, Conflict, Entry
 from wf.merge_queue.checks import CheckSlots
 from wf.merge_queue.landing import land_local, land_push
 from wf.merge_queue.planner import Estimate, Plan, Probe, plan_round
+from wf.merge_queue.pr_landing import PrLanding
 from wf.model import NewEvent, task_stream
 
 QUEUE_STREAM = "queue"
@@ -45,8 +46,11 @@ class QueueRunner:
         self.checks_key = hashlib.sha256(json.dumps(
             [list(c) for c in self.cfg.check]).encode()).hexdigest()[:8]
         # What candidates are built on: the local branch, or the remote's (fetched each round)
-        # when the queue lands by pushing.
-        self.target_ref = (f"refs/remotes/{self.cfg.remote}/{target}" if self.cfg.land == "push"
+        # when the queue lands by pushing or through the forge.
+        self.pr_landing = (PrLanding(self.root, cfg, target, engine.d.environ)
+                           if self.cfg.land == "pr" else None)
+        self.target_ref = (self.pr_landing.target_ref if self.pr_landing else
+                           f"refs/remotes/{self.cfg.remote}/{target}" if self.cfg.land == "push"
                            else f"refs/heads/{target}")
         self.poke = anyio.Event()
         self.paused: str | None = None
@@ -182,6 +186,8 @@ class QueueRunner:
             return False
         if self.cfg.land == "push":
             await anyio.to_thread.run_sync(gitx.fetch, self.root, self.cfg.remote, self.target)
+        elif self.pr_landing is not None:
+            await self.pr_landing.fetch()
         base = await anyio.to_thread.run_sync(
             lambda: gitx.object_db(self.root).resolve(self.target_ref))
         # Only at start-up or when something else moved the target can an entry be on it
@@ -209,10 +215,14 @@ class QueueRunner:
                 continue
             chain, plan = planned
             if plan.land:
+                size = 1 if self.pr_landing is not None else plan.land  # a PR/MR: one branch
                 after, landed = landed, anyio.Event()  # one at a time, in order
-                self.landing |= {e.task_id for e in chain.entries[:plan.land]}
-                tg.start_soon(self._land, chain, base, plan.land, after, landed)
-                base = chain.prefix(plan.land)[0]
+                self.landing |= {e.task_id for e in chain.entries[:size]}
+                tg.start_soon(self._land, chain, base, size, after, landed)
+                if self.pr_landing is not None:  # the forge makes the commit: plan on it
+                    await landed.wait()
+                    return True
+                base = chain.prefix(size)[0]
             elif plan.culprit is not None:
                 if not await self._judge_culprit(chain, entries, plan.culprit, plan.probes):
                     return True  # it was re-checked instead
@@ -425,7 +435,12 @@ class QueueRunner:
         landed = chain.entries[:size]
         await self._append(NewEvent(QUEUE_STREAM, "queue.land_requested", {
             "old": base, "new": commit, "entries": [e.task_id for e in landed]}))
-        if self.cfg.land == "push":
+        if self.pr_landing is not None:
+            first = landed[0].task_id
+            outcome = await self.pr_landing.land(landed[0], self.e.p.tasks.get(first),
+                                                 self.e.p.queue.get(first), base, commit,
+                                                 self._append)
+        elif self.cfg.land == "push":
             outcome = await anyio.to_thread.run_sync(
                 land_push, self.root, self.cfg.remote, self.target, base, commit)
             if outcome.status == "landed":  # the remote-tracking ref follows without a fetch
@@ -442,6 +457,11 @@ class QueueRunner:
             await anyio.sleep(REFUSED_RETRY)
             return None
         self.refused = None
+        if outcome.status == "evicted":  # the forge's checks failed, or it will not merge
+            await self._append(NewEvent(task_stream(landed[0].task_id), "queue.evicted", {
+                "kind": outcome.kind, "detail": outcome.detail}))
+            return base
+        commit = outcome.commit or commit
         if outcome.status == "moved":
             await self._append(NewEvent(QUEUE_STREAM, "queue.land_aborted",
                                         {"detail": outcome.detail}))

@@ -21,7 +21,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "branch", "worktree", "worktree_ready", "port", "setup_done", "attempts",
         "budget_start", "last_error", "last_failure_kind", "next_retry_at", "commit_sha",
         "created_ts", "updated_ts", "started_ts", "ended_ts", "cleaned", "version",
-        "submitted_seq", "resolve",
+        "submitted_seq", "resolve", "pr_url", "pr_number", "pr_state", "forge_checks",
+        "tokens", "cost_usd", "session_id",
     ),
     "attempts": (
         "task_id", "n", "state", "pid", "pid_start", "log_path", "started_ts", "ended_ts",
@@ -32,6 +33,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "queue": (
         "task_id", "state", "position", "branch", "head", "approved", "last_check",
         "reason_kind", "reason", "landed_commit", "entered_ts", "updated_ts",
+        "pr_url", "pr_number", "pr_state", "forge_checks",
     ),
     "tested_trees": ("tree", "result", "passes", "fails", "infra", "detail", "updated_ts"),
 }
@@ -100,13 +102,15 @@ def apply(p: Projection, e: Event) -> set[tuple[str, Any]]:
             "tasks", id=tid, state="queued", agent=spec["agent"], prompt=spec["prompt"],
             spec=spec, depends_on=list(spec.get("depends_on", ())), base_ref=spec["base"],
             branch=f"wf/{tid}", worktree_ready=0, setup_done=0, attempts=0, budget_start=1,
-            created_ts=e.ts, cleaned=0, submitted_seq=e.seq,
+            created_ts=e.ts, cleaned=0, submitted_seq=e.seq, tokens=0,
         )
         task()
     elif t.startswith("queue."):  # an entry may be a plain branch, with no task behind it
         _apply_queue(p, e, tid, touched)
         if t == "queue.landed" and tid in p.tasks:
             task(state="merged", commit_sha=d.get("commit"))
+    elif t.startswith("pr."):  # a task's PR/MR, and its queue entry's
+        _apply_pr(p, e, tid, touched)
     elif (tid is None and t.startswith(("task.", "attempt."))) or (
             tid is not None and tid not in p.tasks):
         return touched  # a task event off a task stream, or for a task never submitted
@@ -131,7 +135,7 @@ def apply(p: Projection, e: Event) -> set[tuple[str, Any]]:
                 commit_sha=d.get("commit"))
     elif t == "task.retry_scheduled":
         attempt(d["n"], retry_delay=d["delay"])
-        task(state="retrying", next_retry_at=d["due_ts"], last_error=d.get("error"),
+        task(state="retrying", next_retry_at=e.ts + d["delay"], last_error=d.get("error"),
              last_failure_kind=d.get("kind"))
     elif t == "task.succeeded":
         task(state="done", commit_sha=d.get("commit"), last_error=None, resolve=None,
@@ -145,6 +149,14 @@ def apply(p: Projection, e: Event) -> set[tuple[str, Any]]:
         row = p.tasks[tid]
         task(state="queued", budget_start=(row["attempts"] or 0) + 1, next_retry_at=None,
              ended_ts=None, resolve=d.get("resolve"))
+    elif t == "agent.usage":  # summed over attempts; cost stays None until one is reported
+        row = p.tasks[tid]
+        cost = d.get("cost_usd")
+        task(tokens=(row["tokens"] or 0) + int(d.get("input_tokens") or 0)
+             + int(d.get("output_tokens") or 0),
+             cost_usd=row["cost_usd"] if cost is None else (row["cost_usd"] or 0.0) + cost)
+    elif t == "agent.session":
+        task(session_id=d.get("session_id"))
     elif t == "task.cleaned":
         task(cleaned=1, worktree_ready=0, setup_done=0,
              worktree=None if d.get("worktree_removed") else p.tasks[tid]["worktree"])
@@ -174,6 +186,28 @@ def fold(events: Any, into: Projection | None = None) -> Projection:
     for e in events:
         apply(p, e)
     return p
+
+
+def _apply_pr(p: Projection, e: Event, tid: str | None, touched: set[tuple[str, Any]]) -> None:
+    """``pr.opened`` / ``pr.checks`` / ``pr.merged`` set the PR/MR columns of the task row and
+    of the queue row with the same id, whichever exist."""
+    d, t = e.data, e.type
+    if t == "pr.opened":
+        values = {"pr_url": d.get("url"), "pr_number": d.get("number"),
+                  "pr_state": d.get("state")}
+    elif t == "pr.checks":
+        values = {"forge_checks": f"{d['state']}: {d['detail']}" if d.get("detail")
+                  else d["state"]}
+    elif t == "pr.merged":
+        values = {"pr_state": "merged"}
+    else:
+        return
+    if tid in p.tasks:
+        p.tasks[tid].update(values, updated_ts=e.ts, version=e.stream_version)
+        touched.add(("tasks", tid))
+    if tid in p.queue:
+        p.queue[tid].update(values, updated_ts=e.ts)
+        touched.add(("queue", tid))
 
 
 QUEUE_ENTRY_STATES = {

@@ -43,6 +43,7 @@ BRANCH_PREFIX = "wf/"
 BACKUP_PREFIX = "refs/wf-backup/"
 OUTPUT_TAIL_CHARS = 4000
 _LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
+POPULATING = "wf: populating"  # lock reason of a worktree registered but not checked out yet
 
 
 @dataclass(frozen=True)
@@ -93,20 +94,33 @@ _thread_locks_guard = threading.Lock()
 
 
 @contextmanager
-def repo_lock(common_dir: Path, name: str) -> Iterator[None]:
+def repo_lock(common_dir: Path, name: str, *, shared: bool = False) -> Iterator[None]:
     """Hold lock ``name`` of the repository whose git common dir is ``common_dir``, against
-    other threads of this process and other processes (``<common_dir>/wf/<name>.lock``)."""
+    other threads of this process and other processes (``<common_dir>/wf/<name>.lock``).
+
+    ``shared`` holders exclude exclusive ones but not each other. An ``flock`` belongs to
+    its open file, so one taken through a fresh ``open`` excludes other threads as well as
+    other processes; the thread lock only queues this process's exclusive holders."""
+    if shared:
+        with _flock(common_dir, name, fcntl.LOCK_SH):
+            yield
+        return
     with _thread_locks_guard:
         lock = _thread_locks.setdefault((str(common_dir), name), threading.Lock())
-    with lock:
-        lock_dir = common_dir / "wf"
-        lock_dir.mkdir(exist_ok=True)
-        fd = os.open(lock_dir / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # releases the flock
+    with lock, _flock(common_dir, name, fcntl.LOCK_EX):
+        yield
+
+
+@contextmanager
+def _flock(common_dir: Path, name: str, mode: int) -> Iterator[None]:
+    lock_dir = common_dir / "wf"
+    lock_dir.mkdir(exist_ok=True)
+    fd = os.open(lock_dir / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, mode)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def _checked(task_id: str) -> str:
@@ -135,13 +149,14 @@ class WorktreeManager:
         self.worktree_root = Path(worktree_root).resolve()
         self.port_range = (low, high)
         self._clock = clock
+        self._remote_refs: dict[str, tuple[str, str] | None] = {}
 
     @cached_property
     def _common_dir(self) -> Path:
         return gitx.common_dir(self.repo_root)
 
-    def _lock(self, name: str) -> AbstractContextManager[None]:
-        return repo_lock(self._common_dir, name)
+    def _lock(self, name: str, *, shared: bool = False) -> AbstractContextManager[None]:
+        return repo_lock(self._common_dir, name, shared=shared)
 
     def branch_for(self, task_id: str) -> str:
         return BRANCH_PREFIX + _checked(task_id)
@@ -155,28 +170,63 @@ class WorktreeManager:
                start_point: str | None = None) -> WorktreeInfo:
         """Return the task's worktree, creating its branch (from ``start_point`` if given, else
         ``base_ref``; a remote-tracking ref is fetched first) and folder when missing.
-        Idempotent. Raises GitError when the folder exists but is not this task's worktree."""
+        Idempotent. Raises GitError when the folder exists but is not this task's worktree.
+
+        Only registering the worktree holds the repository's worktree lock; checking out its
+        files (most of the time, in a large repository) runs outside it, in parallel with
+        other tasks. Until that is done the worktree stays locked ``wf: populating``, so a
+        crash half-way is recognised and finished by the next ``ensure``."""
         branch, path = self.branch_for(task_id), self.path_for(task_id)
         fork_from = gitx.check_rev(start_point or base_ref)
         gitx.check_rev(base_ref)
         root = self.repo_root
-        if not gitx.branch_exists(root, branch):
+        new_branch = not gitx.branch_exists(root, branch)
+        if new_branch:
             self._fetch_if_remote(fork_from)  # outside the worktree lock: it may be slow
         with self._lock("worktree"):
-            if self._adoptable_entry(path, branch) is not None:
+            base_commit = self._register(path, branch, fork_from, base_ref, new_branch)
+            if base_commit is None:  # this task's worktree, complete: adopt it
                 return WorktreeInfo(path, branch, self._fork_point(branch, fork_from, base_ref),
                                     created=False)
-            if gitx.branch_exists(root, branch):
-                base_commit = self._fork_point(branch, fork_from, base_ref)
-            else:
-                base_commit = self._resolve_base(fork_from)
-                gitx.create_branch(root, branch, base_commit)
-            self._add_worktree(path, branch)
+        gitx.populate_worktree(path)
+        with self._lock("worktree"):
+            gitx.worktree_unlock(root, path)
         try:
             copy_included_files(root, path)
         except OSError as exc:
             raise GitError(f"could not copy the {INCLUDE_FILE} files into {path}: {exc}") from exc
         return WorktreeInfo(path, branch, base_commit, created=True)
+
+    def _register(self, path: Path, branch: str, fork_from: str, base_ref: str,
+                  new_branch: bool) -> str | None:
+        """Register the task's worktree, unpopulated and locked; return the commit its branch
+        forks from, or None when a complete worktree of the branch is already there. Must
+        hold the worktree lock."""
+        root = self.repo_root
+        fresh = not os.path.lexists(path) and not (self._common_dir / "worktrees" / path.name
+                                                   ).exists()
+        if fresh and new_branch:
+            # The common case, in one git command. Should git refuse (a worktree registered
+            # under another name, a branch made meanwhile), the careful path below says why.
+            base_commit = self._resolve_base(fork_from)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                gitx.worktree_add_unpopulated(root, path, branch, lock_reason=POPULATING,
+                                              create_at=base_commit)
+                return base_commit
+            except GitError:
+                pass
+        entry = self._adoptable_entry(path, branch)
+        if entry is not None and entry.locked != POPULATING:
+            return None
+        if gitx.branch_exists(root, branch):
+            base_commit = self._fork_point(branch, fork_from, base_ref)
+        else:
+            base_commit = self._resolve_base(fork_from)
+            gitx.create_branch(root, branch, base_commit)
+        if entry is None:
+            self._add_worktree(path, branch)
+        return base_commit
 
     def _resolve_base(self, ref: str) -> str:
         sha = gitx.rev_parse(self.repo_root, ref)
@@ -185,7 +235,9 @@ class WorktreeManager:
         return sha
 
     def _fetch_if_remote(self, ref: str) -> None:
-        remote_ref = gitx.split_remote_ref(self.repo_root, ref)
+        if ref not in self._remote_refs:  # remotes do not change during a run
+            self._remote_refs[ref] = gitx.split_remote_ref(self.repo_root, ref)
+        remote_ref = self._remote_refs[ref]
         if remote_ref is not None:
             with self._lock("fetch"):  # concurrent fetches fight over the same ref locks
                 gitx.fetch(self.repo_root, *remote_ref)
@@ -196,10 +248,14 @@ class WorktreeManager:
         root = self.repo_root
         entries = gitx.list_worktrees(root)
         entry = _entry_at(entries, path)
-        half_made = entry is not None and entry.branch == branch and entry.locked == "initializing"
+        # A `git worktree add` that died half-way: git's own lock, or ours with its records
+        # incomplete. (Ours complete is adopted and populated again.)
+        half_made = entry is not None and (
+            (entry.branch == branch and entry.locked == "initializing")
+            or (entry.locked == POPULATING and entry.branch != branch))
         if entry is not None and (not path.exists() or half_made):
-            # Folder deleted by hand, or a `git worktree add` of ours that died half-way (we
-            # hold the lock, so no live add is running): forget it and create it afresh.
+            # Folder deleted by hand, or a half-made worktree of ours (we hold the lock, so
+            # no live add is running): forget it and create it afresh.
             if entry.locked is not None:
                 gitx.worktree_unlock(root, path)
             if path.exists():
@@ -224,11 +280,11 @@ class WorktreeManager:
     def _add_worktree(self, path: Path, branch: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            gitx.worktree_add(self.repo_root, path, branch)
+            gitx.worktree_add_unpopulated(self.repo_root, path, branch, lock_reason=POPULATING)
         except GitError:
             # Another git (not wf) may have raced us; git cleaned up its half-made worktree.
             gitx.worktree_prune(self.repo_root)
-            gitx.worktree_add(self.repo_root, path, branch)
+            gitx.worktree_add_unpopulated(self.repo_root, path, branch, lock_reason=POPULATING)
 
     def _fork_point(self, branch: str, *refs: str) -> str:
         for ref in refs:
@@ -334,8 +390,22 @@ class WorktreeManager:
         """Stop the processes inside the task's worktree (SIGTERM, SIGKILL after ``grace``
         seconds) and remove it (the branch stays).
         Uncommitted changes make it refuse unless ``force``; with ``force`` they are saved to a
-        backup ref first. Removing a worktree that does not exist is a no-op."""
+        backup ref first. Removing a worktree that does not exist is a no-op.
+
+        The common case (no force, nothing running inside) goes straight to
+        ``git worktree remove``, which itself refuses a folder that is not a worktree of this
+        repository, a locked one and a dirty one. Removals hold the worktree lock shared: they
+        run in parallel with each other (deleting files is most of their time) but never
+        beside an add, a list or a prune, whose reads could trip over the records of a
+        worktree being deleted. Anything unusual is handled by the careful way below."""
         path = self.path_for(task_id)
+        if not force and (path / ".git").is_file() and not processes_in(path):
+            try:
+                with self._lock("worktree", shared=True):
+                    gitx.worktree_remove(self.repo_root, path)
+                return RemoveResult(removed=True)
+            except gitx.GitCommandError as exc:
+                _raise_if_dirty(exc, path)
         with self._lock("worktree"):
             entry = _entry_at(gitx.list_worktrees(self.repo_root), path)
             if entry is None:
@@ -343,18 +413,24 @@ class WorktreeManager:
                     raise GitError(f"{path} is not a git worktree of this repository; "
                                    "wf leaves it alone")
                 return RemoveResult(removed=False)
+            if entry.locked is not None and (entry.locked == POPULATING or not path.exists()):
+                # Never handed to an agent (or deleted by hand): nothing in it to keep.
+                gitx.worktree_unlock(self.repo_root, path)
             if not path.exists():  # deleted by hand: only git's record is left
-                if entry.locked is not None:
-                    gitx.worktree_unlock(self.repo_root, path)
                 gitx.worktree_prune(self.repo_root)
                 return RemoveResult(removed=True)
-        self._refuse_if_dirty(path, force)
+            if entry.locked == POPULATING:
+                gitx.worktree_remove(self.repo_root, path, force=True)
+                return RemoveResult(removed=True)
+        self._refuse_if_dirty(path, force)  # before stopping anything
         stopped = tuple(stop_processes_in(path, grace))
-        if stopped:
-            self._refuse_if_dirty(path, force)  # they may have written on their way out
         backup = self.save_backup(path, task_id) if force else None
         with self._lock("worktree"):
-            gitx.worktree_remove(self.repo_root, path, force=force)
+            try:
+                gitx.worktree_remove(self.repo_root, path, force=force)
+            except gitx.GitCommandError as exc:  # the stopped processes wrote on their way out
+                _raise_if_dirty(exc, path)
+                raise
         return RemoveResult(removed=True, backup_ref=backup, stopped_pids=stopped)
 
     def _refuse_if_dirty(self, path: Path, force: bool) -> None:
@@ -399,22 +475,21 @@ class WorktreeManager:
         tip. A branch still checked out in a worktree is an error: remove the worktree first."""
         branch = self.branch_for(task_id)
         ref = f"refs/heads/{branch}"
+        tip = gitx.rev_parse(self.repo_root, ref)
+        if tip is None:
+            return DeleteResult(False, None, f"branch {branch} does not exist")
+        safe, reason = self._safety(tip, targets)
+        if not safe and not force:
+            return DeleteResult(False, None, reason)
         with self._lock("worktree"):  # no worktree may check it out meanwhile
-            tip = gitx.rev_parse(self.repo_root, ref)
-            if tip is None:
-                return DeleteResult(False, None, f"branch {branch} does not exist")
             holder = next((e for e in gitx.list_worktrees(self.repo_root)
                            if e.branch == branch), None)
             if holder is not None:
                 raise GitError(f"branch {branch} is checked out in worktree {holder.path}; "
                                "remove the worktree first")
-            safe, reason = self._safety(tip, targets)
-            backup = None
-            if not safe:
-                if not force:
-                    return DeleteResult(False, None, reason)
-                backup = self._write_backup_ref(task_id, tip)
-            gitx.delete_ref(self.repo_root, ref, tip)  # compare-and-swap: only the tip we judged
+            backup = None if safe else self._write_backup_ref(task_id, tip)
+            # Compare-and-swap: only the tip judged above; one that moved since is an error.
+            gitx.delete_ref(self.repo_root, ref, tip)
         return DeleteResult(True, backup, reason)
 
     # --- garbage -----------------------------------------------------------------------
@@ -432,6 +507,8 @@ class WorktreeManager:
                 continue
             if not entry.path.exists():
                 safe, reason = True, "folder is gone; only git's record of it is left"
+            elif entry.locked == POPULATING:
+                safe, reason = True, "its files were never checked out"
             elif gitx.is_dirty(entry.path):
                 safe, reason = False, "uncommitted changes"
             else:
@@ -443,6 +520,13 @@ class WorktreeManager:
                 safe, reason = self._safety(sha, None)
                 found.append(Orphan("branch", task_id, f"refs/heads/{name}", safe, reason))
         return found
+
+
+def _raise_if_dirty(exc: gitx.GitCommandError, path: Path) -> None:
+    """Turn git's refusal to remove a worktree with changes into wf's message."""
+    if "modified or untracked files" in exc.stderr:
+        raise GitError(f"worktree {path} has uncommitted changes; "
+                       "commit them or use --force") from exc
 
 
 def _entry_at(entries: list[gitx.WorktreeEntry], path: Path) -> gitx.WorktreeEntry | None:

@@ -1,0 +1,59 @@
+"""``wf doctor``: what this machine has for wf — agent CLIs, their versions and credentials,
+git, and which forge tokens are set (by name: a token's value is never read into a report)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Mapping
+from typing import Any
+
+from wf.agents.builtin import adapters
+from wf.agents.runner import agent_environment
+from wf.config import AgentConfig, Config
+
+FORGE_TOKEN_NAMES = ("GH_TOKEN", "GITHUB_TOKEN", "GITLAB_TOKEN")
+VERSION_TIMEOUT = 20.0  # a CLI's --version may start a runtime; it never needs the network
+
+
+def report(env: Mapping[str, str], config: Config | None = None) -> dict[str, Any]:
+    """The doctor's findings as data (what ``wf doctor --json`` prints)."""
+    known = adapters()
+    agents: dict[str, AgentConfig] = {name: AgentConfig(adapter=name) for name in known}
+    for name, agent in (config.agents if config else {}).items():
+        if agent.adapter or (agent.command is None and name in known):
+            agents[name] = agent
+    rows = [_agent_row(name, agent, known[agent.adapter or name], env)
+            for name, agent in sorted(agents.items()) if (agent.adapter or name) in known]
+    return {"agents": rows, "git": _git(env),
+            "forge_tokens": {name: bool(env.get(name)) for name in FORGE_TOKEN_NAMES}}
+
+
+def _agent_row(name: str, agent: AgentConfig, adapter: Any, env: Mapping[str, str]) -> dict:
+    binary = adapter.exe(agent)
+    path = shutil.which(binary, path=env.get("PATH"))
+    creds = adapter.credential_status(env, env.get("HOME"))
+    missing = ([] if path else ["binary"]) + ([] if creds else ["credentials"])
+    version = None
+    if path:
+        agent_env = agent_environment(env, wf_vars={}, extra=dict(agent.env),
+                                      pass_env=(*adapter.pass_env, *agent.pass_env))
+        version = _version([path, *adapter.version_args], agent_env)
+    return {"name": name, "adapter": adapter.name, "binary": binary, "path": path,
+            "installed": path is not None, "version": version, "credentials": creds,
+            "missing": missing, "auth_hint": None if creds else adapter.auth_hint}
+
+
+def _git(env: Mapping[str, str]) -> dict[str, Any]:
+    path = shutil.which("git", path=env.get("PATH"))
+    return {"path": path, "version": _version([path, "--version"], dict(env)) if path else None}
+
+
+def _version(argv: list[str], env: Mapping[str, str]) -> str | None:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, env=dict(env),
+                              timeout=VERSION_TIMEOUT, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = (proc.stdout or proc.stderr).strip().splitlines()
+    return lines[0].strip() if proc.returncode == 0 and lines else None
