@@ -26,6 +26,20 @@ def test_with_no_failures_seen_the_window_grows_to_the_batch_limit():
     assert plan(80, estimate=Estimate(entries=1000), max_batch=30).probes[-1] == Probe(30)
 
 
+def test_before_any_failure_the_last_probe_is_the_whole_queue():
+    # a clean queue lands in one round; the other slot is sized as usual
+    probes = plan(50).probes
+    assert probes[-1] == Probe(50) and len(probes) == 2 and probes[0].size < 20
+    assert plan(80, max_batch=30).probes[-1] == Probe(30)
+    assert plan(50, parallel=1).probes[-1].size < 50  # with one slot, no bet
+
+
+def test_after_a_failure_the_window_is_sized_by_the_estimate_alone():
+    seen = Estimate(failures=1, entries=10)
+    assert plan(50, estimate=seen).probes[-1].size < 50
+    assert plan(50, {30: False}).probes[-1].size < 30  # nor while narrowing
+
+
 def test_common_failures_shrink_the_window():
     often = Estimate(failures=30, entries=100)
     assert plan(50, estimate=often).probes[-1].size < plan(50).probes[-1].size

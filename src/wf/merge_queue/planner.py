@@ -8,7 +8,11 @@ exactly where it left off.
 
 Sizes are chosen to maximise the expected number of entries landed per round, given the
 estimated failure rate ``p`` of one entry: with no failures seen the window grows to the whole
-queue; when failures are common it shrinks to short prefixes.
+queue; when failures are common it shrinks to short prefixes. Until the queue has seen its
+first failure, the last probe of a round with nothing known is the whole queue (up to
+``max_batch``): a clean queue then lands in one round, while the other probes are sized as
+usual, so a queue with bad entries loses little (in ``bench/mqsim.py``, over 20 seeds: 0.2
+rounds in S2, where the first window almost always fails).
 
 A slot the narrowing leaves idle is used *speculatively*: it checks the queue as it will be once
 the likeliest suspect is evicted (``Q[:i] + Q[i+1:j]``, a :class:`Probe` with ``without = i``).
@@ -95,6 +99,17 @@ def choose_window(pending: int, p: float, parallel: int, max_batch: int) -> tupl
     return best[1]
 
 
+def optimistic_window(pending: int, p: float, parallel: int, max_batch: int
+                      ) -> tuple[int, ...]:
+    """Sizes for a round before any failure: the usual window for all slots but one, and
+    the whole queue in the last."""
+    whole = min(pending, max_batch)
+    sizes = choose_window(pending, p, parallel - 1, max_batch) if parallel > 1 else (whole,)
+    if sizes[-1] >= whole:  # the usual window already holds the whole queue
+        return choose_window(pending, p, parallel, max_batch)
+    return (*sizes, whole)
+
+
 def expected_rounds(first: int, p: float, parallel: int) -> float:
     """Rounds a window costs on average: its own, plus, when its shortest prefix fails, the
     narrowing of that prefix (``parallel`` probes split it ``parallel + 1`` ways a round),
@@ -115,8 +130,10 @@ def plan_round(pending: int, known: Mapping[int, bool], estimate: Estimate, *,
         return Plan(land=green)
     p = estimate.p
     if red is None:
-        return Plan(probes=tuple(Probe(s) for s in choose_window(pending, p, parallel,
-                                                                 max_batch)))
+        sizes = (optimistic_window(pending, p, parallel, max_batch)
+                 if estimate.failures == 0 and not known else
+                 choose_window(pending, p, parallel, max_batch))
+        return Plan(probes=tuple(Probe(s) for s in sizes))
     if red == 1:  # a re-check of the culprit, if one is needed, leaves parallel - 1 slots
         return Plan(culprit=0, probes=speculate(0, pending, p, parallel - 1, max_batch))
     # The first bad entry is in Q[:red]: split (0, red) evenly with up to `parallel` probes;
