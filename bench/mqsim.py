@@ -2,14 +2,21 @@
 
 No git, no processes: a prefix fails if it holds a bad entry or both halves of a semantic pair,
 or at random with the flake rate. Used to tune the planner; bench/mqbench.py measures the real
-queue.    python bench/mqsim.py [--parallel K] [--seeds N]
+queue.    python bench/mqsim.py [--parallel K] [--seeds N] [--bound]
+
+``--bound`` prints the fewest rounds any planner of plain prefix checks needs on average for S2
+(50 entries, exactly 5 bad at random places), even one told that there are exactly 5: a dynamic
+programme over (entries left, bad ones left, size of the shortest failing prefix) that tries
+every pair of prefix sizes each round (two slots; speculative candidates are not modelled).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import random
 import statistics
+from math import comb
 
 from wf.merge_queue.planner import Estimate, Probe, plan_round
 
@@ -96,6 +103,37 @@ def simulate(kinds, parallel, flake=0.0, seed=0, max_batch=100, arrivals=None):
             "p95": sorted(lat)[int(0.95 * (len(lat) - 1))] if lat else 0}
 
 
+def optimal_rounds(n, k):
+    """Expected rounds of the best plain-prefix plan with two slots for ``n`` entries of which
+    exactly ``k`` are bad, at uniformly random places (known to the planner)."""
+
+    @functools.lru_cache(None)
+    def rounds(n, k, red):  # red: the shortest prefix known to fail, 0 if none
+        if n == 0:
+            return 0.0
+        if k == 0:
+            return 1.0  # one check of everything, then land
+        if red == 1:
+            return rounds(n - 1, k - 1, 0)  # the culprit is evicted without a check
+        tail = [comb(n - j, k) / comb(n, k) for j in range(n + 1)]  # P(first bad >= j)
+        beyond = tail[red] if red else 0.0
+        norm = 1.0 - beyond
+
+        def then(prob, left, red_after):
+            return prob / norm * rounds(left, k, red_after) if prob > 1e-15 else 0.0
+
+        best = float("inf")
+        for a in range(1, (red or n + 1)):
+            fails_a = then(1 - tail[a], n, a)
+            best = min(best, 1 + fails_a + then(tail[a] - beyond, n - a, red and red - a))
+            for b in range(a + 1, (red or n + 1)):
+                best = min(best, 1 + fails_a + then(tail[a] - tail[b], n - a, b - a)
+                           + then(tail[b] - beyond, n - b, red and red - b))
+        return best
+
+    return rounds(n, k, 0)
+
+
 def scenario(name, rng):
     if name == "S1":
         return ["good"] * 50, 0.0
@@ -117,7 +155,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--parallel", type=int, default=2)
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--bound", action="store_true", help="print S2's plain-prefix optimum")
     a = ap.parse_args()
+    if a.bound:
+        print(f"S2 bound: {optimal_rounds(50, 5):.2f} rounds on average for any plan of plain "
+              "prefix checks with 2 slots, told there are exactly 5 bad entries")
+        return
     for name in ("S1", "S2", "S3", "S4"):
         res = []
         for seed in range(a.seeds):
