@@ -300,6 +300,17 @@ def test_a_check_slot_holds_exactly_the_candidate_and_keeps_ignored_files(repo, 
     assert git(path, "status", "--porcelain", "--untracked-files=all") == ""
 
 
+def test_warming_the_slots_never_moves_one_a_check_was_prepared_in(repo, tmp_path):
+    branch(repo, "two", {"a.txt": "two"})
+    one, two = git(repo, "rev-parse", "main"), git(repo, "rev-parse", "two")
+    slots = CheckSlots(repo, tmp_path / "worktrees", tmp_path / "logs", 2)
+    used = slots.prepare(0, two)  # created by the check itself: its checks may be running
+    slots.warm(one)  # the warm-up that started before it finishes late
+    assert git(used, "rev-parse", "HEAD") == two
+    assert (used / "a.txt").read_text() == "two"
+    assert git(slots.path(1), "rev-parse", "HEAD") == one  # the unused slot is warmed
+
+
 def test_a_slot_left_locked_by_a_killed_engine_is_usable_again(repo, tmp_path):
     branch(repo, "two", {"a.txt": "two"})
     one, two = git(repo, "rev-parse", "main"), git(repo, "rev-parse", "two")

@@ -47,6 +47,7 @@ class CheckSlots:
         self.count = count
         self.repos: dict[int, Any] = {}  # slot -> its worktree opened by pygit2
         self.locks = [threading.Lock() for _ in range(count)]  # a slot is set up once at a time
+        self.used: set[int] = set()  # slots a check was prepared in: warm() leaves them alone
 
     def path(self, slot: int) -> Path:
         return self.worktree_root / f".wf-mq-{slot}"
@@ -55,6 +56,7 @@ class CheckSlots:
         """Move slot ``slot`` to ``commit``, creating its worktree on first use."""
         path = self.path(slot)
         with self.locks[slot]:
+            self.used.add(slot)
             if not self.create(slot, commit):
                 self._checkout(slot, path, commit)
         return path
@@ -73,10 +75,15 @@ class CheckSlots:
         return True
 
     def warm(self, commit: str) -> None:
-        """Every slot's worktree, created now rather than by the first checks."""
+        """Every slot's worktree, created and opened now rather than by the first checks.
+        libgit2's first checkout in a worktree re-reads every file (~8 ms here, against
+        ~2 ms after), so each slot not used yet is checked out once at ``commit``."""
         for slot in range(self.count):
             with self.locks[slot]:
+                if slot in self.used:  # a check may be running in it
+                    continue
                 self.create(slot, commit)
+                self._checkout(slot, self.path(slot), commit)
 
     def _checkout(self, slot: int, path: Path, commit: str) -> None:
         """``git checkout -f --detach COMMIT && git clean -fd`` in the slot's worktree."""
