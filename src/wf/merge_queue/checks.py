@@ -18,7 +18,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,10 +107,8 @@ class CheckSlots:
             raise gitx.GitError(f"checkout of {commit[:10]} in {path}: {exc}") from exc
 
     def run(self, slot: int, commit: str, tree: str, checks: Sequence[Sequence[str]], *,
-            timeout: float | None, environ: Mapping[str, str],
-            on_spawn: Callable[[], None] | None = None) -> CheckResult:
-        """Run every check on ``commit`` in slot ``slot``; stop at the first that does not pass.
-        ``on_spawn`` is called once the first check's process has started."""
+            timeout: float | None, environ: Mapping[str, str]) -> CheckResult:
+        """Run every check on ``commit`` in slot ``slot``; stop at the first that does not pass."""
         started = time.monotonic()
         log_path = self.logs_dir / f"{tree[:16]}-{int(time.time() * 1000)}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,8 +123,7 @@ class CheckSlots:
             for argv in checks:
                 log.write(f"$ {' '.join(argv)}\n".encode())
                 log.flush()
-                code = _run_one(list(argv), path, env, log, timeout, on_spawn)
-                on_spawn = None
+                code = _run_one(list(argv), path, env, log, timeout)
                 if code != 0:
                     what = ("timed out" if code is None else
                             "infrastructure failure (exit 75)" if code == INFRA_EXIT else
@@ -138,8 +135,8 @@ class CheckSlots:
                            str(log_path))
 
 
-def _run_one(argv: list[str], cwd: Path, env: Mapping[str, str], log, timeout: float | None,
-             on_spawn: Callable[[], None] | None) -> int | None:
+def _run_one(argv: list[str], cwd: Path, env: Mapping[str, str], log, timeout: float | None
+             ) -> int | None:
     """Exit status of one check command, None on timeout (its process group is killed)."""
     try:
         proc = subprocess.Popen(argv, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
@@ -147,8 +144,6 @@ def _run_one(argv: list[str], cwd: Path, env: Mapping[str, str], log, timeout: f
     except OSError as exc:
         log.write(f"wf: cannot start check: {exc}\n".encode())
         return 127
-    if on_spawn is not None:
-        on_spawn()
     try:
         return _wait(proc, timeout)
     except subprocess.TimeoutExpired:

@@ -311,13 +311,6 @@ class QueueRunner:
             return
         results: dict[Probe, str] = {}
         announced = anyio.Event()
-        spawned = anyio.Event()  # every check process has started (or its run has ended)
-        starting = set(range(len(candidates)))
-
-        def started_in(slot: int) -> None:
-            starting.discard(slot)
-            if not starting:
-                spawned.set()
 
         async def announce() -> None:  # beside the checks: they need not wait for it
             await self._append(NewEvent(QUEUE_STREAM, "queue.check_started", {
@@ -335,10 +328,8 @@ class QueueRunner:
             else:
                 res = await anyio.to_thread.run_sync(lambda: self.slots.run(
                     slot, commit, tree, self.cfg.check, timeout=self.cfg.check_timeout,
-                    environ=self.e.d.environ,
-                    on_spawn=lambda: anyio.from_thread.run_sync(started_in, slot)))
+                    environ=self.e.d.environ))
                 result, detail, log = res.result, res.detail, res.log_path
-            started_in(slot)
             results[probe] = result
             await announced.wait()
             await self._append(NewEvent(QUEUE_STREAM, "queue.check_finished", {
@@ -349,11 +340,7 @@ class QueueRunner:
                 "result": result, "detail": detail, "log": log,
                 "started": round(started, 3), "duration": round(time.time() - started, 3)}))
 
-        async def extend() -> None:
-            """While the checks run, what later rounds may need; once their processes are
-            started, since the merges would hold the interpreter lock up to ~40 ms while a
-            slot's thread waits for it to start its check."""
-            await spawned.wait()
+        async def extend() -> None:  # while the checks run: what later rounds may need
             await anyio.to_thread.run_sync(self.builder.build, chain.base, entries,
                                            len(entries))
 
