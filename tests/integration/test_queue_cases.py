@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from runwf import events, wf
+from runwf import events, pid_alive, wait_until, wf
 
 from wf.merge_queue.checks import CheckSlots
 
@@ -300,6 +300,17 @@ def test_a_check_slot_holds_exactly_the_candidate_and_keeps_ignored_files(repo, 
     assert git(path, "status", "--porcelain", "--untracked-files=all") == ""
 
 
+def test_warming_the_slots_never_moves_one_a_check_was_prepared_in(repo, tmp_path):
+    branch(repo, "two", {"a.txt": "two"})
+    one, two = git(repo, "rev-parse", "main"), git(repo, "rev-parse", "two")
+    slots = CheckSlots(repo, tmp_path / "worktrees", tmp_path / "logs", 2)
+    used = slots.prepare(0, two)  # created by the check itself: its checks may be running
+    slots.warm(one)  # the warm-up that started before it finishes late
+    assert git(used, "rev-parse", "HEAD") == two
+    assert (used / "a.txt").read_text() == "two"
+    assert git(slots.path(1), "rev-parse", "HEAD") == one  # the unused slot is warmed
+
+
 def test_a_slot_left_locked_by_a_killed_engine_is_usable_again(repo, tmp_path):
     branch(repo, "two", {"a.txt": "two"})
     one, two = git(repo, "rev-parse", "main"), git(repo, "rev-parse", "two")
@@ -309,3 +320,24 @@ def test_a_slot_left_locked_by_a_killed_engine_is_usable_again(repo, tmp_path):
     assert CheckSlots(repo, tmp_path / "worktrees", tmp_path / "logs", 1).prepare(0, two) == path
     assert git(path, "rev-parse", "HEAD") == two
     assert (path / "a.txt").read_text() == "two"
+
+
+def test_a_check_under_a_timeout_reports_its_exit_and_a_slow_one_is_killed(repo, tmp_path):
+    head = git(repo, "rev-parse", "main")
+    tree = git(repo, "rev-parse", "main^{tree}")
+    slots = CheckSlots(repo, tmp_path / "worktrees", tmp_path / "logs", 1)
+    quick = [[sys.executable, "-c", "import sys; sys.exit(3)"]]
+    res = slots.run(0, head, tree, quick, timeout=60, environ={})
+    assert (res.result, res.detail) == ("fail", f"{' '.join(quick[0])}: exit 3")
+    passing = [[sys.executable, "-c", "pass"]]
+    assert slots.run(0, head, tree, passing, timeout=60, environ={}).result == "pass"
+    # the check and a child it started in the background both go with the process group
+    pidfile = tmp_path / "child.pid"
+    slow = [[sys.executable, "-c", "import subprocess, sys, time; p = subprocess.Popen("
+             "[sys.executable, '-c', 'import time; time.sleep(60)']); "
+             f"open({str(pidfile)!r}, 'w').write(str(p.pid)); time.sleep(60)"]]
+    res = slots.run(0, head, tree, slow, timeout=1.0, environ={})
+    assert res.result == "fail" and res.detail.endswith("timed out")
+    assert res.duration < 30
+    child = int(pidfile.read_text())
+    wait_until(lambda: not pid_alive(child), timeout=10, what="the check's child killed")

@@ -121,6 +121,13 @@ def test_no_policy_allows_anything() -> None:
     assert PolicyVerdict("allow", None, None) == ALLOW
 
 
+@pytest.mark.parametrize("rule", [{"forbidden_paths": ("a",)}, {"approval_paths": ("a",)},
+                                  {"max_changed_lines": 1}, {"max_changed_files": 1}])
+def test_any_one_rule_makes_a_policy_that_needs_the_diff(rule: dict) -> None:
+    assert not PolicyConfig().has_rules  # admission skips the diff
+    assert PolicyConfig(**rule).has_rules
+
+
 def test_forbidden_path_is_denied_with_the_path_and_pattern() -> None:
     policy = PolicyConfig(forbidden_paths=("secrets/**", ".github/workflows/**"))
     verdict = evaluate(policy, _change("src/a.py", ".github/workflows/ci.yml"))

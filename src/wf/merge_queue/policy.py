@@ -47,6 +47,12 @@ class PolicyConfig(BaseModel):
     max_changed_files: int | None = Field(None, ge=1)
     """Most files one branch may change; a rename counts as one file."""
 
+    @property
+    def has_rules(self) -> bool:
+        """Whether any rule is set: without one, every change is allowed unseen."""
+        return bool(self.forbidden_paths or self.approval_paths
+                    or self.max_changed_lines is not None or self.max_changed_files is not None)
+
     @field_validator("forbidden_paths", "approval_paths")
     @classmethod
     def _globs(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -25,8 +25,10 @@ from wf.merge_queue.candidates import Chain, ChainBuilder, Conflict, Entry
 from wf.merge_queue.checks import CheckSlots
 from wf.merge_queue.landing import land_local, land_push
 from wf.merge_queue.planner import Estimate, Plan, Probe, plan_round
-from wf.merge_queue.pr_landing import PrLanding
 from wf.model import NewEvent, task_stream
+
+if TYPE_CHECKING:
+    from wf.merge_queue.pr_landing import PrLanding
 
 QUEUE_STREAM = "queue"
 INFRA_BACKOFF = (1.0, 2.0, 4.0)  # then the queue pauses
@@ -47,8 +49,11 @@ class QueueRunner:
             [list(c) for c in self.cfg.check]).encode()).hexdigest()[:8]
         # What candidates are built on: the local branch, or the remote's (fetched each round)
         # when the queue lands by pushing or through the forge.
-        self.pr_landing = (PrLanding(self.root, cfg, target, engine.d.environ)
-                           if self.cfg.land == "pr" else None)
+        self.pr_landing: PrLanding | None = None
+        if self.cfg.land == "pr":
+            from wf.merge_queue.pr_landing import PrLanding  # the providers load only for "pr"
+
+            self.pr_landing = PrLanding(self.root, cfg, target, engine.d.environ)
         self.target_ref = (self.pr_landing.target_ref if self.pr_landing else
                            f"refs/remotes/{self.cfg.remote}/{target}" if self.cfg.land == "push"
                            else f"refs/heads/{target}")
