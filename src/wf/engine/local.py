@@ -117,18 +117,16 @@ class LocalEngine:
 
     # -- the main loop ----------------------------------------------------------------------
     async def run(self, run_id: str, argv: list[str]) -> Projection:
+        self.p = await anyio.to_thread.run_sync(self.d.store.projection)
+        await self.append(NewEvent(RUN_STREAM, "run.started", {
+            "run_id": run_id, "pid": os.getpid(), "host": os.uname().nodename, "argv": argv}))
         async with anyio.create_task_group() as tg:
             if self.d.config.merge.enabled and self.merge_target:
                 from wf.merge_queue.runner import QueueRunner
 
                 self.queue = QueueRunner(self, target=self.merge_target,
                                          logs_dir=self.d.logs_dir.parent / "queue")
-                # libgit2 takes ~50 ms to load: beside reading the log and the signals
-                tg.start_soon(self.queue.open_repository)
-            self.p = await anyio.to_thread.run_sync(self.d.store.projection)
-            await self.append(NewEvent(RUN_STREAM, "run.started", {
-                "run_id": run_id, "pid": os.getpid(), "host": os.uname().nodename,
-                "argv": argv}))
+                tg.start_soon(self.queue.open_repository)  # while signals are read
             # Adopt running attempts first, so a waiting cancel finds them; then act on
             # waiting signals, so the queue's first round sees every entry already sent.
             await self._reconcile(tg)
