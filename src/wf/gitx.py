@@ -788,11 +788,22 @@ class ObjectDb:
                                        delta.old_file.path if renamed else None))
             return tuple(out)
 
-    def merge_tree(self, onto: str, branch: str) -> MergeTreeResult:
-        """``branch`` merged into ``onto`` from their merge base, in memory."""
+    def own_commits(self, head: str, base: str) -> frozenset[str]:
+        """The commits reachable from ``head`` and not from ``base``."""
+        with self.lock:
+            walker = self.repo.walk(self._commit(head).id)
+            walker.hide(self._commit(base).id)
+            return frozenset(str(c.id) for c in walker)
+
+    def merge_tree(self, onto: str, branch: str, *, base: str | None = None) -> MergeTreeResult:
+        """``branch`` merged into ``onto`` from their merge base (``base`` when the caller
+        knows it already), in memory."""
         with self.lock:
             ours, theirs = self._commit(onto), self._commit(branch)
-            base = self.repo.merge_base(ours.id, theirs.id)
+            if base is None:
+                base = self.repo.merge_base(ours.id, theirs.id)
+            else:
+                base = self._commit(base).id
             if base is None:
                 raise GitError(f"{branch} shares no history with {onto}")
             index = self.repo.merge_trees(self.repo[base].tree, ours.tree, theirs.tree)

@@ -1,0 +1,73 @@
+"""The queue's candidate chain on real repositories: every prefix is the merge git would make,
+whether an entry shares history only with the target or also with entries before it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from helpers import commit_files, git
+
+from wf.merge_queue.candidates import Chain, ChainBuilder, Entry
+
+
+def branch(repo: Path, name: str, start: str, files: dict[str, str]) -> str:
+    git(repo, "checkout", "--quiet", "-b", name, start)
+    head = commit_files(repo, files, name)
+    git(repo, "checkout", "--quiet", "main")
+    return head
+
+
+def entry(repo: Path, name: str) -> Entry:
+    return Entry(name, name, git(repo, "rev-parse", name))
+
+
+def show(repo: Path, commit: str, path: str) -> str:
+    return git(repo, "show", f"{commit}:{path}")
+
+
+def test_independent_entries_merge_exactly_as_git_does(repo: Path) -> None:
+    base = git(repo, "rev-parse", "main")
+    branch(repo, "a", base, {"a.txt": "a\n"})
+    branch(repo, "b", base, {"src/utils.py": "def add(a, b):\n    return b + a\n"})
+    chain = ChainBuilder(repo).build(base, [entry(repo, "a"), entry(repo, "b")], 2)
+    assert isinstance(chain, Chain)
+    assert chain.trees[1] == git(repo, "merge-tree", "--write-tree", chain.commits[0], "b")
+    assert git(repo, "rev-parse", f"{chain.commits[1]}^2") == git(repo, "rev-parse", "b")
+
+
+def test_an_entry_stacked_on_an_earlier_one_merges_from_that_entry(repo: Path) -> None:
+    # b is built on a: merged from the target alone, both would "add" x.txt and conflict
+    base = git(repo, "rev-parse", "main")
+    branch(repo, "a", base, {"x.txt": "1\n"})
+    branch(repo, "b", "a", {"x.txt": "2\n"})
+    chain = ChainBuilder(repo).build(base, [entry(repo, "a"), entry(repo, "b")], 2)
+    assert isinstance(chain, Chain)
+    assert show(repo, chain.commits[1], "x.txt") == "2"
+
+
+def test_entries_forked_from_one_commit_off_the_target_merge_from_it(repo: Path) -> None:
+    # q and r both start at x, which the target does not hold; r leaves y.txt as x made it
+    base = git(repo, "rev-parse", "main")
+    x = branch(repo, "x", base, {"y.txt": "0\n"})
+    branch(repo, "q", x, {"y.txt": "q\n"})
+    branch(repo, "r", x, {"r.txt": "r\n"})
+    chain = ChainBuilder(repo).build(base, [entry(repo, "q"), entry(repo, "r")], 2)
+    assert isinstance(chain, Chain)
+    assert show(repo, chain.commits[1], "y.txt") == "q"
+    assert chain.trees[1] == git(repo, "merge-tree", "--write-tree", chain.commits[0], "r")
+
+
+def test_a_chain_kept_across_a_landing_still_merges_stacked_entries(repo: Path) -> None:
+    base = git(repo, "rev-parse", "main")
+    branch(repo, "a", base, {"x.txt": "1\n"})
+    branch(repo, "c", base, {"c.txt": "c\n"})
+    branch(repo, "b", "a", {"x.txt": "2\n"})
+    builder = ChainBuilder(repo)
+    first = builder.build(base, [entry(repo, "a"), entry(repo, "c")], 2)
+    assert isinstance(first, Chain)
+    landed = first.commits[0]  # the target moved to a's prefix; b is stacked on a
+    chain = builder.build(landed, [entry(repo, "c"), entry(repo, "b")], 2)
+    assert isinstance(chain, Chain)
+    assert chain.commits[0] == first.commits[1]  # reused
+    assert show(repo, chain.commits[1], "x.txt") == "2"
+    assert chain.trees[1] == git(repo, "merge-tree", "--write-tree", chain.commits[0], "b")
