@@ -74,7 +74,7 @@ def check_admission(root: Path, branch: str, target: str, *, base_commit: str | 
     if verdict.decision == "deny":
         return decide("denied", f"{verdict.rule}: {verdict.detail}", rule=verdict.rule)
 
-    merged = db.merge_tree(onto, head)
+    merged = db.merge_tree(onto, head, base=fork)
     if not merged.clean:
         return decide("conflict", _conflict_detail(target, merged.conflicted_files),
                       conflicted_files=merged.conflicted_files, messages=merged.messages)
