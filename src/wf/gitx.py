@@ -788,13 +788,6 @@ class ObjectDb:
                                        delta.old_file.path if renamed else None))
             return tuple(out)
 
-    def own_commits(self, head: str, base: str) -> frozenset[str]:
-        """The commits reachable from ``head`` and not from ``base``."""
-        with self.lock:
-            walker = self.repo.walk(self._commit(head).id)
-            walker.hide(self._commit(base).id)
-            return frozenset(str(c.id) for c in walker)
-
     def merge_tree(self, onto: str, branch: str, *, base: str | None = None) -> MergeTreeResult:
         """``branch`` merged into ``onto`` from their merge base (``base`` when the caller
         knows it already), in memory."""

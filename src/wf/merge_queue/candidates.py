@@ -30,7 +30,6 @@ class Chain:
     entries: list[Entry] = field(default_factory=list)
     commits: list[str] = field(default_factory=list)
     trees: list[str] = field(default_factory=list)
-    owns: list[frozenset[str]] = field(default_factory=list)  # each entry's commits beyond base
 
     def prefix(self, size: int) -> tuple[str, str]:
         """(commit, tree) of the target plus the first ``size`` entries."""
@@ -74,22 +73,17 @@ class ChainBuilder:
         variant = _reusable(old, chain.base, wanted) if old is not None else Chain(chain.base)
         if len(variant.commits) < index:  # C_0..C_(index-1) are the chain's own
             variant = Chain(chain.base, chain.entries[:index], chain.commits[:index],
-                            chain.trees[:index], chain.owns[:index])
+                            chain.trees[:index])
         self._extend(variant, wanted)
         self.variant = variant
         return variant
 
     def _extend(self, chain: Chain, entries: list[Entry]) -> Chain | Conflict:
         db = gitx.object_db(self.root)  # opened here, in a worker thread: pygit2 loads slowly
-        if len(chain.commits) >= len(entries):
-            return chain
-        taken = set(chain.commits).union(*chain.owns)  # what the chain holds beyond its base
         for i in range(len(chain.commits), len(entries)):
             entry = entries[i]
             parent = chain.commits[-1] if chain.commits else chain.base
-            own = db.own_commits(entry.head, chain.base)
-            result = db.merge_tree(parent, entry.head, base=_fork(db, chain.base, entry, own,
-                                                                  taken))
+            result = db.merge_tree(parent, entry.head)
             if not result.clean:
                 return Conflict(i, result.conflicted_files)
             commit = db.create_commit(
@@ -98,22 +92,7 @@ class ChainBuilder:
             chain.entries.append(entry)
             chain.commits.append(commit)
             chain.trees.append(result.tree)
-            chain.owns.append(own)
-            taken |= own
-            taken.add(commit)
         return chain
-
-
-def _fork(db: gitx.ObjectDb, base: str, entry: Entry, own: frozenset[str], taken: set[str]
-          ) -> str | None:
-    """The merge base of ``entry`` and the chain's tip, when it can be had cheaply: if the
-    entry shares no commit beyond ``base`` with the chain (``own`` and ``taken`` are disjoint),
-    every common ancestor of the two is one of ``base``'s, so the merge base is the entry's
-    with ``base``, a short walk, where libgit2 would walk the whole chain (half the cost of a
-    chain of fifty). None: let the merge find it."""
-    if own & taken:  # stacked on an earlier entry, or on a commit of the chain
-        return None
-    return db.merge_base(base, entry.head)
 
 
 def _reusable(old: Chain, base: str, entries: list[Entry]) -> Chain:
@@ -131,5 +110,4 @@ def _reusable(old: Chain, base: str, entries: list[Entry]) -> Chain:
         kept.entries.append(entry)
         kept.commits.append(old.commits[j])
         kept.trees.append(old.trees[j])
-        kept.owns.append(old.owns[j])  # beyond the old base, so a superset: safe for _fork
     return kept
