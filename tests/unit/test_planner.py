@@ -41,8 +41,8 @@ def test_after_a_failure_the_window_is_sized_by_the_estimate_alone():
 
 
 def test_common_failures_shrink_the_window():
-    often = Estimate(failures=30, entries=100)
-    assert plan(50, estimate=often).probes[-1].size < plan(50).probes[-1].size
+    often, rare = Estimate(failures=30, entries=100), Estimate(failures=1, entries=100)
+    assert plan(50, estimate=often).probes[-1].size < plan(50, estimate=rare).probes[-1].size
 
 
 def test_a_green_prefix_below_the_first_red_lands_first():
