@@ -225,7 +225,7 @@ def planner_alone(sc: mqrepo.Scenario, parallel: int, stream: bool) -> dict[str,
             seen.add(b.pair)
             kinds.append("good")
         elif b.kind == "sem":
-            kinds.append(("sem", b.pair))
+            kinds.append(("sem", b.pair, b.role))
         else:
             kinds.append(b.kind)
     arrivals = [i / ARRIVALS_PER_T for i in range(len(kinds))] if stream else None

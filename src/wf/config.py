@@ -110,6 +110,8 @@ class MergeConfig(BaseModel):
     max_batch: int = Field(50, ge=1, le=1000, description="entries tested together at most")
     max_parallel_checks: int = Field(2, ge=1, le=64, description="checks running at once")
     resolve_conflicts: bool = Field(False, description="rebase and rerun the agent on conflict")
+    blame: bool = Field(True, description="test first the entries whose files a failing "
+                        "check's output names")
 
     _timeout = field_validator("check_timeout", "forge_check_timeout", mode="before")(
         classmethod(lambda cls, v: _opt_duration(v)))

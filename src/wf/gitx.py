@@ -788,6 +788,16 @@ class ObjectDb:
                                        delta.old_file.path if renamed else None))
             return tuple(out)
 
+    def changed_paths(self, old: str, new: str) -> frozenset[str]:
+        """The paths that differ between two trees (or commits' trees), both sides of each."""
+        with self.lock:
+            try:
+                trees = [self.repo[check_rev(rev)].peel(self._pygit2.Tree) for rev in (old, new)]
+            except (KeyError, ValueError, self._pygit2.GitError) as exc:
+                raise GitError(f"cannot compare {old[:10]} with {new[:10]}: {exc}") from exc
+            return frozenset(path for delta in self.repo.diff(*trees).deltas
+                             for path in (delta.old_file.path, delta.new_file.path))
+
     def merge_tree(self, onto: str, branch: str, *, base: str | None = None) -> MergeTreeResult:
         """``branch`` merged into ``onto`` from their merge base (``base`` when the caller
         knows it already), in memory."""

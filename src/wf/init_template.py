@@ -78,6 +78,9 @@ max_batch = 50
 max_parallel_checks = 2
 # On a conflict, rebase the branch and run the task's agent again with the conflict described.
 resolve_conflicts = false
+# When a check fails, test first the entries whose changed files its output names (a hint:
+# an entry is still evicted only by check results).
+blame = true
 
 # The forge `wf pr` and land = "pr" talk to. github.com and gitlab.com are detected from the
 # remote's URL; any other host needs kind (and api_url when the API is not at the usual place:

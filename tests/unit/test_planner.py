@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from wf.merge_queue.planner import Estimate, Plan, Probe, plan_round
 
 
-def plan(pending, known=None, *, parallel=2, max_batch=50, estimate=None):
+def plan(pending, known=None, *, parallel=2, max_batch=50, estimate=None, suspects=()):
     return plan_round(pending, known or {}, estimate or Estimate(), parallel=parallel,
-                      max_batch=max_batch)
+                      max_batch=max_batch, suspects=frozenset(suspects))
 
 
 def test_nothing_pending_is_nothing_to_do():
@@ -92,15 +94,51 @@ def test_speculation_needs_an_entry_after_the_suspect():
 @pytest.mark.parametrize("pending", [2, 3, 7, 30, 120])
 @pytest.mark.parametrize("parallel", [1, 2, 3])
 def test_every_probe_fits_the_queue_the_slots_and_the_batch(pending, parallel):
-    for known in ({}, {min(pending, 5): False}, {1: False}, {2: False}):
+    for known, suspects in itertools.product(
+            ({}, {min(pending, 5): False}, {1: False}, {2: False}),
+            ((), {0}, {1, 2}, {pending - 1}, {0, pending // 2})):
         p = plan(pending, {s: ok for s, ok in known.items() if s <= pending},
-                 parallel=parallel, max_batch=40)
+                 parallel=parallel, max_batch=40, suspects=suspects)
         assert len(p.probes) <= parallel
         for probe in p.probes:
             limit = min(pending, 40) - (probe.without is not None)
             assert 1 <= probe.size <= limit
             assert probe.without is None or probe.size > probe.without
             assert probe.without is not None or probe.size not in known
+
+
+def test_a_suspect_is_convicted_in_one_round_with_the_entries_before_it_landed():
+    # Q[:50] failed naming entry 6: Q[:6] should pass (and land), Q[:7] fail (6 is the culprit)
+    assert plan(50, {50: False}, suspects={6, 30}).probes == (Probe(6), Probe(7))
+    # what those results then mean: land the six, then entry 6 (now first) is the culprit
+    assert plan(50, {6: True, 7: False, 50: False}, suspects={6}) == Plan(land=6)
+    assert plan(44, {1: False}, suspects={0}).culprit == 0
+
+
+def test_a_suspect_first_in_line_is_checked_alone_beside_the_queue_without_it():
+    # the slot left over tests what would land once it is gone: up to the next suspect
+    assert plan(44, suspects={0, 24}).probes == (Probe(1), Probe(23, without=0))
+    # with no other suspect, a window over the rest
+    (alone, rest) = plan(44, suspects={0}).probes
+    assert alone == Probe(1) and rest.without == 0 and rest.size > 1
+
+
+def test_adjacent_suspects_waste_no_run_on_a_likely_red():
+    assert plan(44, suspects={0, 1}).probes == (Probe(1),)
+
+
+def test_a_suspect_beyond_a_known_red_cannot_be_the_first_bad_entry():
+    # Q[:5] fails, so the first bad entry is among the first five; a suspect at 9 is no help
+    assert plan(20, {5: False}, suspects={9}).probes == plan(20, {5: False}).probes
+
+
+def test_a_known_red_right_after_a_suspect_needs_only_the_prefix_before_it():
+    p = plan(20, {8: False}, suspects={7})
+    assert p.probes[0] == Probe(7) and Probe(8) not in p.probes
+
+
+def test_a_suspect_beyond_the_batch_limit_is_ignored():
+    assert plan(80, max_batch=30, suspects={40}) == plan(80, max_batch=30)
 
 
 def test_the_plan_is_a_pure_function_of_its_inputs():

@@ -19,12 +19,19 @@ the likeliest suspect is evicted (``Q[:i] + Q[i+1:j]``, a :class:`Probe` with ``
 Such a candidate is exactly a prefix of the queue after that eviction, so when the suspect is
 confirmed its result is already in the tested-tree cache and the next green prefix lands at
 once, instead of a round later. The planner never needs speculative results as input.
+
+*Suspects* (``suspects``: entries a failing check's output pointed at, see
+:mod:`wf.merge_queue.blame`) shortcut the narrowing: for the first suspect ``b`` that could be
+the first bad entry, a round tests ``Q[:b]`` and ``Q[:b+1]``, which lands the entries before it
+and convicts it (``Q[:b]`` green, ``Q[:b+1]`` red) at once, instead of splitting a failing
+window over several rounds. A suspect is only ever a hint: it is convicted by those two results
+like any culprit, and a wrong one costs at most the round that clears it (and lands it).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Set as AbstractSet
 from dataclasses import dataclass
 
 PRIOR_FAILURE_RATE = 0.05
@@ -119,9 +126,11 @@ def expected_rounds(first: int, p: float, parallel: int) -> float:
 
 
 def plan_round(pending: int, known: Mapping[int, bool], estimate: Estimate, *,
-               parallel: int, max_batch: int) -> Plan:
+               parallel: int, max_batch: int, suspects: AbstractSet[int] = frozenset()
+               ) -> Plan:
     """The next round for ``pending`` entries given ``known`` results of prefix sizes
-    (relative to the current target; True = passed every check)."""
+    (relative to the current target; True = passed every check) and the ``suspects``
+    (0-based positions of entries a failing check's output named)."""
     if pending == 0:
         return Plan()
     red = min((s for s, ok in known.items() if not ok and s <= pending), default=None)
@@ -129,13 +138,19 @@ def plan_round(pending: int, known: Mapping[int, bool], estimate: Estimate, *,
     if green:
         return Plan(land=green)
     p = estimate.p
+    # The first suspect that can still be the first bad entry (everything before a known red).
+    lead = min((b for b in suspects if b < min(pending, max_batch) and (red is None or b < red)),
+               default=None)
+    if lead is not None and red != 1:
+        return _convict(lead, red, suspects, pending, p, parallel, max_batch)
     if red is None:
         sizes = (optimistic_window(pending, p, parallel, max_batch)
                  if estimate.failures == 0 and not known else
                  choose_window(pending, p, parallel, max_batch))
         return Plan(probes=tuple(Probe(s) for s in sizes))
     if red == 1:  # a re-check of the culprit, if one is needed, leaves parallel - 1 slots
-        return Plan(culprit=0, probes=speculate(0, pending, p, parallel - 1, max_batch))
+        return Plan(culprit=0, probes=speculate(0, pending, p, parallel - 1, max_batch,
+                                                suspects))
     # The first bad entry is in Q[:red]: split (0, red) evenly with up to `parallel` probes;
     # red itself is known to fail and is never tested again.
     k = min(parallel, red - 1)
@@ -143,15 +158,31 @@ def plan_round(pending: int, known: Mapping[int, bool], estimate: Estimate, *,
                                              for j in range(1, k + 1)}))
     # Slots left over (the suspects are down to two): bet on the first one being the culprit,
     # the likelier, since the failure is the first bad entry's.
-    return Plan(probes=probes + speculate(0, pending, p, parallel - len(probes), max_batch))
+    return Plan(probes=probes + speculate(0, pending, p, parallel - len(probes), max_batch,
+                                          suspects))
 
 
-def speculate(suspect: int, pending: int, p: float, slots: int, max_batch: int
-              ) -> tuple[Probe, ...]:
+def _convict(lead: int, red: int | None, suspects: AbstractSet[int], pending: int, p: float,
+             parallel: int, max_batch: int) -> Plan:
+    """A round for suspect ``lead``: ``Q[:lead]`` (likely green: it lands) and ``Q[:lead+1]``
+    (likely red: ``lead`` is then the culprit), skipping what is known; slots left over test
+    the queue as it will be without ``lead``."""
+    sizes = [s for s in (lead, lead + 1) if s > 0 and s != red][:parallel]
+    return Plan(probes=tuple(Probe(s) for s in sizes)
+                + speculate(lead, pending, p, parallel - len(sizes), max_batch, suspects))
+
+
+def speculate(suspect: int, pending: int, p: float, slots: int, max_batch: int,
+              suspects: AbstractSet[int] = frozenset()) -> tuple[Probe, ...]:
     """Up to ``slots`` probes of the queue without ``suspect``, sized like a fresh window over
-    the entries after it (the ones before it are known green)."""
+    the entries after it (the ones before it are known green); when another suspect follows,
+    the first probe stops just before it (the likeliest green prefix once ``suspect`` is
+    gone)."""
     rest = min(pending - suspect - 1, max_batch - suspect)
     if slots <= 0 or rest <= 0:
         return ()
+    after = min((b for b in suspects if suspect < b < suspect + 1 + rest), default=None)
+    if after is not None:  # Q[after] is entry after - 1 of the queue without `suspect`
+        return (Probe(after - 1, without=suspect),) if after - 1 > suspect else ()
     return tuple(Probe(suspect + s, without=suspect)
                  for s in choose_window(rest, p, slots, max_batch))

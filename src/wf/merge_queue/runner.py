@@ -21,6 +21,7 @@ import anyio
 from wf import gitx
 from wf.errors import WfError
 from wf.merge_queue.admission import check_admission
+from wf.merge_queue.blame import blamed, read_log
 from wf.merge_queue.candidates import Chain, ChainBuilder, Conflict, Entry
 from wf.merge_queue.checks import CheckSlots
 from wf.merge_queue.landing import land_local, land_push
@@ -63,6 +64,7 @@ class QueueRunner:
         self.infra_streak = 0
         self.base: str | None = None  # the target as the queue last saw or moved it
         self.landing: set[str] = set()  # entries whose landing is in flight
+        self.quiet_log: str | None = None  # the last passing check's log: its paths say nothing
         # Flakes seen once count for good: the log remembers them across restarts.
         self.flaky_seen = bool(engine.d.store.read(stream=QUEUE_STREAM,
                                                    types=["queue.flaky_seen"], limit=1))
@@ -248,7 +250,8 @@ class QueueRunner:
             if isinstance(chain, Conflict):
                 return chain
             plan = plan_round(len(entries), self._known(chain), self._estimate(),
-                              parallel=self.slots.count, max_batch=self.cfg.max_batch)
+                              parallel=self.slots.count, max_batch=self.cfg.max_batch,
+                              suspects=self._suspects(entries))
             depth = max((p.size for p in plan.probes if p.without is None), default=0)
             if depth <= len(chain.entries):
                 return chain, plan
@@ -275,6 +278,26 @@ class QueueRunner:
             if row is not None and row["result"] in ("pass", "fail"):
                 known[size] = row["result"] == "pass"
         return known
+
+    def _suspects(self, entries: list[Entry]) -> frozenset[int]:
+        """Positions of the entries a failing check's output named (``[merge] blame``)."""
+        if not self.cfg.blame:
+            return frozenset()
+        return frozenset(i for i, e in enumerate(entries)
+                         if (self.e.p.queue.get(e.task_id) or {}).get("suspect"))
+
+    def _blame(self, chain: Chain, size: int, log: str) -> list[str]:
+        """The entries of ``chain``'s first ``size`` whose changes the failing ``log`` names:
+        each entry's changes are what its merge brought to the prefix before it."""
+        db = gitx.object_db(self.root)
+        trees = [chain.base, *chain.trees[:size]]
+        try:
+            changes = [(e.task_id, db.changed_paths(trees[i], trees[i + 1]))
+                       for i, e in enumerate(chain.entries[:size])]
+        except WfError:
+            return []  # a hint only: without it the queue narrows by splitting
+        commands = "\n".join(" ".join(argv) for argv in self.cfg.check)  # the log's headers
+        return blamed(read_log(log), changes, quiet=commands + "\n" + read_log(self.quiet_log))
 
     def _estimate(self) -> Estimate:
         rows = self.e.p.queue.values()
@@ -330,6 +353,11 @@ class QueueRunner:
                     slot, commit, tree, self.cfg.check, timeout=self.cfg.check_timeout,
                     environ=self.e.d.environ))
                 result, detail, log = res.result, res.detail, res.log_path
+            named: list[str] = []
+            if result == "fail" and self.cfg.blame and log:
+                named = await anyio.to_thread.run_sync(self._blame, candidate, size, log)
+            elif result == "pass" and log:
+                self.quiet_log = log
             results[probe] = result
             await announced.wait()
             await self._append(NewEvent(QUEUE_STREAM, "queue.check_finished", {
@@ -337,7 +365,7 @@ class QueueRunner:
                 "entries": [e.task_id for e in candidate.entries[:size]],
                 "without": (None if probe.without is None
                             else entries[probe.without].task_id),
-                "result": result, "detail": detail, "log": log,
+                "result": result, "detail": detail, "log": log, "blamed": named,
                 "started": round(started, 3), "duration": round(time.time() - started, 3)}))
 
         async def extend() -> None:  # while the checks run: what later rounds may need
@@ -386,12 +414,17 @@ class QueueRunner:
     async def _judge_culprit(self, chain: Chain, entries: list[Entry], index: int,
                              beside: tuple[Probe, ...]) -> bool:
         """The entry at ``index`` fails on top of the green prefix before it: evict it (True).
-        Once flaky results have been seen, it is checked once more first, together with the
+        Once flaky results have been seen, or when its failure named none of its files while
+        the check's failures do name files, it is checked once more first, together with the
         speculative probes ``beside`` it (False)."""
         entry = chain.entries[index]
         commit, tree = chain.prefix(index + 1)
         row = self.e.p.tested_trees.get(self._tree_key(tree)) or {}
-        if (self.flaky_seen or (row.get("passes") and row.get("fails"))) and row.get("fails", 0) < 2:
+        unnamed = (self.cfg.blame
+                   and not (self.e.p.queue.get(entry.task_id) or {}).get("suspect")
+                   and any(q.get("suspect") for q in self.e.p.queue.values()))
+        if ((self.flaky_seen or unnamed or (row.get("passes") and row.get("fails")))
+                and row.get("fails", 0) < 2):
             await self._check(chain, entries, (Probe(index + 1), *beside))
             return False
         await self._append(NewEvent(task_stream(entry.task_id), "queue.evicted", {

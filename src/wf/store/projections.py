@@ -33,7 +33,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "queue": (
         "task_id", "state", "position", "branch", "head", "approved", "last_check",
         "reason_kind", "reason", "landed_commit", "entered_ts", "updated_ts",
-        "pr_url", "pr_number", "pr_state", "forge_checks",
+        "pr_url", "pr_number", "pr_state", "forge_checks", "suspect",
     ),
     "tested_trees": ("tree", "result", "passes", "fails", "infra", "detail", "updated_ts"),
 }
@@ -236,10 +236,14 @@ def _apply_queue(p: Projection, e: Event, tid: str | None, touched: set[tuple[st
             row["result"] = d["result"]
         row.update(detail=d.get("detail"), updated_ts=e.ts)
         touched.add(("tested_trees", d["tree"]))
+        named = set(d.get("blamed", ()))
         for entry in d.get("entries", ()):
             if entry in p.queue:
-                p.queue[entry].update(last_check=f"{d['result']} ({d.get('size')} in batch)",
-                                      updated_ts=e.ts)
+                last = f"{d['result']} ({d.get('size')} in batch)"
+                if entry in named:  # the failing check's output names this entry's files
+                    last = f"{d['result']} ({d.get('size')} in batch; its files in the log)"
+                    p.queue[entry]["suspect"] = 1
+                p.queue[entry].update(last_check=last, updated_ts=e.ts)
                 touched.add(("queue", entry))
         return
     if t == "queue.check_started":
@@ -268,5 +272,5 @@ def _apply_queue(p: Projection, e: Event, tid: str | None, touched: set[tuple[st
     if t in ("queue.admitted", "queue.needs_approval") and d.get("head"):
         row["head"] = d["head"]
     if t == "queue.admitted":
-        row.update(reason_kind=None, reason=None)
+        row.update(reason_kind=None, reason=None, suspect=0)
     touched.add(("queue", tid))

@@ -1,0 +1,88 @@
+"""Which entries a failing check points at: a hint for the planner, never a verdict.
+
+A failing check's output usually names files: a traceback's frames, a failing test's path, a
+compiler's or linter's ``path:line``. An entry of the failing candidate is *named* when a file
+its merge brought (the diff from the prefix before it to the prefix with it)
+
+* appears in the output as a whole path: as written, or as the end of a longer one
+  (``/tmp/x/pkg/m07.py`` names ``pkg/m07.py``; ``pkg/m07.pyc`` and ``lib/pkg/m07.py`` do not);
+* or is the module a named test file is named after, by the usual conventions: ``test_m07.py``,
+  ``m07_test.go``, ``m07.test.ts``, ``m07.spec.js``, ``M07Test.java`` all test ``m07``. A bad
+  change usually fails an assertion in its module's test, and the traceback then shows the test
+  file only.
+
+Two filters keep the hint honest:
+
+* a path that the last *passing* check's output names too (``configfile: pyproject.toml``,
+  a file listing) says nothing about this failure and is ignored;
+* when every entry of a candidate of several is named, the output does not tell them apart, and
+  none is.
+
+The planner tests a named entry first (``Q[:b]`` and ``Q[:b+1]`` in one round); it is evicted,
+like any culprit, only when those results convict it. See docs/merge-queue.md.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+LOG_TAIL = 1 << 20  # only the last MiB of a log is read: failures are reported at the end
+_TOKEN = re.compile(r"[\w.+@~/-]+")
+
+
+def named_paths(text: str) -> set[str]:
+    """Every path-like token of ``text`` and each of its ends after a ``/``."""
+    out: set[str] = set()
+    for token in _TOKEN.findall(text):
+        token = token.rstrip(".")  # a sentence's full stop
+        if "." not in token and "/" not in token:
+            continue  # a word, not a file
+        out.add(token)
+        start = token.find("/")
+        while start != -1:
+            out.add(token[start + 1:])
+            start = token.find("/", start + 1)
+    return out
+
+
+def read_log(path: str | Path | None) -> str:
+    """The end of a check's log, or "" when there is none."""
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - LOG_TAIL))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def stem(path: str) -> str:
+    """The file name without its directory and last extension."""
+    name = path.rsplit("/", 1)[-1]
+    return name.rsplit(".", 1)[0] if "." in name[1:] else name
+
+
+def subject_of(path: str) -> str | None:
+    """The stem of the module a test file is named after, or None for other files."""
+    match = _TEST_NAME.fullmatch(stem(path))
+    return next((g for g in match.groups() if g), None) if match else None
+
+
+_TEST_NAME = re.compile(r"tests?_(\w+)|(\w+?)_(?:test|tests|spec)|(.+?)\.(?:test|spec)"
+                        r"|([A-Z]\w*?)Tests?")
+
+
+def blamed(log: str, changes: Sequence[tuple[str, Iterable[str]]], quiet: str = "") -> list[str]:
+    """The ids of the entries, given as ``(id, paths changed)`` in queue order, that the
+    failing ``log`` names; ``quiet`` is a passing check's output, whose paths do not count."""
+    named = named_paths(log) - named_paths(quiet)
+    tested = {s for path in named if (s := subject_of(path))}
+    hit = [entry for entry, paths in changes
+           if any(path in named or stem(path) in tested for path in paths)]
+    if len(changes) > 1 and len(hit) == len(changes):
+        return []
+    return hit
