@@ -1,6 +1,7 @@
 """The merge queue end to end against the naive sequential queue, on generated repositories.
 
     python bench/mqbench.py [--seeds 5] [--scenarios S1,S2,S3,S4,S6] [--parallel-checks 2]
+                            [--no-blame]
                             [--quick] [--no-naive] [--naive-seeds 1] [--naive-jobs 1]
                             [--stream 200] [--keep] [--dir PATH]
 
@@ -13,7 +14,9 @@ Then:
   every branch is enqueued (``wf queue add --branch`` semantics, sent in-process through
   ``wf.api.send_signal`` to keep 50-200 CLI start-ups out of the run) and ``wf resume --json``
   runs the queue. S6 feeds 3 entries per T while the engine runs and restarts ``wf resume``
-  whenever it exits with entries still to come. Figures come from the event log.
+  whenever it exits with entries still to come. Figures come from the event log. The check
+  prints a traceback for each failing test, as test runners do, which the queue reads to name
+  suspects (``[merge] blame``); ``--no-blame`` turns that off, leaving prefix splitting alone.
 * naive: a plain loop over the branches in queue order in a scratch worktree of its own copy:
   ``git merge``, one check run, advance the target on a pass (no retries). It runs on the
   first ``--naive-seeds`` seeds only (default 1: its figures hardly depend on the seed and each
@@ -211,7 +214,8 @@ class Result:
     sim: dict[str, float] = field(default_factory=dict)  # bench/mqsim.py on the same branches
 
 
-def planner_alone(sc: mqrepo.Scenario, parallel: int, stream: bool) -> dict[str, float]:
+def planner_alone(sc: mqrepo.Scenario, parallel: int, stream: bool, blame: bool = True
+                  ) -> dict[str, float]:
     """bench/mqsim.py on this very sequence of branches: the planner with free overhead, in T
     (rounds) and check runs. The later half of a textual pair is left out: wf evicts it while
     building the chain, without a check run."""
@@ -229,22 +233,25 @@ def planner_alone(sc: mqrepo.Scenario, parallel: int, stream: bool) -> dict[str,
         else:
             kinds.append(b.kind)
     arrivals = [i / ARRIVALS_PER_T for i in range(len(kinds))] if stream else None
-    return mqsim.simulate(kinds, parallel, sc.flake, sc.seed, max_batch=50, arrivals=arrivals)
+    return mqsim.simulate(kinds, parallel, sc.flake, sc.seed, max_batch=50, arrivals=arrivals,
+                          blame=blame)
 
 
-def write_config(repo: Path, parallel: int) -> None:
+def write_config(repo: Path, parallel: int, blame: bool = True) -> None:
     check = json.dumps([sys.executable, "check.py"])
     (repo / "wf.toml").write_text(
-        f"[merge]\ncheck = [{check}]\nmax_parallel_checks = {parallel}\n")
+        f"[merge]\ncheck = [{check}]\nmax_parallel_checks = {parallel}\n"
+        + ("" if blame else "blame = false\n"))
 
 
-def run_wf(sc: mqrepo.Scenario, work: Path, parallel: int, T: float, stream: bool) -> Result:
+def run_wf(sc: mqrepo.Scenario, work: Path, parallel: int, T: float, stream: bool,
+           blame: bool = True) -> Result:
     from wf import api
     from wf.model import SignalKind
 
     repo = work / "repo"
     base = mqrepo.build(sc, repo)
-    write_config(repo, parallel)
+    write_config(repo, parallel, blame)
     mqrepo.set_flake(repo, sc.flake, sc.seed)
     handle = api.open_repo(repo)
 
@@ -301,7 +308,7 @@ def run_wf(sc: mqrepo.Scenario, work: Path, parallel: int, T: float, stream: boo
         down = sum(b[0] - a[1] for a, b in itertools.pairwise(engine_runs))
         res.overhead["engine down"] = down
     analyze(sc, repo, base, read_events(repo), res, stream=stream)
-    res.sim = planner_alone(sc, parallel, stream)
+    res.sim = planner_alone(sc, parallel, stream, blame)
     for row in api.queue_status(handle):  # what `wf queue --json` reports
         if row["state"] == "landed" and not (row["head"] and git_ok(
                 repo, "merge-base", "--is-ancestor", row["head"], "main")):
@@ -655,6 +662,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--scenarios", default="S1,S2,S3,S4,S6")
     ap.add_argument("--parallel-checks", type=int, default=2)
+    ap.add_argument("--no-blame", action="store_true",
+                    help="[merge] blame = false: the queue does not read the checks' output")
     ap.add_argument("--quick", action="store_true", help="1 seed, S1 and S2 only")
     ap.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
     ap.add_argument("--naive-seeds", type=int, default=1,
@@ -680,7 +689,8 @@ def main(argv: list[str] | None = None) -> int:
         t_start = time.time()
         T = measure_T(root)
         print(f"T = {T:.3f} s (median wall of one check.py run on the base); "
-              f"max_parallel_checks = {a.parallel_checks}; {a.seeds} seed(s); "
+              f"max_parallel_checks = {a.parallel_checks}; blame {not a.no_blame}; "
+              f"{a.seeds} seed(s); "
               f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}", flush=True)
         all_lines, all_verdicts = [], []
         for name in names:
@@ -700,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
             wf: list[Result] = []
             for sc in scs:
                 work = root / f"wf-{name}-{sc.seed}"
-                r = run_wf(sc, work, a.parallel_checks, T, stream)
+                r = run_wf(sc, work, a.parallel_checks, T, stream, not a.no_blame)
                 wf.append(r)
                 print(f"  wf    {name} seed {sc.seed}: {r.wall / T:5.1f} T, {r.runs} runs, "
                       f"{r.landed} landed, evicted {r.evicted}, false rejects "

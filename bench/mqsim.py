@@ -1,8 +1,10 @@
 """Simulate the merge-queue planner on the benchmark's scenarios, in units of one check run (T).
 
 No git, no processes: a prefix fails if it holds a bad entry or both halves of a semantic pair,
-or at random with the flake rate. Used to tune the planner; bench/mqbench.py measures the real
-queue.    python bench/mqsim.py [--parallel K] [--seeds N] [--bound]
+or at random with the flake rate; a failing check names the bad entries it holds and the
+calling half of a complete pair (the suspects of ``[merge] blame``), unless ``--no-blame``.
+Used to tune the planner; bench/mqbench.py measures the real queue.
+    python bench/mqsim.py [--parallel K] [--seeds N] [--bound] [--no-blame]
 
 ``--bound`` prints the fewest rounds any planner of plain prefix checks needs on average for S2
 (50 entries, exactly 5 bad at random places), even one told that there are exactly 5: a dynamic

@@ -502,7 +502,7 @@ def _clean_orphans(wt: Any, known: set[str], force: bool) -> list[dict[str, Any]
 
 QUEUE_FIELDS = ("task_id", "state", "position", "branch", "head", "approved", "last_check",
                 "reason_kind", "reason", "landed_commit", "entered_ts", "updated_ts",
-                "pr_url", "pr_number", "pr_state", "forge_checks")
+                "pr_url", "pr_number", "pr_state", "forge_checks", "suspect")
 
 
 def queue_status(repo: Repo) -> list[dict[str, Any]]:
@@ -511,7 +511,8 @@ def queue_status(repo: Repo) -> list[dict[str, Any]]:
         return []
     store = open_store(repo)
     try:
-        return [{k: row.get(k) for k in QUEUE_FIELDS} for row in store.queue()]
+        return [{k: bool(row.get(k)) if k == "suspect" else row.get(k) for k in QUEUE_FIELDS}
+                for row in store.queue()]
     finally:
         store.close()
 

@@ -77,6 +77,7 @@ def test_named_entries_are_convicted_in_one_round_each(repo, tmp_path):
     started = events(repo, "queue.check_started")
     assert started[1]["data"]["sizes"] == [5, 6]
     assert "its files in the log" in entries[names[13]]["last_check"]
+    assert [n for n, e in entries.items() if e["suspect"]] == sorted(bad)  # in `wf queue --json`
 
 
 def test_reading_the_output_saves_check_runs(repo, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -341,3 +342,26 @@ def test_a_check_under_a_timeout_reports_its_exit_and_a_slow_one_is_killed(repo,
     assert res.duration < 30
     child = int(pidfile.read_text())
     wait_until(lambda: not pid_alive(child), timeout=10, what="the check's child killed")
+
+
+def test_a_slot_says_when_its_check_has_started_and_when_it_never_will(repo, tmp_path):
+    # the queue builds chains ahead only once the checks have started, not while they start
+    head = git(repo, "rev-parse", "main")
+    tree = git(repo, "rev-parse", "main^{tree}")
+    slots = CheckSlots(repo, tmp_path / "worktrees", tmp_path / "logs", 1)
+    go = tmp_path / "go"
+    waits = [[sys.executable, "-c", "import os, sys, time\n"
+              f"while not os.path.exists({str(go)!r}): time.sleep(0.01)"]]
+    spawned = threading.Event()
+    results = []
+    runner = threading.Thread(target=lambda: results.append(slots.run(
+        0, head, tree, waits, timeout=60, environ={}, spawned=spawned)))
+    runner.start()
+    assert spawned.wait(timeout=30)  # set while the check still runs: it waits for `go`
+    assert not results
+    go.write_text("")
+    runner.join(timeout=60)
+    assert results[0].result == "pass"
+    never = threading.Event()  # a candidate that cannot be checked out starts nothing
+    res = slots.run(0, "0" * 40, tree, waits, timeout=60, environ={}, spawned=never)
+    assert res.result == "infra" and never.is_set()

@@ -71,3 +71,19 @@ def test_a_chain_kept_across_a_landing_still_merges_stacked_entries(repo: Path) 
     assert chain.commits[0] == first.commits[1]  # reused
     assert show(repo, chain.commits[1], "x.txt") == "2"
     assert chain.trees[1] == git(repo, "merge-tree", "--write-tree", chain.commits[0], "b")
+
+
+def test_the_queue_without_an_entry_built_ahead_is_reused_once_it_is_evicted(repo: Path) -> None:
+    # while Q[:1] and Q[:2] are checked, the queue builds Q without entry 1 (the suspect);
+    # once Q[:1] lands and entry 1 is evicted, the next chain is that one: no merge again
+    base = git(repo, "rev-parse", "main")
+    entries = [entry(repo, n) for n in ("a", "b", "c", "d")
+               if branch(repo, n, base, {f"{n}.txt": f"{n}\n"})]
+    builder = ChainBuilder(repo)
+    chain = builder.build(base, entries, 4)
+    assert isinstance(chain, Chain)
+    ahead = builder.without(chain, entries, 1, 3)
+    assert [e.task_id for e in ahead.entries] == ["a", "c", "d"]
+    after = builder.build(chain.commits[0], [entries[2], entries[3]], 2)
+    assert isinstance(after, Chain)
+    assert after.commits == ahead.commits[1:]

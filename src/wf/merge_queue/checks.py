@@ -107,8 +107,19 @@ class CheckSlots:
             raise gitx.GitError(f"checkout of {commit[:10]} in {path}: {exc}") from exc
 
     def run(self, slot: int, commit: str, tree: str, checks: Sequence[Sequence[str]], *,
-            timeout: float | None, environ: Mapping[str, str]) -> CheckResult:
-        """Run every check on ``commit`` in slot ``slot``; stop at the first that does not pass."""
+            timeout: float | None, environ: Mapping[str, str],
+            spawned: threading.Event | None = None) -> CheckResult:
+        """Run every check on ``commit`` in slot ``slot``; stop at the first that does not pass.
+        ``spawned`` is set once the first command has started (or the run ended without one)."""
+        try:
+            return self._run(slot, commit, tree, checks, timeout, environ, spawned)
+        finally:
+            if spawned is not None:
+                spawned.set()
+
+    def _run(self, slot: int, commit: str, tree: str, checks: Sequence[Sequence[str]],
+             timeout: float | None, environ: Mapping[str, str],
+             spawned: threading.Event | None) -> CheckResult:
         started = time.monotonic()
         log_path = self.logs_dir / f"{tree[:16]}-{int(time.time() * 1000)}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -123,7 +134,7 @@ class CheckSlots:
             for argv in checks:
                 log.write(f"$ {' '.join(argv)}\n".encode())
                 log.flush()
-                code = _run_one(list(argv), path, env, log, timeout)
+                code = _run_one(list(argv), path, env, log, timeout, spawned)
                 if code != 0:
                     what = ("timed out" if code is None else
                             "infrastructure failure (exit 75)" if code == INFRA_EXIT else
@@ -135,8 +146,8 @@ class CheckSlots:
                            str(log_path))
 
 
-def _run_one(argv: list[str], cwd: Path, env: Mapping[str, str], log, timeout: float | None
-             ) -> int | None:
+def _run_one(argv: list[str], cwd: Path, env: Mapping[str, str], log, timeout: float | None,
+             spawned: threading.Event | None = None) -> int | None:
     """Exit status of one check command, None on timeout (its process group is killed)."""
     try:
         proc = subprocess.Popen(argv, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
@@ -144,6 +155,9 @@ def _run_one(argv: list[str], cwd: Path, env: Mapping[str, str], log, timeout: f
     except OSError as exc:
         log.write(f"wf: cannot start check: {exc}\n".encode())
         return 127
+    finally:
+        if spawned is not None:
+            spawned.set()
     try:
         return _wait(proc, timeout)
     except subprocess.TimeoutExpired:

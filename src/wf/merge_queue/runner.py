@@ -11,9 +11,13 @@ check free.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -34,6 +38,30 @@ if TYPE_CHECKING:
 QUEUE_STREAM = "queue"
 INFRA_BACKOFF = (1.0, 2.0, 4.0)  # then the queue pauses
 REFUSED_RETRY = 2.0  # seconds between attempts to land on a dirty checked-out target
+BACKGROUND_NICE = 10  # added niceness of the thread that builds chains ahead
+
+
+async def run_in_background_thread(work: Callable[[], None]) -> None:
+    """``work`` in a thread of its own at a lower CPU priority: work done ahead must not slow
+    the checks starting beside it (on Linux a thread has a nice value of its own)."""
+    done = anyio.Event()
+    token = anyio.lowlevel.current_token()
+    failure: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            with contextlib.suppress(OSError, AttributeError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+            work()
+        except BaseException as exc:  # re-raised in the caller's task
+            failure.append(exc)
+        finally:
+            anyio.from_thread.run_sync(done.set, token=token)
+
+    threading.Thread(target=body, name="wf-mq-ahead", daemon=True).start()
+    await done.wait()
+    if failure:
+        raise failure[0]
 
 
 class QueueRunner:
@@ -347,11 +375,12 @@ class QueueRunner:
             commit, tree = candidate.prefix(size)
             started = time.time()
             if not self.cfg.check:
+                spawned[slot].set()
                 result, detail, log = "pass", "no checks configured", None
             else:
                 res = await anyio.to_thread.run_sync(lambda: self.slots.run(
                     slot, commit, tree, self.cfg.check, timeout=self.cfg.check_timeout,
-                    environ=self.e.d.environ))
+                    environ=self.e.d.environ, spawned=spawned[slot]))
                 result, detail, log = res.result, res.detail, res.log_path
             named: list[str] = []
             if result == "fail" and self.cfg.blame and log:
@@ -368,9 +397,19 @@ class QueueRunner:
                 "result": result, "detail": detail, "log": log, "blamed": named,
                 "started": round(started, 3), "duration": round(time.time() - started, 3)}))
 
+        lead = min(self._suspects(entries), default=None)
+        spawned = [threading.Event() for _ in candidates]
+
+        def build_ahead() -> None:
+            for started in spawned:  # the checks' start comes first
+                started.wait(timeout=1.0)
+            built = self.builder.build(chain.base, entries, len(entries))
+            if lead is not None and isinstance(built, Chain) and lead < len(built.entries):
+                # the likeliest next queue: this one once the suspect is evicted
+                self.builder.without(built, entries, lead, len(entries) - 1)
+
         async def extend() -> None:  # while the checks run: what later rounds may need
-            await anyio.to_thread.run_sync(self.builder.build, chain.base, entries,
-                                           len(entries))
+            await run_in_background_thread(build_ahead)
 
         checked = anyio.Event()
 
