@@ -798,9 +798,11 @@ class ObjectDb:
             return frozenset(path for delta in self.repo.diff(*trees).deltas
                              for path in (delta.old_file.path, delta.new_file.path))
 
-    def merge_tree(self, onto: str, branch: str, *, base: str | None = None) -> MergeTreeResult:
+    def merge_tree(self, onto: str, branch: str, *, base: str | None = None,
+                   write: bool = True) -> MergeTreeResult:
         """``branch`` merged into ``onto`` from their merge base (``base`` when the caller
-        knows it already), in memory."""
+        knows it already), in memory. Without ``write`` a clean merge's tree is not written
+        (``tree`` is None): half the cost, for a caller that only asks whether it conflicts."""
         with self.lock:
             ours, theirs = self._commit(onto), self._commit(branch)
             if base is None:
@@ -821,7 +823,8 @@ class ObjectDb:
                                                           onto, branch))
                 return MergeTreeResult(clean=False, tree=None, conflicted_files=tuple(files),
                                        messages=tuple(messages))
-            return MergeTreeResult(clean=True, tree=str(index.write_tree(self.repo)))
+            return MergeTreeResult(clean=True,
+                                   tree=str(index.write_tree(self.repo)) if write else None)
 
     def create_commit(self, tree: str, parents: Sequence[str], message: str) -> str:
         """A commit object (no ref moves), signed by git's configured identity or wf's."""

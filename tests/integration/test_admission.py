@@ -313,3 +313,17 @@ def test_diff_numstat_reports_renames_binaries_and_odd_names(repo: Path) -> None
         gitx.ChangedFile(odd, 2, 0),
     ]
     assert gitx.diff_numstat(repo, "main", "main") == ()
+
+
+def test_without_the_tree_admission_decides_the_same_and_writes_nothing(repo: Path) -> None:
+    make_branch(repo, "wf/a", {"src/new.py": "x = 1\n"})
+    make_branch(repo, "wf/b", {"README.md": "theirs\n"})
+    commit_files(repo, {"README.md": "ours\n"}, "main moves on")
+    objects = git(repo, "count-objects")
+    clean = check_admission(repo, "wf/a", "main", base_commit=None, policy=NO_POLICY,
+                            want_tree=False)
+    assert (clean.verdict, clean.merge_tree) == ("admit", None)
+    assert git(repo, "count-objects") == objects  # no tree written
+    conflict = check_admission(repo, "wf/b", "main", base_commit=None, policy=NO_POLICY,
+                               want_tree=False)
+    assert conflict.verdict == "conflict" and conflict.conflicted_files == ("README.md",)

@@ -16,20 +16,36 @@ from helpers import make_repo
 
 KINDS = st.lists(st.sampled_from(["ok", "ok", "ok", "BAD", "clash"]), min_size=1, max_size=7)
 
+# The same verdicts as CHECK_PY for these kinds, printing what failed the way a test runner
+# does ("named"), or that and a file that has nothing to do with it ("noisy": a wrong hint).
+NAMING_CHECK = """
+import pathlib, sys
+files = sorted(p for p in pathlib.Path('.').rglob('*.txt') if '.git' not in p.parts)
+bad = [p for p in files if 'BAD' in p.read_text()]
+for p in bad:
+    print(f'FAILED {p.as_posix()}')
+if bad and sys.argv[1] == 'noisy':
+    print(f'see {files[0].as_posix()}')
+sys.exit(1 if bad else 0)
+"""
+
 
 def wf_q(repo, *args):
     return subprocess.run([sys.executable, "-m", "wf", *args], cwd=repo, capture_output=True,
                           text=True, timeout=120)
 
 
-@settings(max_examples=12, deadline=None,
+@settings(max_examples=15, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(kinds=KINDS, parallel=st.integers(1, 3))
-def test_random_queues_keep_the_invariants(tmp_path_factory, kinds, parallel):
+@given(kinds=KINDS, parallel=st.integers(1, 3), output=st.sampled_from(["silent", "named",
+                                                                          "noisy"]))
+def test_random_queues_keep_the_invariants(tmp_path_factory, kinds, parallel, output):
+    """Whatever the checks print (nothing, what failed, or what failed and a wrong hint)."""
     root = tmp_path_factory.mktemp("q")
     repo = make_repo(root / "repo")
-    (root / "check.py").write_text(CHECK_PY)
-    check = json.dumps([sys.executable, str(root / "check.py")])
+    (root / "check.py").write_text(CHECK_PY if output == "silent" else NAMING_CHECK)
+    check = json.dumps([sys.executable, str(root / "check.py")]
+                       + ([] if output == "silent" else [output]))
     (repo / "wf.toml").write_text(
         f"[merge]\ncheck = {check}\nmax_parallel_checks = {parallel}\n")
     git(repo, "add", "wf.toml")
@@ -68,5 +84,5 @@ def test_random_queues_keep_the_invariants(tmp_path_factory, kinds, parallel):
                                    cwd=repo).returncode == 0
         assert contained == (entries[f"e{i}"]["state"] == "landed")
     # the final tree passes the check
-    assert subprocess.run([sys.executable, str(root / "check.py")], cwd=repo).returncode == 0
+    assert subprocess.run([*json.loads(check)], cwd=repo).returncode == 0
     shutil.rmtree(root, ignore_errors=True)

@@ -8,7 +8,7 @@ The verdicts, in the order they are checked:
 * ``denied``: a deny rule fired (final: the same diff is denied again);
 * ``conflict``: the merge conflicts; the files go back to the task;
 * ``needs_approval``: clean, but it changes a path that needs a person;
-* ``admit``: clean; ``merge_tree`` is the merged tree.
+* ``admit``: clean; ``merge_tree`` is the merged tree (unless not asked for).
 
 Everything is read from git and nothing is written but objects, so the check can run at any
 time, from a thread (it blocks on git).
@@ -45,11 +45,13 @@ class Admission:
 
 
 def check_admission(root: Path, branch: str, target: str, *, base_commit: str | None,
-                    policy: PolicyConfig) -> Admission:
+                    policy: PolicyConfig, want_tree: bool = True) -> Admission:
     """Decide whether ``branch`` may be queued for ``target``. ``base_commit`` is where the task
     started (default: the merge base with the target). Both names are resolved once, so every
-    step sees the same commits even if the refs move meanwhile. Raises GitError for a name that
-    is not a commit, or one that starts with ``-``."""
+    step sees the same commits even if the refs move meanwhile. Without ``want_tree`` the
+    merged tree is not written (the queue only needs to know that the merge is clean: it
+    merges the entry again onto the entries before it). Raises GitError for a name that is not
+    a commit, or one that starts with ``-``."""
     gitx.check_rev(branch)
     gitx.check_rev(target)
     db = gitx.object_db(root)  # in-process: admission runs for every entry, often
@@ -74,7 +76,7 @@ def check_admission(root: Path, branch: str, target: str, *, base_commit: str | 
     if verdict.decision == "deny":
         return decide("denied", f"{verdict.rule}: {verdict.detail}", rule=verdict.rule)
 
-    merged = db.merge_tree(onto, head, base=fork)
+    merged = db.merge_tree(onto, head, base=fork, write=want_tree)
     if not merged.clean:
         return decide("conflict", _conflict_detail(target, merged.conflicted_files),
                       conflicted_files=merged.conflicted_files, messages=merged.messages)

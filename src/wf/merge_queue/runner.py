@@ -170,7 +170,7 @@ class QueueRunner:
                 try:
                     verdict = check_admission(self.root, q["branch"], self.target_ref,
                                               base_commit=bases[q["task_id"]],
-                                              policy=self.policy)
+                                              policy=self.policy, want_tree=False)
                 except WfError as exc:  # e.g. the branch was deleted: this entry only
                     out.append((exc, None))
                     continue
