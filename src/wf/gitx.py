@@ -788,6 +788,19 @@ class ObjectDb:
                                        delta.old_file.path if renamed else None))
             return tuple(out)
 
+    def own_commits(self, head: str, fork: str, limit: int = 1000) -> frozenset[str] | None:
+        """The commits after ``fork`` up to ``head`` when they are one line of single-parent
+        commits (the usual shape of a task's branch); None otherwise, or past ``limit``."""
+        with self.lock:
+            commit, stop = self._commit(head), self._commit(fork).id
+            own: set[str] = set()
+            while commit.id != stop:
+                if len(commit.parent_ids) != 1 or len(own) >= limit:
+                    return None
+                own.add(str(commit.id))
+                commit = commit.parents[0]
+            return frozenset(own)
+
     def changed_paths(self, old: str, new: str) -> frozenset[str]:
         """The paths that differ between two trees (or commits' trees), both sides of each."""
         with self.lock:

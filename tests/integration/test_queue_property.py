@@ -7,12 +7,11 @@ import shutil
 import subprocess
 import sys
 
+from helpers import make_repo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from runwf import events
 from test_queue_cases import CHECK_PY, git
-
-from helpers import make_repo
 
 KINDS = st.lists(st.sampled_from(["ok", "ok", "ok", "BAD", "clash"]), min_size=1, max_size=7)
 

@@ -32,7 +32,8 @@ class Admission:
     """The verdict on one branch. ``detail`` is one line for a person or the task's agent;
     ``rule`` is the ``[policy]`` rule that fired; ``merge_tree`` the tree of the clean merge
     onto ``target_commit`` (the target as it was checked, so a caller can tell a stale verdict);
-    ``messages`` are git's conflict messages."""
+    ``messages`` are git's conflict messages; ``fork`` is the merge base of the branch and
+    the target."""
 
     verdict: Verdict
     detail: str
@@ -42,6 +43,7 @@ class Admission:
     target_commit: str | None = None
     branch_commit: str | None = None
     messages: tuple[str, ...] = ()
+    fork: str | None = None
 
 
 def check_admission(root: Path, branch: str, target: str, *, base_commit: str | None,
@@ -60,7 +62,8 @@ def check_admission(root: Path, branch: str, target: str, *, base_commit: str | 
     fork = db.merge_base(onto, head)
 
     def decide(verdict: Verdict, detail: str, **more: Any) -> Admission:
-        return Admission(verdict, detail, target_commit=onto, branch_commit=head, **more)
+        return Admission(verdict, detail, target_commit=onto, branch_commit=head, fork=fork,
+                         **more)
 
     base = base_commit if base_commit is not None else fork
     if base is not None and db.commits_beyond(base, head) == 0:

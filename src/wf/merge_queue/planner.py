@@ -31,7 +31,8 @@ like any culprit, and a wrong one costs at most the round that clears it (and la
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Set as AbstractSet
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 PRIOR_FAILURE_RATE = 0.05

@@ -26,7 +26,7 @@ from wf import gitx
 from wf.errors import WfError
 from wf.merge_queue.admission import check_admission
 from wf.merge_queue.blame import blamed, read_log
-from wf.merge_queue.candidates import Chain, ChainBuilder, Conflict, Entry
+from wf.merge_queue.candidates import Chain, ChainBuilder, Conflict, Entry, Fork
 from wf.merge_queue.checks import CheckSlots
 from wf.merge_queue.landing import land_local, land_push
 from wf.merge_queue.planner import Estimate, Plan, Probe, plan_round
@@ -53,7 +53,7 @@ async def run_in_background_thread(work: Callable[[], None]) -> None:
             with contextlib.suppress(OSError, AttributeError):
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
             work()
-        except BaseException as exc:  # re-raised in the caller's task
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's task
             failure.append(exc)
         finally:
             anyio.from_thread.run_sync(done.set, token=token)
@@ -62,6 +62,14 @@ async def run_in_background_thread(work: Callable[[], None]) -> None:
     await done.wait()
     if failure:
         raise failure[0]
+
+
+def _fork(db: gitx.ObjectDb, verdict: Any, head: str | None) -> Fork | None:
+    """The fork of an admitted (or held) entry, when its branch is one line of commits."""
+    if verdict.verdict not in ("admit", "needs_approval") or not (head and verdict.fork):
+        return None
+    own = db.own_commits(head, verdict.fork)
+    return None if own is None else Fork(verdict.target_commit, verdict.fork, own)
 
 
 class QueueRunner:
@@ -93,6 +101,7 @@ class QueueRunner:
         self.base: str | None = None  # the target as the queue last saw or moved it
         self.landing: set[str] = set()  # entries whose landing is in flight
         self.quiet_log: str | None = None  # the last passing check's log: its paths say nothing
+        self.forks: dict[str, tuple[str, Fork]] = {}  # task -> (head, where it left the target)
         # Flakes seen once count for good: the log remembers them across restarts.
         self.flaky_seen = bool(engine.d.store.read(stream=QUEUE_STREAM,
                                                    types=["queue.flaky_seen"], limit=1))
@@ -163,23 +172,26 @@ class QueueRunner:
         bases = {q["task_id"]: (self.e.p.tasks.get(q["task_id"]) or {}).get("base_commit")
                  for q in pending}
 
-        def admit_all() -> list[tuple[Any, str | None]]:
+        def admit_all() -> list[tuple[Any, str | None, Fork | None]]:
             db = gitx.object_db(self.root)
-            out: list[tuple[Any, str | None]] = []
+            out: list[tuple[Any, str | None, Fork | None]] = []
             for q in pending:
                 try:
                     verdict = check_admission(self.root, q["branch"], self.target_ref,
                                               base_commit=bases[q["task_id"]],
                                               policy=self.policy, want_tree=False)
                 except WfError as exc:  # e.g. the branch was deleted: this entry only
-                    out.append((exc, None))
+                    out.append((exc, None, None))
                     continue
-                out.append((verdict, verdict.branch_commit or db.resolve(q["branch"])))
+                head = verdict.branch_commit or db.resolve(q["branch"])
+                out.append((verdict, head, _fork(db, verdict, head)))
             return out
 
         events: list[NewEvent] = []
-        for q, (verdict, head) in zip(pending, await anyio.to_thread.run_sync(admit_all),
-                                      strict=True):
+        for q, (verdict, head, fork) in zip(pending, await anyio.to_thread.run_sync(admit_all),
+                                            strict=True):
+            if fork is not None and head is not None:
+                self.forks[q["task_id"]] = (head, fork)
             events += self._admission_events(q, verdict, head)
         await self._append(*events)
         return True
@@ -241,7 +253,7 @@ class QueueRunner:
         self.landing = set()
         while queued := [q for q in self._entries("queued") if q["task_id"] not in self.landing]:
             # The planner never tests more than max_batch entries, so the chain stops there too.
-            entries = [Entry(q["task_id"], q["branch"], q["head"])
+            entries = [Entry(q["task_id"], q["branch"], q["head"], self._fork(q))
                        for q in queued[:self.cfg.max_batch]]
             planned = await self._plan(base, entries)
             if isinstance(planned, Conflict):
@@ -295,6 +307,11 @@ class QueueRunner:
             await self._append(*[NewEvent(task_stream(q["task_id"]), "queue.landed", {
                 "commit": base, "target": self.target, "reconciled": True}) for q in landed])
         return bool(landed)
+
+    def _fork(self, q: dict[str, Any]) -> Fork | None:
+        """Where the entry's admitted head leaves the target, if this engine admitted it."""
+        head, fork = self.forks.get(q["task_id"], (None, None))
+        return fork if head == q["head"] else None
 
     def _tree_key(self, tree: str) -> str:
         return f"{tree}/{self.checks_key}"
