@@ -113,3 +113,33 @@ def test_a_culprit_whose_failure_names_nothing_is_checked_again_first(repo, tmp_
     rechecked = [c["data"] for c in checks if c["data"]["entries"][-1:] == [names[5]]
                  and c["data"]["without"] is None]
     assert [c["result"] for c in rechecked][-2:] == ["fail", "pass"]
+
+
+def test_pytest_output_names_the_module_whose_test_failed(repo, tmp_path):
+    # a real test runner: `pytest -q` names tests/test_calc.py, and the change is in calc.py
+    (repo / "calc.py").write_text("def add(a, b):\n    return a + b\n")
+    (repo / "tests").mkdir()
+    (repo / "tests" / "test_calc.py").write_text(
+        "from calc import add\n\n\ndef test_add():\n    assert add(2, 2) == 4\n")
+    (repo / "pytest.ini").write_text("[pytest]\npythonpath = .\n")
+    check = json.dumps([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"])
+    (repo / "wf.toml").write_text(f"[merge]\ncheck = {check}\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "calc and its test")
+    changes = {"docs": {"docs/a.md": "a\n"},
+               "bad": {"calc.py": "def add(a, b):\n    return a - b\n"},
+               "notes": {"notes.txt": "n\n"}, "more": {"docs/b.md": "b\n"}}
+    for name, files in changes.items():
+        git(repo, "checkout", "-q", "-b", name, "main")
+        for path, text in files.items():
+            (repo / path).parent.mkdir(exist_ok=True)
+            (repo / path).write_text(text)
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", name)
+        git(repo, "checkout", "-q", "main")
+        assert wf(repo, "queue", "add", "--branch", name, "--id", name).returncode == 0
+    entries, checks = run_queue(repo)
+    assert {n: e["state"] for n, e in entries.items()} == {
+        "docs": "landed", "bad": "evicted", "notes": "landed", "more": "landed"}
+    failing = [c["data"] for c in checks if c["data"]["result"] == "fail"]
+    assert failing and all(c["blamed"] == ["bad"] for c in failing)
