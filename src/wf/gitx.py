@@ -403,23 +403,31 @@ def merge_into_worktree(path: Path, refs: Sequence[str]) -> bool:
 
 
 @contextmanager
-def _temporary_index(path: Path) -> Iterator[dict[str, str]]:
-    """Environment for git commands that use a throw-away copy of the worktree's index."""
+def _temporary_index(path: Path, *, exact: bool) -> Iterator[dict[str, str]]:
+    """Environment for git commands that use a throw-away index of the worktree: a copy of its
+    own (stat info kept: ``add -A`` then hashes only files whose stat changed), or, ``exact``,
+    HEAD's entries without any stat info, so that every file is read."""
     real = git_path(path, "index")
     tmp = real.with_name(f"wf-index-{uuid.uuid4().hex}")
+    env = {"GIT_INDEX_FILE": str(tmp)}
     try:
-        if real.exists():
-            shutil.copyfile(real, tmp)  # a copy keeps stat info: add -A stays fast
-        yield {"GIT_INDEX_FILE": str(tmp)}
+        if exact:
+            run_git(["read-tree", "HEAD"], cwd=path, env=env)
+        elif real.exists():
+            shutil.copyfile(real, tmp)
+        yield env
     finally:
         for leftover in (tmp, tmp.with_name(tmp.name + ".lock")):
             leftover.unlink(missing_ok=True)
 
 
-def snapshot_tree(path: Path) -> str:
+def snapshot_tree(path: Path, *, exact: bool = True) -> str:
     """Tree id of the working tree as it is, untracked files included, ignored ones not.
-    Neither the real index nor any ref is touched."""
-    with _temporary_index(path) as env:
+    Neither the real index nor any ref is touched. ``exact`` (for backups) reads every file:
+    with the index's stat info, a file rewritten with the same size within the same clock tick
+    as its recorded state looks unchanged to git, and a backup would miss the change. Without
+    it (a diff to show), only files whose stat changed are read."""
+    with _temporary_index(path, exact=exact) as env:
         run_git(["add", "-A"], cwd=path, env=env)
         return _out(["write-tree"], path, env=env)
 
@@ -455,7 +463,7 @@ def diff(root: Path, base: str, head_rev: str, stat: bool = False) -> str:
 
 def diff_worktree(path: Path, base: str, stat: bool = False) -> str:
     """Diff from ``base`` to the working tree as it is, uncommitted and untracked files included."""
-    return diff(path, base, snapshot_tree(path), stat=stat)
+    return diff(path, base, snapshot_tree(path, exact=False), stat=stat)
 
 
 # --- worktrees ---------------------------------------------------------------------------

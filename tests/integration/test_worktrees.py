@@ -386,6 +386,24 @@ def test_remove_clean_worktree_keeps_branch(manager: WorktreeManager, repo: Path
     assert not manager.remove("t1").removed  # idempotent
 
 
+def test_a_backup_reads_files_whose_stat_looks_unchanged(manager: WorktreeManager,
+                                                        repo: Path) -> None:
+    # A file rewritten with the same size within the clock tick of its recorded state keeps
+    # the stat the index holds (made so here by hand: an old mtime put back, ctime not
+    # trusted), and git takes it for unchanged. A backup must read it anyway.
+    info = manager.ensure("t1", "main")
+    git(info.path, "config", "core.trustctime", "false")
+    readme = info.path / "README.md"
+    old = readme.stat().st_mtime_ns - 3600 * 10**9
+    os.utime(readme, ns=(old, old))
+    git(info.path, "update-index", "--refresh")  # the index records the old mtime
+    readme.write_text("edited\n")  # as long as "# demo\n", in place
+    os.utime(readme, ns=(old, old))
+    assert git(info.path, "status", "--porcelain") == ""  # git itself sees nothing
+    ref = manager.save_backup(info.path, "t1", label="stat")
+    assert ref and git(repo, "show", f"{ref}:README.md") == "edited"
+
+
 def test_force_remove_backs_up_dirty_changes(manager: WorktreeManager, repo: Path) -> None:
     info = manager.ensure("t1", "main")
     tip = commit_files(info.path, {"committed.txt": "c\n"})

@@ -177,8 +177,8 @@ def speculate(suspect: int, pending: int, p: float, slots: int, max_batch: int,
               suspects: AbstractSet[int] = frozenset()) -> tuple[Probe, ...]:
     """Up to ``slots`` probes of the queue without ``suspect``, sized like a fresh window over
     the entries after it (the ones before it are known green); when another suspect follows,
-    the first probe stops just before it (the likeliest green prefix once ``suspect`` is
-    gone)."""
+    one probe that stops just before it (the likeliest green prefix once ``suspect`` is gone),
+    or none when it follows at once."""
     rest = min(pending - suspect - 1, max_batch - suspect)
     if slots <= 0 or rest <= 0:
         return ()

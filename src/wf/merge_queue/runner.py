@@ -43,7 +43,8 @@ BACKGROUND_NICE = 10  # added niceness of the thread that builds chains ahead
 
 async def run_in_background_thread(work: Callable[[], None]) -> None:
     """``work`` in a thread of its own at a lower CPU priority: work done ahead must not slow
-    the checks starting beside it (on Linux a thread has a nice value of its own)."""
+    the checks starting beside it (on Linux a thread has a nice value of its own). Like
+    ``anyio.to_thread.run_sync``, the caller waits for it to end even when cancelled."""
     done = anyio.Event()
     token = anyio.lowlevel.current_token()
     failure: list[BaseException] = []
@@ -56,19 +57,25 @@ async def run_in_background_thread(work: Callable[[], None]) -> None:
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's task
             failure.append(exc)
         finally:
-            anyio.from_thread.run_sync(done.set, token=token)
+            with contextlib.suppress(RuntimeError):  # the event loop is gone: nobody waits
+                anyio.from_thread.run_sync(done.set, token=token)
 
     threading.Thread(target=body, name="wf-mq-ahead", daemon=True).start()
-    await done.wait()
+    with anyio.CancelScope(shield=True):
+        await done.wait()
     if failure:
         raise failure[0]
 
 
-def _fork(db: gitx.ObjectDb, verdict: Any, head: str | None) -> Fork | None:
-    """The fork of an admitted (or held) entry, when its branch is one line of commits."""
+def _fork_of(db: gitx.ObjectDb, verdict: Any, head: str | None) -> Fork | None:
+    """Where an admitted (or held) entry leaves the target, when its branch is one line of
+    commits; None otherwise (its chain merges then search the merge base)."""
     if verdict.verdict not in ("admit", "needs_approval") or not (head and verdict.fork):
         return None
-    own = db.own_commits(head, verdict.fork)
+    try:
+        own = db.own_commits(head, verdict.fork)
+    except WfError:
+        return None
     return None if own is None else Fork(verdict.target_commit, verdict.fork, own)
 
 
@@ -184,7 +191,7 @@ class QueueRunner:
                     out.append((exc, None, None))
                     continue
                 head = verdict.branch_commit or db.resolve(q["branch"])
-                out.append((verdict, head, _fork(db, verdict, head)))
+                out.append((verdict, head, _fork_of(db, verdict, head)))
             return out
 
         events: list[NewEvent] = []
@@ -253,7 +260,7 @@ class QueueRunner:
         self.landing = set()
         while queued := [q for q in self._entries("queued") if q["task_id"] not in self.landing]:
             # The planner never tests more than max_batch entries, so the chain stops there too.
-            entries = [Entry(q["task_id"], q["branch"], q["head"], self._fork(q))
+            entries = [Entry(q["task_id"], q["branch"], q["head"], self._known_fork(q))
                        for q in queued[:self.cfg.max_batch]]
             planned = await self._plan(base, entries)
             if isinstance(planned, Conflict):
@@ -308,7 +315,7 @@ class QueueRunner:
                 "commit": base, "target": self.target, "reconciled": True}) for q in landed])
         return bool(landed)
 
-    def _fork(self, q: dict[str, Any]) -> Fork | None:
+    def _known_fork(self, q: dict[str, Any]) -> Fork | None:
         """Where the entry's admitted head leaves the target, if this engine admitted it."""
         head, fork = self.forks.get(q["task_id"], (None, None))
         return fork if head == q["head"] else None
