@@ -52,6 +52,13 @@ def test_paths_a_passing_check_names_too_say_nothing():
     assert blamed(log, changes) == ["bump", "parser"]  # without a passing log to compare
 
 
+def test_a_verbose_runner_names_every_test_file_yet_the_failing_one_still_counts():
+    quiet = "tests/test_parser.py::test_x PASSED\ntests/test_printer.py::test_y PASSED\n"
+    log = "tests/test_parser.py::test_x FAILED\ntests/test_printer.py::test_y PASSED\n"
+    changes = [("parser", {"src/parser.py"}), ("printer", {"src/printer.py"}), ("c", {"c.py"})]
+    assert blamed(log, changes, quiet) == ["parser"]
+
+
 def test_naming_every_entry_tells_them_apart_no_better_than_naming_none():
     changes = [("a", {"setup.cfg"}), ("b", {"setup.cfg", "x.py"})]
     assert blamed("error in setup.cfg", changes) == []

@@ -13,8 +13,10 @@ its merge brought (the diff from the prefix before it to the prefix with it)
 
 Two filters keep the hint honest:
 
-* a path that the last *passing* check's output names too (``configfile: pyproject.toml``,
-  a file listing) says nothing about this failure and is ignored;
+* a line that the last *passing* check's output holds too (``configfile: pyproject.toml``, the
+  command line, a test file whose tests all passed both times) says nothing about this failure
+  and is ignored; lines, not paths, so that ``tests/test_x.py::t FAILED`` still counts where
+  the passing run printed ``tests/test_x.py::t PASSED``;
 * when every entry of a candidate of several is named, the output does not tell them apart, and
   none is.
 
@@ -78,8 +80,9 @@ _TEST_NAME = re.compile(r"tests?_(\w+)|(\w+?)_(?:test|tests|spec)|(.+?)\.(?:test
 
 def blamed(log: str, changes: Sequence[tuple[str, Iterable[str]]], quiet: str = "") -> list[str]:
     """The ids of the entries, given as ``(id, paths changed)`` in queue order, that the
-    failing ``log`` names; ``quiet`` is a passing check's output, whose paths do not count."""
-    named = named_paths(log) - named_paths(quiet)
+    failing ``log`` names; ``quiet`` is a passing check's output, whose lines do not count."""
+    seen = {line.strip() for line in quiet.splitlines()}
+    named = named_paths("\n".join(line for line in log.splitlines() if line.strip() not in seen))
     tested = {s for path in named if (s := subject_of(path))}
     hit = [entry for entry, paths in changes
            if any(path in named or stem(path) in tested for path in paths)]

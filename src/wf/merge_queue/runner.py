@@ -348,7 +348,7 @@ class QueueRunner:
                        for i, e in enumerate(chain.entries[:size])]
         except WfError:
             return []  # a hint only: without it the queue narrows by splitting
-        commands = "\n".join(" ".join(argv) for argv in self.cfg.check)  # the log's headers
+        commands = "\n".join(f"$ {' '.join(argv)}" for argv in self.cfg.check)  # log headers
         return blamed(read_log(log), changes, quiet=commands + "\n" + read_log(self.quiet_log))
 
     def _estimate(self) -> Estimate:
