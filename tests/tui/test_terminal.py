@@ -77,15 +77,16 @@ def test_retry_cancel_and_quit_in_a_real_terminal(repo):
         term.wait_for(r"● engine running")
         term.wait_for(r"working \d")  # the selected task's output streams in
 
-        term.keys("c")  # the first row, s1, is selected
-        term.wait_for(r"Cancel s1\?")
+        # The first row is selected: s1 or s2, the two started at once and either may be first.
+        term.keys("c")
+        first = re.search(r"Cancel (s[12])\?", term.wait_for(r"Cancel s[12]\?")).group(1)
         term.keys("y")
-        wait_until(lambda: task_states(repo)["s1"] == "cancelled", 30, "s1 cancelled")
-        term.wait_for(r"^ s1 .*■ cancelled")
+        wait_until(lambda: task_states(repo)[first] == "cancelled", 30, f"{first} cancelled")
+        term.wait_for(rf"^ {first} .*■ cancelled")
 
         term.keys("r")
-        wait_until(lambda: task_states(repo)["s1"] == "running", 30, "s1 running again")
-        term.wait_for(r"^ s1 .*▶ running +2/")
+        wait_until(lambda: task_states(repo)[first] == "running", 30, f"{first} running again")
+        term.wait_for(rf"^ {first} .*▶ running +2/")
 
         term.keys("q")
         term.wait_for(r"^EXITED 0")
