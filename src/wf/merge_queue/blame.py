@@ -32,6 +32,9 @@ from pathlib import Path
 
 LOG_TAIL = 1 << 20  # only the last MiB of a log is read: failures are reported at the end
 _TOKEN = re.compile(r"[\w.+@~/-]+")
+# test_x, tests_x, x_test, x_tests, x_spec, x.test, x.spec, XTest, XTests: x is the subject
+_TEST_NAME = re.compile(r"tests?_(\w+)|(\w+?)_(?:test|tests|spec)|(.+?)\.(?:test|spec)"
+                        r"|([A-Z]\w*?)Tests?")
 
 
 def named_paths(text: str) -> set[str]:
@@ -73,9 +76,6 @@ def subject_of(path: str) -> str | None:
     match = _TEST_NAME.fullmatch(stem(path))
     return next((g for g in match.groups() if g), None) if match else None
 
-
-_TEST_NAME = re.compile(r"tests?_(\w+)|(\w+?)_(?:test|tests|spec)|(.+?)\.(?:test|spec)"
-                        r"|([A-Z]\w*?)Tests?")
 
 
 def blamed(log: str, changes: Sequence[tuple[str, Iterable[str]]], quiet: str = "") -> list[str]:

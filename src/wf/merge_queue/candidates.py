@@ -104,13 +104,8 @@ class ChainBuilder:
         for i in range(len(chain.commits), len(entries)):
             entry = entries[i]
             parent = chain.commits[-1] if chain.commits else chain.base
-            base = None
-            if owned is not None:  # every entry so far merged from its known fork
-                fork = entry.fork
-                if fork is not None and fork.onto == chain.base and not fork.own & owned:
-                    base, owned = fork.commit, owned | fork.own
-                else:
-                    owned = None
+            owned = _adding(owned, chain.base, entry)
+            base = entry.fork.commit if owned is not None and entry.fork else None
             result = db.merge_tree(parent, entry.head, base=base)
             if not result.clean:
                 return Conflict(i, result.conflicted_files)
@@ -126,13 +121,19 @@ class ChainBuilder:
 def _owned(base: str, entries: list[Entry]) -> frozenset[str] | None:
     """The own commits of ``entries`` when each has a fork on ``base`` and none shares a
     commit with another; None when the merge base of a further entry must be searched."""
-    owned: frozenset[str] = frozenset()
+    owned: frozenset[str] | None = frozenset()
     for entry in entries:
-        fork = entry.fork
-        if fork is None or fork.onto != base or fork.own & owned:
-            return None
-        owned |= fork.own
+        owned = _adding(owned, base, entry)
     return owned
+
+
+def _adding(owned: frozenset[str] | None, base: str, entry: Entry) -> frozenset[str] | None:
+    """``owned`` with ``entry``'s own commits, or None if its fork cannot be used (see the
+    module's docstring): None stays None."""
+    fork = entry.fork
+    if owned is None or fork is None or fork.onto != base or fork.own & owned:
+        return None
+    return owned | fork.own
 
 
 def _reusable(old: Chain, base: str, entries: list[Entry]) -> Chain:
