@@ -200,7 +200,7 @@ def test_land_push_moves_the_remote_branch_with_a_lease(repo, origin):
     branch(repo, "bad", {"b.txt": "BAD"})
     enqueue(repo, "good", "bad")
     assert wf(repo, "resume").returncode == 0
-    assert states(repo) == {"good": "landed", "bad": "evicted"}
+    assert states(repo) == {"good": "landed", "bad": "evicted"}, events(repo, "queue.paused")
     remote_main = git(origin, "rev-parse", "main")
     assert remote_main != before
     assert git(origin, "show", "main:g.txt") == "ok"

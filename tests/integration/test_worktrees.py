@@ -10,7 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ from helpers import clone, commit_files, git
 
 from wf import gitx
 from wf.errors import ConfigError, GitError
-from wf.worktrees import Changes, WorktreeManager, repo_lock
+from wf.worktrees import Changes, WorktreeManager, fetch, repo_lock
 from wf.worktrees.manager import POPULATING
 
 
@@ -243,6 +243,30 @@ def test_remote_tracking_base_is_fetched_first(manager: WorktreeManager, repo: P
     info = manager.ensure("t1", "origin/main")
     assert info.base_commit == pushed
     assert git(info.path, "rev-parse", "HEAD") == pushed
+    assert git(repo, "rev-parse", "origin/main") == pushed
+
+
+def test_a_fetch_waits_until_a_worktree_add_is_done(repo: Path, origin: Path,
+                                                    tmp_path: Path) -> None:
+    """``git worktree add`` writes a placeholder HEAD (the null id) before the real one, and a
+    fetch checks connectivity against every worktree's HEAD: it must not run in between."""
+    other = clone(origin, tmp_path / "other")
+    pushed = commit_files(other, {"upstream.txt": "from a colleague\n"}, "upstream work")
+    git(other, "push", "--quiet", "origin", "main")
+    half = repo / ".git" / "worktrees" / "half"
+    with ThreadPoolExecutor(1) as pool:
+        with repo_lock(gitx.common_dir(repo), "worktree"):  # what an add holds, half-way
+            half.mkdir(parents=True)
+            (half / "HEAD").write_text("0" * 40 + "\n")
+            (half / "commondir").write_text("../..\n")
+            (half / "gitdir").write_text(f"{tmp_path / 'half' / '.git'}\n")
+            with pytest.raises(GitError, match="bad object worktrees/half/HEAD"):
+                gitx.fetch(repo, "origin", "main")  # the race, unguarded
+            fetching = pool.submit(fetch, repo, "origin", "main")
+            # Unguarded, it would have failed by now; guarded, it waits for the lock.
+            assert not wait([fetching], timeout=1.0).done
+            (half / "HEAD").write_text(git(repo, "rev-parse", "main") + "\n")  # add is done
+        fetching.result()
     assert git(repo, "rev-parse", "origin/main") == pushed
 
 

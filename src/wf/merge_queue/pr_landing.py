@@ -34,6 +34,7 @@ from wf.merge_queue.landing import LandOutcome
 from wf.model import NewEvent, task_stream
 from wf.providers.base import Forge, ForgeChecks, PullRequest
 from wf.providers.pulls import PullRequestRequest, describe, open_or_update
+from wf.worktrees import fetch
 
 Record = Callable[..., Awaitable[None]]
 MAX_POLL_INTERVAL = 60.0
@@ -69,7 +70,7 @@ class PrLanding:
     async def fetch(self) -> None:
         """Bring the remote-tracking target up to date, with the forge's credentials."""
         forge = await self.connect()
-        await anyio.to_thread.run_sync(lambda: gitx.fetch(
+        await anyio.to_thread.run_sync(lambda: fetch(
             self.root, self.remote, self.target, credentials=forge.push_credentials()))
 
     async def land(self, entry: Any, task: Mapping[str, Any] | None,

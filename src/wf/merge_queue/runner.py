@@ -31,6 +31,7 @@ from wf.merge_queue.checks import CheckSlots
 from wf.merge_queue.landing import land_local, land_push
 from wf.merge_queue.planner import Estimate, Plan, Probe, plan_round
 from wf.model import NewEvent, task_stream
+from wf.worktrees import fetch
 
 if TYPE_CHECKING:
     from wf.merge_queue.pr_landing import PrLanding
@@ -239,7 +240,7 @@ class QueueRunner:
         if self.paused or not self._entries("queued"):
             return False
         if self.cfg.land == "push":
-            await anyio.to_thread.run_sync(gitx.fetch, self.root, self.cfg.remote, self.target)
+            await anyio.to_thread.run_sync(fetch, self.root, self.cfg.remote, self.target)
         elif self.pr_landing is not None:
             await self.pr_landing.fetch()
         base = await anyio.to_thread.run_sync(

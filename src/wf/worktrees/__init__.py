@@ -10,6 +10,7 @@ from wf.worktrees.manager import (
     RemoveResult,
     WorktreeInfo,
     WorktreeManager,
+    fetch,
     repo_lock,
 )
 from wf.worktrees.processes import processes_in, stop_processes_in
@@ -25,6 +26,7 @@ __all__ = [
     "WorktreeInfo",
     "WorktreeManager",
     "copy_included_files",
+    "fetch",
     "files_to_include",
     "processes_in",
     "repo_lock",

@@ -111,6 +111,19 @@ def repo_lock(common_dir: Path, name: str, *, shared: bool = False) -> Iterator[
         yield
 
 
+def fetch(root: Path, remote: str, ref: str, *,
+          credentials: tuple[str, str] | None = None) -> None:
+    """:func:`wf.gitx.fetch`, one at a time and never beside a ``git worktree add``.
+
+    Concurrent fetches fight over the same ref locks. And a fetch checks that what it received
+    connects to every worktree's HEAD, while an add writes a placeholder HEAD (the null id)
+    before the real one: a fetch at that moment fails with ``bad object
+    worktrees/<name>/HEAD``. Adds are quick, so a fetch holds the worktree lock shared."""
+    common = gitx.common_dir(root)
+    with repo_lock(common, "fetch"), repo_lock(common, "worktree", shared=True):
+        gitx.fetch(root, remote, ref, credentials=credentials)
+
+
 @contextmanager
 def _flock(common_dir: Path, name: str, mode: int) -> Iterator[None]:
     lock_dir = common_dir / "wf"
@@ -239,8 +252,7 @@ class WorktreeManager:
             self._remote_refs[ref] = gitx.split_remote_ref(self.repo_root, ref)
         remote_ref = self._remote_refs[ref]
         if remote_ref is not None:
-            with self._lock("fetch"):  # concurrent fetches fight over the same ref locks
-                gitx.fetch(self.repo_root, *remote_ref)
+            fetch(self.repo_root, *remote_ref)
 
     def _adoptable_entry(self, path: Path, branch: str) -> gitx.WorktreeEntry | None:
         """The registered worktree at ``path`` if it is ``branch``'s; None when there is none
