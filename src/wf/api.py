@@ -155,6 +155,8 @@ class EngineLock:
 class RunResult:
     exit_code: int
     tasks: list[dict[str, Any]] = field(default_factory=list)
+    queue_stopped: str | None = None  # why the merge queue stopped with entries left in it
+    idle: bool = False  # nothing was left to do: no task or queue entry moved
 
 
 Observer = Callable[[list[Event]], None]
@@ -181,7 +183,8 @@ def run(repo: Repo, specs: list[TaskSpec] | None, *, command: str,
         observers: list[Observer] = (), on_engine: Callable[[Any], None] | None = None) -> RunResult:
     """Submit ``specs`` (None: resume only) and drive every unfinished task to an end.
 
-    Exit code 0 when every task in scope is done, 1 when one failed, was cancelled or blocked.
+    Exit code 0 when every task in scope is done, 1 when one failed, was cancelled or blocked,
+    or when the merge queue stopped (``queue.paused``) with entries still waiting.
     The scope is the submitted tasks for ``wf run`` and the tasks this engine touched for
     ``wf resume``.
     """
@@ -222,9 +225,10 @@ def run(repo: Repo, specs: list[TaskSpec] | None, *, command: str,
         scope = [s.id for s in specs] if specs else sorted(engine.touched)
         rows = [final.tasks[t] for t in scope if t in final.tasks]
         goal = "merged" if repo.config.merge.auto else "done"
-        code = 0 if all(r["state"] in (goal, "merged") for r in rows) else 1
+        stopped = engine.queue.stopped_with_work() if engine.queue is not None else None
+        code = 0 if all(r["state"] in (goal, "merged") for r in rows) and not stopped else 1
         _finish_run(writer, run_id, code)
-        return RunResult(code, rows)
+        return RunResult(code, rows, stopped, idle=not engine.touched)
     finally:
         writer.close()
         store.close()
@@ -515,6 +519,18 @@ def queue_status(repo: Repo) -> list[dict[str, Any]]:
                 for row in store.queue()]
     finally:
         store.close()
+
+
+def queue_stopped(repo: Repo) -> str | None:
+    """Why the merge queue stopped (its last ``queue.paused``), unless an engine started since."""
+    if not repo.db_path.exists():
+        return None
+    store = open_store(repo)
+    try:
+        last = store.read(types=["queue.paused", "run.started"])[-1:]
+    finally:
+        store.close()
+    return last[0].data.get("reason") if last and last[0].type == "queue.paused" else None
 
 
 # -- pull requests ---------------------------------------------------------------------------

@@ -166,7 +166,12 @@ def test_infrastructure_failures_pause_the_queue_and_are_never_bisected(q):
     proc = wf(q, "resume", timeout=60)
     paused = events(q, "queue.paused")
     assert paused and "exit 75" in paused[0]["data"]["reason"]
-    assert proc.returncode == 0
+    # the run says so, and does not report success with entries left waiting
+    assert proc.returncode == 1
+    assert "the merge queue stopped: checks keep failing with exit 75" in proc.stderr
+    assert "queue: stopped: checks keep failing with exit 75" in proc.stdout
+    shown = wf(q, "queue")
+    assert "the merge queue stopped: checks keep failing with exit 75" in shown.stderr
     assert "evicted" not in states(q).values()  # an infra failure never blames an entry
     results = [e["data"]["result"] for e in events(q, "queue.check_finished")]
     assert "fail" not in results

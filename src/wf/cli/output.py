@@ -86,6 +86,16 @@ def event_line(e: Event) -> str | None:
         "signal.handled": lambda: f"signal for {d.get('task')}: {d.get('result')}",
         "run.started": lambda: f"run {d['run_id']} started (pid {d['pid']})",
         "run.finished": lambda: f"run {d['run_id']} finished (exit {d.get('exit_code')})",
+        "queue.entered": lambda: f"{task}: in the merge queue",
+        "queue.needs_approval": lambda: f"{task}: waits for `wf approve` ({d.get('detail')})",
+        "queue.evicted": lambda: f"{task}: evicted from the queue ({d.get('kind')}: "
+                                 f"{d.get('detail')})",
+        "queue.landed": lambda: f"{task}: landed on {d.get('target')} at "
+                                f"{str(d.get('commit'))[:10]}",
+        "queue.check_finished": lambda: f"queue: check of {_entries(d.get('size'))} "
+                                        f"{d.get('result')} in {format_duration(d.get('duration'))}",
+        "queue.land_refused": lambda: f"queue: cannot land yet: {d.get('detail')}",
+        "queue.paused": lambda: f"queue: stopped: {d.get('reason')}",
         "pr.opened": lambda: f"{task}: {'opened' if d.get('created') else 'updated'} "
                              f"{d.get('url')} ({d.get('state')})",
         "pr.checks": lambda: f"{task}: forge checks {d['state']} ({d.get('detail')})",
@@ -97,6 +107,10 @@ def event_line(e: Event) -> str | None:
     }.get(t)
     return None if text is None else f"{clock(e.ts)}  {text()}"
 
+
+
+def _entries(n: object) -> str:
+    return f"{n} entr{'y' if n == 1 else 'ies'}"
 
 
 def _one_line(text: object, width: int = 100) -> str:

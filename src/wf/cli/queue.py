@@ -25,7 +25,8 @@ def show(ctx: typer.Context, as_json: JsonOpt = False) -> int:
     """Show the queue: position, state, last check, and why anything was evicted."""
     if ctx.invoked_subcommand is not None:
         return 0
-    entries = api.queue_status(api.open_repo())
+    repo = api.open_repo()
+    entries = api.queue_status(repo)
     if as_json:
         print_json(entries)
         return 0
@@ -43,6 +44,9 @@ def show(ctx: typer.Context, as_json: JsonOpt = False) -> int:
         table.add_row(str(n), e["task_id"], state, e["last_check"] or "-",
                       *([pr_cell(e)] if with_pr else []), escape(reason))
     console.print(table)
+    stopped = api.queue_stopped(repo)
+    if stopped and any(e["state"] in ("pending", "queued") for e in entries):
+        note(f"the merge queue stopped: {stopped}; `wf resume` starts it again")
     return 0
 
 

@@ -33,9 +33,12 @@ def _drive(repo: api.Repo, specs: list | None, *, as_json: bool, command: str) -
     finally:
         view.close()
     if not as_json:
-        if not result.tasks:
+        if result.queue_stopped:
+            note(f"the merge queue stopped: {result.queue_stopped}; its entries wait "
+                 "(`wf queue`) until `wf resume` starts it again")
+        elif result.idle:
             note("nothing to do: every task in the log has finished")
-        elif not view.showed_summary:
+        if result.tasks and not view.showed_summary:
             console.print(summary_line(result.tasks))
     return result.exit_code
 

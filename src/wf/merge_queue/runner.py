@@ -117,8 +117,15 @@ class QueueRunner:
     # -- what the engine asks -----------------------------------------------------------------
     def busy(self) -> bool:
         """Whether entries still wait for admission or landing (approvals do not hold a run)."""
-        return self.paused is None and any(
-            q["state"] in ("pending", "queued") for q in self.e.p.queue.values())
+        return self.paused is None and self.waiting() > 0
+
+    def waiting(self) -> int:
+        """How many entries wait for admission or landing."""
+        return sum(q["state"] in ("pending", "queued") for q in self.e.p.queue.values())
+
+    def stopped_with_work(self) -> str | None:
+        """Why the queue stopped when entries are left waiting on it; None otherwise."""
+        return self.paused if self.paused and self.waiting() else None
 
     def wake(self) -> None:
         self.poke.set()
@@ -155,7 +162,7 @@ class QueueRunner:
                 progressed = await self._admit_pending()
                 progressed = await self._round() or progressed
             except WfError as exc:  # git or the store failed: stop landing, say why, stay up
-                self.paused = f"the merge queue stopped: {exc.message}"
+                self.paused = exc.message
                 await self._append(NewEvent(QUEUE_STREAM, "queue.paused", {"reason": self.paused}))
                 progressed = False
             if not progressed:
@@ -469,7 +476,7 @@ class QueueRunner:
         """An infrastructure failure is retried after a growing delay and never bisected;
         after repeated ones the queue pauses and says so."""
         if self.infra_streak >= len(INFRA_BACKOFF):
-            self.paused = "checks keep failing with exit 75 (infrastructure); fix and `wf resume`"
+            self.paused = "checks keep failing with exit 75 (infrastructure)"
             await self._append(NewEvent(QUEUE_STREAM, "queue.paused", {"reason": self.paused}))
             return
         await anyio.sleep(INFRA_BACKOFF[self.infra_streak])
