@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from runwf import events, pid_alive, wait_until, wf
+from runwf import events, pid_alive, wait_until, wf, wf_bg
 
 from wf.merge_queue.checks import CheckSlots
 
@@ -212,6 +212,41 @@ def test_land_push_moves_the_remote_branch_with_a_lease(repo, origin):
     assert git(repo, "rev-parse", "origin/main") == remote_main
     # the local branch is not what the queue moves when it pushes
     assert git(repo, "rev-parse", "main") == before
+
+
+def test_a_failing_fetch_is_tried_again_before_the_queue_stops(repo, origin, tmp_path):
+    setup(repo, merge='land = "push"\nremote = "origin"')
+    git(repo, "push", "-q", "origin", "main")
+    git(repo, "fetch", "-q", "origin")
+    branch(repo, "good", {"g.txt": "ok"})
+    enqueue(repo, "good")
+    git(repo, "remote", "set-url", "origin", str(tmp_path / "unreachable.git"))
+    run = wf_bg(repo, "resume")
+    try:
+        [retry] = wait_until(lambda: events(repo, "queue.retrying"), what="a retry")
+        assert "git fetch failed" in retry["data"]["reason"] and retry["data"]["delay"] == 1.0
+        git(repo, "remote", "set-url", "origin", str(origin))  # the network is back
+        assert run.wait(timeout=60) == 0
+    finally:
+        run.kill()
+        run.communicate()
+    assert states(repo) == {"good": "landed"}
+    assert not events(repo, "queue.paused")
+    assert git(origin, "show", "main:g.txt") == "ok"
+
+
+def test_a_fetch_that_keeps_failing_stops_the_queue_and_the_run_says_so(repo, origin, tmp_path):
+    setup(repo, merge='land = "push"\nremote = "origin"')
+    git(repo, "push", "-q", "origin", "main")
+    git(repo, "fetch", "-q", "origin")
+    branch(repo, "good", {"g.txt": "ok"})
+    enqueue(repo, "good")
+    git(repo, "remote", "set-url", "origin", str(tmp_path / "unreachable.git"))
+    proc = wf(repo, "resume", timeout=60)
+    assert [e["data"]["delay"] for e in events(repo, "queue.retrying")] == [1.0, 2.0, 4.0]
+    assert proc.returncode == 1
+    assert "the merge queue stopped: git fetch failed" in proc.stderr
+    assert states(repo) == {"good": "queued"}
 
 
 FLAKY_CHECK = """

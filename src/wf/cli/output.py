@@ -96,6 +96,8 @@ def event_line(e: Event) -> str | None:
                                         f"{d.get('result')} in {format_duration(d.get('duration'))}",
         "queue.land_refused": lambda: f"queue: cannot land yet: {d.get('detail')}",
         "queue.paused": lambda: f"queue: stopped: {d.get('reason')}",
+        "queue.retrying": lambda: f"queue: {d.get('reason')}; again in "
+                                  f"{format_duration(d.get('delay'))}",
         "pr.opened": lambda: f"{task}: {'opened' if d.get('created') else 'updated'} "
                              f"{d.get('url')} ({d.get('state')})",
         "pr.checks": lambda: f"{task}: forge checks {d['state']} ({d.get('detail')})",

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from wf import gitx
-from wf.errors import WfError
+from wf.errors import GitError, WfError
 from wf.merge_queue.admission import check_admission
 from wf.merge_queue.blame import blamed, read_log
 from wf.merge_queue.candidates import Chain, ChainBuilder, Conflict, Entry, Fork
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from wf.merge_queue.pr_landing import PrLanding
 
 QUEUE_STREAM = "queue"
-INFRA_BACKOFF = (1.0, 2.0, 4.0)  # then the queue pauses
+INFRA_BACKOFF = (1.0, 2.0, 4.0)  # seconds between tries of a failing check or git; then a pause
 REFUSED_RETRY = 2.0  # seconds between attempts to land on a dirty checked-out target
 BACKGROUND_NICE = 10  # added niceness of the thread that builds chains ahead
 
@@ -154,6 +154,7 @@ class QueueRunner:
 
     async def _loop(self, tg: anyio.abc.TaskGroup) -> None:
         warming = False
+        git_failures = 0  # in a row
         while True:
             if not warming and self._entries("pending") and self.cfg.check:
                 warming = True
@@ -161,14 +162,29 @@ class QueueRunner:
             try:
                 progressed = await self._admit_pending()
                 progressed = await self._round() or progressed
-            except WfError as exc:  # git or the store failed: stop landing, say why, stay up
-                self.paused = exc.message
-                await self._append(NewEvent(QUEUE_STREAM, "queue.paused", {"reason": self.paused}))
+                git_failures = 0
+            except GitError as exc:  # maybe passing (a network, a lock): again, after a while
+                if git_failures < len(INFRA_BACKOFF):
+                    delay = INFRA_BACKOFF[git_failures]
+                    git_failures += 1
+                    await self._append(NewEvent(QUEUE_STREAM, "queue.retrying", {
+                        "reason": exc.message, "delay": delay}))
+                    await anyio.sleep(delay)
+                    continue
+                await self._pause(exc.message)
+                progressed = False
+            except WfError as exc:  # the store failed, or the config: stop landing, say why
+                await self._pause(exc.message)
                 progressed = False
             if not progressed:
                 with anyio.move_on_after(1.0):
                     await self.poke.wait()
                 self.poke = anyio.Event()
+
+    async def _pause(self, reason: str) -> None:
+        """Stop admitting and landing until the next engine; the run says why."""
+        self.paused = reason
+        await self._append(NewEvent(QUEUE_STREAM, "queue.paused", {"reason": reason}))
 
     async def _append(self, *events: NewEvent) -> None:
         await self.e.append(*events)
@@ -476,8 +492,7 @@ class QueueRunner:
         """An infrastructure failure is retried after a growing delay and never bisected;
         after repeated ones the queue pauses and says so."""
         if self.infra_streak >= len(INFRA_BACKOFF):
-            self.paused = "checks keep failing with exit 75 (infrastructure)"
-            await self._append(NewEvent(QUEUE_STREAM, "queue.paused", {"reason": self.paused}))
+            await self._pause("checks keep failing with exit 75 (infrastructure)")
             return
         await anyio.sleep(INFRA_BACKOFF[self.infra_streak])
         self.infra_streak += 1
