@@ -3,9 +3,12 @@ what it shows, and that each key writes the signal the engine then acts on."""
 
 from __future__ import annotations
 
+import json
+import sys
+
 import pytest
 from dashrun import drive, tasks_file, until
-from helpers import commit_files
+from helpers import commit_files, git
 from rich.syntax import Syntax
 from runwf import events, status, wf, wf_bg
 
@@ -188,6 +191,28 @@ def test_queue_keys_wait_as_signals_for_the_next_run(repo):
         assert cell(app, "a", "state") == "⬆ merged"
 
     drive(repo, after)
+
+
+def test_a_queue_that_stops_pops_up_with_the_reason(repo, tmp_path):
+    (tmp_path / "infra.py").write_text("import sys\nsys.exit(75)\n")
+    check = json.dumps([sys.executable, str(tmp_path / "infra.py")])
+    commit_files(repo, {"wf.toml": f"[merge]\ncheck = {check}\n"}, "queue config")
+    git(repo, "checkout", "-q", "-b", "g")
+    commit_files(repo, {"g.txt": "ok\n"}, "g")
+    git(repo, "checkout", "-q", "-")
+    assert wf(repo, "queue", "add", "--branch", "g", "--id", "g").returncode == 0
+    run = wf_bg(repo, "resume")
+    try:
+        async def scenario(pilot, app):
+            await until(pilot, lambda: any(
+                n.startswith("the merge queue stopped: checks keep failing with exit 75")
+                for n in app.notices), "the stop notice", timeout=60)
+
+        drive(repo, scenario)
+    finally:
+        if run.poll() is None:
+            run.kill()
+        run.communicate()
 
 
 def test_a_pull_request_without_a_forge_is_a_notice_not_a_crash(finished):

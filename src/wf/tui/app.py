@@ -222,6 +222,9 @@ class Dashboard(TaskCommands, App[None]):
         elif e.type == "queue.evicted":
             self.notify(f"{tid} left the queue: {d.get('kind')}: {d.get('detail')}",
                         severity="warning")
+        elif e.type == "queue.paused":
+            self.notify(f"the merge queue stopped: {d.get('reason')}; `wf resume` starts it "
+                        "again", title="merge queue", severity="error", timeout=15)
         elif e.type == "signal.handled" and d.get("signal_seq") in self.sent:
             kind, task = self.sent.pop(d["signal_seq"])
             self.notify(f"{kind} {task}: {d.get('result')}", title="engine")
