@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import select
+import shutil
 import signal
 import subprocess
 import threading
@@ -29,6 +30,16 @@ from wf.worktrees.include import copy_included_files
 from wf.worktrees.manager import repo_lock
 
 INFRA_EXIT = 75
+
+
+def _worktree_of(path: Path, common: Path) -> bool:
+    """Whether ``path`` is a worktree the repository of git common dir ``common`` knows."""
+    try:
+        link = (path / ".git").read_text()
+    except OSError:
+        return False
+    admin = Path(link.removeprefix("gitdir:").strip())
+    return admin.is_dir() and admin.parent.parent.resolve() == common.resolve()
 
 
 @dataclass(frozen=True)
@@ -65,10 +76,13 @@ class CheckSlots:
         """Create slot ``slot``'s worktree at ``commit`` unless it exists; whether it did.
         The queue calls it ahead of the first checks, while it admits entries."""
         path = self.path(slot)
-        if (path / ".git").exists():
+        common = gitx.common_dir(self.root)
+        if _worktree_of(path, common):
             return False
-        with repo_lock(gitx.common_dir(self.root), "worktree"):
+        with repo_lock(common, "worktree"):
             gitx.worktree_prune(self.root)
+            if path.exists():  # a slot this repository no longer knows (pruned, or recreated):
+                shutil.rmtree(path)  # the queue's own scratch checkout, holding no work
             path.parent.mkdir(parents=True, exist_ok=True)
             gitx.worktree_add_detached(self.root, path, commit)
         copy_included_files(self.root, path)
