@@ -669,6 +669,14 @@ def has_tracked_changes(path: Path) -> bool:
     return bool(_out(["status", "--porcelain", "--untracked-files=no"], path))
 
 
+def read_tree_refusal(path: Path, old: str, new: str) -> str | None:
+    """Why :func:`read_tree_update` would fail (git's reason, e.g. an untracked file it would
+    overwrite), or None: a dry run that touches nothing."""
+    proc = run_git(["read-tree", "-n", "-m", "-u", check_rev(old), check_rev(new)], cwd=path,
+                   check=False)
+    return _reason(proc) if proc.returncode != 0 else None
+
+
 def read_tree_update(path: Path, old: str, new: str) -> None:
     """Bring the index and files of the worktree at ``path`` from ``old`` to ``new`` (a
     two-tree merge: local changes that do not conflict are kept)."""

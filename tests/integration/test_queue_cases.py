@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -197,6 +198,27 @@ def test_a_dirty_checked_out_target_is_not_landed_on(q):
     assert states(q) == {"g": "landed"}
 
 
+def test_an_untracked_file_the_landing_would_overwrite_holds_it_back(q):
+    branch(q, "g", {"g.txt": "ok"})
+    (q / "g.txt").write_text("mine\n")  # untracked in the main worktree, where main is out
+    enqueue(q, "g")
+    before = git(q, "rev-parse", "main")
+    run = wf_bg(q, "resume")
+    try:
+        [refused] = wait_until(lambda: events(q, "queue.land_refused"), what="a refused landing")
+        assert "Untracked working tree file 'g.txt' would be overwritten" in refused["data"]["detail"]
+        assert git(q, "rev-parse", "main") == before
+        assert git(q, "status", "--porcelain") == "?? g.txt"  # nothing else looks modified
+        (q / "g.txt").unlink()  # the user moves it away; the queue lands on its own
+        assert run.wait(timeout=60) == 0
+    finally:
+        run.kill()
+        run.communicate()
+    assert states(q) == {"g": "landed"}
+    assert git(q, "status", "--porcelain") == ""
+    assert (q / "g.txt").read_text() == "ok"
+
+
 def test_land_push_moves_the_remote_branch_with_a_lease(repo, origin):
     setup(repo, merge='land = "push"\nremote = "origin"')
     git(repo, "push", "-q", "origin", "main")
@@ -361,6 +383,17 @@ def test_a_slot_left_locked_by_a_killed_engine_is_usable_again(repo, tmp_path):
     assert CheckSlots(repo, tmp_path / "worktrees", tmp_path / "logs", 1).prepare(0, two) == path
     assert git(path, "rev-parse", "HEAD") == two
     assert (path / "a.txt").read_text() == "two"
+
+
+def test_a_slot_the_repository_no_longer_knows_is_made_again(repo, tmp_path):
+    branch(repo, "two", {"a.txt": "two"})
+    one, two = git(repo, "rev-parse", "main"), git(repo, "rev-parse", "two")
+    path = CheckSlots(repo, tmp_path / "worktrees", tmp_path / "logs", 1).prepare(0, one)
+    (path / "stale.txt").write_text("from before")
+    shutil.rmtree(git(path, "rev-parse", "--absolute-git-dir"))  # e.g. the repository remade
+    assert CheckSlots(repo, tmp_path / "worktrees", tmp_path / "logs", 1).prepare(0, two) == path
+    assert git(path, "rev-parse", "HEAD") == two
+    assert (path / "a.txt").read_text() == "two" and not (path / "stale.txt").exists()
 
 
 def test_a_check_under_a_timeout_reports_its_exit_and_a_slow_one_is_killed(repo, tmp_path):

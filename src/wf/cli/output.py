@@ -96,7 +96,7 @@ def event_line(e: Event) -> str | None:
                                         f"{d.get('result')} in {format_duration(d.get('duration'))}",
         "queue.land_refused": lambda: f"queue: cannot land yet: {d.get('detail')}",
         "queue.paused": lambda: f"queue: stopped: {d.get('reason')}",
-        "queue.retrying": lambda: f"queue: {d.get('reason')}; again in "
+        "queue.retrying": lambda: f"queue: {str(d.get('reason')).rstrip('.')}; again in "
                                   f"{format_duration(d.get('delay'))}",
         "pr.opened": lambda: f"{task}: {'opened' if d.get('created') else 'updated'} "
                              f"{d.get('url')} ({d.get('state')})",

@@ -18,6 +18,7 @@ from typing import Literal
 
 from wf import gitx
 from wf.errors import GitError
+from wf.worktrees.manager import repo_lock
 
 
 @dataclass(frozen=True)
@@ -33,11 +34,16 @@ class LandOutcome:
 
 def land_local(root: Path, target: str, old: str, new: str) -> LandOutcome:
     ref = f"refs/heads/{target}"
-    holder = next((w for w in gitx.list_worktrees(root) if w.branch == target), None)
+    with repo_lock(gitx.common_dir(root), "worktree", shared=True):  # not beside an add
+        holder = next((w for w in gitx.list_worktrees(root) if w.branch == target), None)
     if holder is not None and gitx.has_tracked_changes(holder.path):
         return LandOutcome("refused", f"{target} is checked out in {holder.path} with "
                                       "uncommitted changes; commit or stash them to let the "
                                       "queue land")
+    if holder is not None and (why := gitx.read_tree_refusal(holder.path, old, new)):
+        return LandOutcome("refused", f"{target} is checked out in {holder.path}, where "
+                                      f"landing would fail: {why.rstrip('.')}; move those "
+                                      "files away to let the queue land")
     try:
         gitx.update_ref(root, ref, new, old, message="wf merge queue: land")
     except GitError:

@@ -42,6 +42,17 @@ REFUSED_RETRY = 2.0  # seconds between attempts to land on a dirty checked-out t
 BACKGROUND_NICE = 10  # added niceness of the thread that builds chains ahead
 
 
+def _sole_wf_error(group: BaseExceptionGroup) -> BaseException | None:
+    """The first WfError of ``group`` when it holds nothing else; None otherwise."""
+    errors, rest = group.split(WfError)
+    if errors is None or rest is not None:
+        return None
+    leaf: BaseException = errors
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    return leaf
+
+
 async def run_in_background_thread(work: Callable[[], None]) -> None:
     """``work`` in a thread of its own at a lower CPU priority: work done ahead must not slow
     the checks starting beside it (on Linux a thread has a nice value of its own). Like
@@ -273,8 +284,14 @@ class QueueRunner:
         if base != self.base and await self._record_already_landed(base):
             return True
         self.base = base
-        async with anyio.create_task_group() as tg:
-            progressed = await self._act(tg, base)
+        try:
+            async with anyio.create_task_group() as tg:
+                progressed = await self._act(tg, base)
+        except BaseExceptionGroup as group:  # a landing failed: as if the round itself had
+            error = _sole_wf_error(group)
+            if error is None:
+                raise
+            raise error from group
         # a refused landing waits for a poke; anything else plans again at once
         return progressed and self.refused is None
 
