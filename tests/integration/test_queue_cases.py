@@ -236,13 +236,18 @@ def test_land_push_moves_the_remote_branch_with_a_lease(repo, origin):
     assert git(repo, "rev-parse", "main") == before
 
 
-def test_a_failing_fetch_is_tried_again_before_the_queue_stops(repo, origin, tmp_path):
+def queue_behind_a_remote_that_is_down(repo: Path, tmp_path: Path) -> None:
+    """Entry "good" queued to be pushed to origin, whose URL now leads nowhere."""
     setup(repo, merge='land = "push"\nremote = "origin"')
     git(repo, "push", "-q", "origin", "main")
     git(repo, "fetch", "-q", "origin")
     branch(repo, "good", {"g.txt": "ok"})
     enqueue(repo, "good")
     git(repo, "remote", "set-url", "origin", str(tmp_path / "unreachable.git"))
+
+
+def test_a_failing_fetch_is_tried_again_before_the_queue_stops(repo, origin, tmp_path):
+    queue_behind_a_remote_that_is_down(repo, tmp_path)
     run = wf_bg(repo, "resume")
     try:
         [retry] = wait_until(lambda: events(repo, "queue.retrying"), what="a retry")
@@ -258,12 +263,7 @@ def test_a_failing_fetch_is_tried_again_before_the_queue_stops(repo, origin, tmp
 
 
 def test_a_fetch_that_keeps_failing_stops_the_queue_and_the_run_says_so(repo, origin, tmp_path):
-    setup(repo, merge='land = "push"\nremote = "origin"')
-    git(repo, "push", "-q", "origin", "main")
-    git(repo, "fetch", "-q", "origin")
-    branch(repo, "good", {"g.txt": "ok"})
-    enqueue(repo, "good")
-    git(repo, "remote", "set-url", "origin", str(tmp_path / "unreachable.git"))
+    queue_behind_a_remote_that_is_down(repo, tmp_path)
     proc = wf(repo, "resume", timeout=60)
     assert [e["data"]["delay"] for e in events(repo, "queue.retrying")] == [1.0, 2.0, 4.0]
     assert proc.returncode == 1
