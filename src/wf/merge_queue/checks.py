@@ -38,8 +38,8 @@ def _worktree_of(path: Path, common: Path) -> bool:
         link = (path / ".git").read_text()
     except OSError:
         return False
-    admin = Path(link.removeprefix("gitdir:").strip())
-    return admin.is_dir() and admin.parent.parent.resolve() == common.resolve()
+    admin = path / link.removeprefix("gitdir:").strip()  # relative to the worktree, or absolute
+    return admin.is_dir() and admin.resolve().parent.parent == common.resolve()
 
 
 @dataclass(frozen=True)
