@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -226,8 +227,13 @@ def test_land_push_moves_the_remote_branch_with_a_lease(repo, origin):
     branch(repo, "good", {"g.txt": "ok"})
     branch(repo, "bad", {"b.txt": "BAD"})
     enqueue(repo, "good", "bad")
-    assert wf(repo, "resume").returncode == 0
+    proc = wf(repo, "resume")
+    assert proc.returncode == 0
     assert states(repo) == {"good": "landed", "bad": "evicted"}, events(repo, "queue.paused")
+    # one line per step of the queue in the plain output
+    assert re.search(r"queue: check of \d entr(y|ies) failed in", proc.stdout)
+    assert "bad: evicted from the queue (check: fails the checks" in proc.stdout
+    assert f"good: landed on main at {git(origin, 'rev-parse', 'main')[:10]}" in proc.stdout
     remote_main = git(origin, "rev-parse", "main")
     assert remote_main != before
     assert git(origin, "show", "main:g.txt") == "ok"

@@ -29,6 +29,7 @@ STATE_STYLE = {
 ENTRY_STYLE = {"pending": ("·", "dim"), "queued": ("·", "cyan"),
                "waiting_approval": ("?", "yellow"), "landed": ("⬆", "green"),
                "evicted": ("✘", "red"), "removed": ("■", "magenta")}
+CHECK_OUTCOME = {"pass": "passed", "fail": "failed", "infra": "failed (infrastructure)"}
 
 
 def fail(message: str, hint: str | None = None) -> None:
@@ -92,8 +93,10 @@ def event_line(e: Event) -> str | None:
                                  f"{d.get('detail')})",
         "queue.landed": lambda: f"{task}: landed on {d.get('target')} at "
                                 f"{str(d.get('commit'))[:10]}",
-        "queue.check_finished": lambda: f"queue: check of {_entries(d.get('size'))} "
-                                        f"{d.get('result')} in {format_duration(d.get('duration'))}",
+        "queue.check_finished": lambda: (
+            f"queue: check of {_entries(d.get('size'))} "
+            f"{CHECK_OUTCOME.get(d.get('result'), d.get('result'))} "
+            f"in {format_duration(d.get('duration'))}"),
         "queue.land_refused": lambda: f"queue: cannot land yet: {d.get('detail')}",
         "queue.paused": lambda: f"queue: stopped: {d.get('reason')}",
         "queue.retrying": lambda: f"queue: {str(d.get('reason')).rstrip('.')}; again in "
