@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from dashrun import tasks_file
+from helpers import commit_files, git
 from runwf import task_states, wait_until, wf, wf_bg
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("tmux") is None,
@@ -112,3 +113,22 @@ def test_run_dash_shows_its_run_and_no_color_means_no_colour(repo):
     finally:
         term.close()
     assert task_states(repo) == {"quick": "done"}
+
+
+def test_a_run_of_the_queue_alone_shows_the_queue_in_a_terminal(repo, tmp_path):
+    (tmp_path / "check.py").write_text(
+        "import pathlib, sys\nsys.exit(1 if pathlib.Path('bad.txt').exists() else 0)\n")
+    check = f'["{sys.executable}", "{tmp_path / "check.py"}"]'
+    commit_files(repo, {"wf.toml": f"[merge]\ncheck = {check}\n"}, "queue config")
+    for name in ("good", "bad"):
+        git(repo, "checkout", "-qb", name)
+        commit_files(repo, {f"{name}.txt": name}, name)
+        git(repo, "checkout", "-q", "-")
+        assert wf(repo, "queue", "add", "--branch", name, "--id", name).returncode == 0
+    term = Terminal(repo, f"{WF} resume")
+    try:
+        term.wait_for(r"^merge queue  ⬆ landed 1  ✘ evicted 1$", timeout=60)
+        screen = term.wait_for(r"^EXITED 0")
+    finally:
+        term.close()
+    assert "task" not in screen.split("merge queue")[0]  # no empty table of tasks above it

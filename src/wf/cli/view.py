@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ from rich.text import Text
 
 from wf.agents.builtin import find_adapter
 from wf.agents.runner import AttemptFiles
-from wf.cli.output import console, event_line, print_json, styled_state, transcript_line
+from wf.cli.output import (
+    ENTRY_STYLE, console, event_line, print_json, styled_state, transcript_line,
+)
 from wf.model import Event, format_duration
 
 
@@ -57,6 +60,15 @@ def last_output_line(tail: str, adapter_name: str | None) -> str:
     return ""
 
 
+def queue_lines(entries: list[dict[str, Any]], stopped: str | None) -> str:
+    """The merge queue in one line of counts by state, and why it stopped if it did."""
+    counts = Counter(q["state"] for q in entries)
+    parts = [f"[{style}]{icon} {state.replace('_', ' ')} {counts[state]}[/]"
+             for state, (icon, style) in ENTRY_STYLE.items() if counts[state]]
+    text = "merge queue  " + "  ".join(parts)
+    return text + (f"\n[red]the merge queue stopped: {escape(stopped)}[/]" if stopped else "")
+
+
 def summary_line(tasks: list[dict[str, Any]]) -> str:
     counts: dict[str, int] = {}
     for t in tasks:
@@ -94,8 +106,14 @@ class RunView:
 
     def __rich__(self) -> Group:
         tasks = list(self.engine.p.tasks.values()) if self.engine else []
-        return Group(tasks_table(tasks, self.logs_dir, time.time()), "",
-                     summary_line(tasks))
+        entries = list(self.engine.p.queue.values()) if self.engine else []
+        parts: list[Any] = []
+        if tasks or not entries:  # a run of the queue alone has no task to show
+            parts += [tasks_table(tasks, self.logs_dir, time.time()), "", summary_line(tasks)]
+        if entries:
+            queue = self.engine.queue
+            parts.append(queue_lines(entries, queue.paused if queue is not None else None))
+        return Group(*parts)
 
     @property
     def showed_summary(self) -> bool:
