@@ -18,7 +18,12 @@ from rich.text import Text
 from wf.agents.builtin import find_adapter
 from wf.agents.runner import AttemptFiles
 from wf.cli.output import (
-    ENTRY_STYLE, console, event_line, print_json, styled_state, transcript_line,
+    ENTRY_STYLE,
+    console,
+    event_line,
+    print_json,
+    styled_state,
+    transcript_line,
 )
 from wf.model import Event, format_duration
 
