@@ -21,7 +21,15 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="one JSON object per event
 
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM stops the engine exactly as Ctrl-C does
+    """SIGTERM stops the engine exactly as Ctrl-C does: through the SIGINT handler of the
+    running event loop (asyncio's cancels the main task, and the run ends in one
+    KeyboardInterrupt). Raised here instead, the KeyboardInterrupt would land in whichever
+    task happens to run, and asyncio would print that task's traceback at shutdown."""
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+        return
+    raise KeyboardInterrupt  # SIGINT is ignored: stop all the same
 
 
 def _drive(repo: api.Repo, specs: list | None, *, as_json: bool, command: str) -> int:
