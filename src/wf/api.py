@@ -241,14 +241,11 @@ def _unwrap_errors(fn: Callable[..., Any], *args: Any) -> Any:
     try:
         return fn(*args)
     except BaseExceptionGroup as group:
-        from wf.errors import WfError
+        from wf.errors import WfError, first_in_group
 
         for kind in (KeyboardInterrupt, WfError):
-            match = group.subgroup(lambda e, kind=kind: isinstance(e, kind))
-            if match is not None:
-                leaf = match
-                while isinstance(leaf, BaseExceptionGroup):
-                    leaf = leaf.exceptions[0]
+            leaf = first_in_group(group, kind)
+            if leaf is not None:
                 raise leaf from group
         raise
 

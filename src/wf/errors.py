@@ -80,3 +80,15 @@ class Interrupted(WfError):
     """Ctrl-C or SIGTERM stopped the engine; the log is intact and `wf resume` continues."""
 
     exit_code = 130
+
+
+def first_in_group(group: BaseExceptionGroup, kind: type[BaseException]) -> BaseException | None:
+    """The first exception of ``kind`` in ``group``, however deeply nested; None if none is.
+    Task groups wrap what their tasks raise: this finds the error a person should read."""
+    match = group.subgroup(lambda e: isinstance(e, kind))
+    if match is None:
+        return None
+    leaf: BaseException = match
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    return leaf

@@ -207,7 +207,8 @@ def test_an_untracked_file_the_landing_would_overwrite_holds_it_back(q):
     run = wf_bg(q, "resume")
     try:
         [refused] = wait_until(lambda: events(q, "queue.land_refused"), what="a refused landing")
-        assert "Untracked working tree file 'g.txt' would be overwritten" in refused["data"]["detail"]
+        detail = refused["data"]["detail"]
+        assert "Untracked working tree file 'g.txt' would be overwritten" in detail
         assert git(q, "rev-parse", "main") == before
         assert git(q, "status", "--porcelain") == "?? g.txt"  # nothing else looks modified
         (q / "g.txt").unlink()  # the user moves it away; the queue lands on its own

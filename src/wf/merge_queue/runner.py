@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from wf import gitx
-from wf.errors import GitError, WfError
+from wf.errors import GitError, WfError, first_in_group
 from wf.merge_queue.admission import check_admission
 from wf.merge_queue.blame import blamed, read_log
 from wf.merge_queue.candidates import Chain, ChainBuilder, Conflict, Entry, Fork
@@ -44,13 +44,8 @@ BACKGROUND_NICE = 10  # added niceness of the thread that builds chains ahead
 
 def _sole_wf_error(group: BaseExceptionGroup) -> BaseException | None:
     """The first WfError of ``group`` when it holds nothing else; None otherwise."""
-    errors, rest = group.split(WfError)
-    if errors is None or rest is not None:
-        return None
-    leaf: BaseException = errors
-    while isinstance(leaf, BaseExceptionGroup):
-        leaf = leaf.exceptions[0]
-    return leaf
+    _, rest = group.split(WfError)
+    return first_in_group(group, WfError) if rest is None else None
 
 
 async def run_in_background_thread(work: Callable[[], None]) -> None:
