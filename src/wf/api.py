@@ -519,15 +519,20 @@ def queue_status(repo: Repo) -> list[dict[str, Any]]:
 
 
 def queue_stopped(repo: Repo) -> str | None:
-    """Why the merge queue stopped (its last ``queue.paused``), unless an engine started since."""
+    """Why the merge queue stopped with entries still waiting (its last ``queue.paused``);
+    None when it did not, or an engine started since."""
+    from wf.store.projections import QUEUE_WAITING
+
     if not repo.db_path.exists():
         return None
     store = open_store(repo)
     try:
         last = store.read(types=["queue.paused", "run.started"])[-1:]
+        waiting = any(q["state"] in QUEUE_WAITING for q in store.queue())
     finally:
         store.close()
-    return last[0].data.get("reason") if last and last[0].type == "queue.paused" else None
+    stopped = bool(last) and last[0].type == "queue.paused" and waiting
+    return last[0].data.get("reason") if stopped else None
 
 
 # -- pull requests ---------------------------------------------------------------------------

@@ -45,7 +45,7 @@ def show(ctx: typer.Context, as_json: JsonOpt = False) -> int:
                       *([pr_cell(e)] if with_pr else []), escape(reason))
     console.print(table)
     stopped = api.queue_stopped(repo)
-    if stopped and any(e["state"] in ("pending", "queued") for e in entries):
+    if stopped:
         note(f"the merge queue stopped: {stopped}; `wf resume` starts it again")
     return 0
 

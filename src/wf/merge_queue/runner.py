@@ -31,6 +31,7 @@ from wf.merge_queue.checks import CheckSlots
 from wf.merge_queue.landing import land_local, land_push
 from wf.merge_queue.planner import Estimate, Plan, Probe, plan_round
 from wf.model import NewEvent, task_stream
+from wf.store.projections import QUEUE_WAITING
 from wf.worktrees import fetch
 
 if TYPE_CHECKING:
@@ -127,7 +128,7 @@ class QueueRunner:
 
     def waiting(self) -> int:
         """How many entries wait for admission or landing."""
-        return sum(q["state"] in ("pending", "queued") for q in self.e.p.queue.values())
+        return sum(q["state"] in QUEUE_WAITING for q in self.e.p.queue.values())
 
     def stopped_with_work(self) -> str | None:
         """Why the queue stopped when entries are left waiting on it; None otherwise."""

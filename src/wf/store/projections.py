@@ -219,6 +219,7 @@ QUEUE_ENTRY_STATES = {
     "queue.evicted": "evicted",
     "queue.removed": "removed",
 }
+QUEUE_WAITING = frozenset({"pending", "queued"})  # entries the queue has yet to admit or land
 
 
 def _apply_queue(p: Projection, e: Event, tid: str | None, touched: set[tuple[str, Any]]) -> None:
