@@ -113,7 +113,6 @@ def event_line(e: Event) -> str | None:
     return None if text is None else f"{clock(e.ts)}  {text()}"
 
 
-
 def _entries(n: object) -> str:
     return f"{n} entr{'y' if n == 1 else 'ies'}"
 

@@ -77,7 +77,6 @@ def subject_of(path: str) -> str | None:
     return next((g for g in match.groups() if g), None) if match else None
 
 
-
 def blamed(log: str, changes: Sequence[tuple[str, Iterable[str]]], quiet: str = "") -> list[str]:
     """The ids of the entries, given as ``(id, paths changed)`` in queue order, that the
     failing ``log`` names; ``quiet`` is a passing check's output, whose lines do not count."""
