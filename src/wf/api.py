@@ -14,21 +14,19 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wf import gitx
-from wf.errors import ConfigError, EngineBusy, GitError, Interrupted, NotFound
-from wf.model import SIGNAL_STREAM, TERMINAL_STATES, Event, NewEvent, SignalKind, task_stream
+from wf.errors import ConfigError, EngineBusy, GitError, Interrupted, NotFound, Refused
+from wf.model import SIGNAL_STREAM, Event, NewEvent, SignalKind, task_stream
 
 if TYPE_CHECKING:
     from wf.config import Config
     from wf.spec import TaskSpec
 
 STATE_DIR = "wf"  # inside the git common dir, so every worktree sees the same log
-CLEAN_WORKERS = 4  # worktrees `wf clean` removes at once: deleting files is I/O-bound
 
 
 @dataclass
@@ -157,6 +155,7 @@ class RunResult:
     tasks: list[dict[str, Any]] = field(default_factory=list)
     queue_stopped: str | None = None  # why the merge queue stopped with entries left in it
     idle: bool = False  # nothing was left to do: no task or queue entry moved
+    queue: list[dict[str, Any]] = field(default_factory=list)  # entries this run moved
 
 
 Observer = Callable[[list[Event]], None]
@@ -165,26 +164,40 @@ Observer = Callable[[list[Event]], None]
 def submit_events(store: Any, specs: list[TaskSpec]) -> list[NewEvent]:
     """The ``task.submitted`` events for specs the log does not hold yet. A task the log holds
     with the same spec is left alone (re-running a tasks file is idempotent); one with a
-    different spec is a config error, since its id names a branch that already has history."""
+    different spec is a config error, since its id names a branch that already has history,
+    until ``wf clean ID --forget`` frees the id."""
     out = []
     for spec in specs:
         existing = store.task(spec.id)
         data = spec.model_dump(mode="json")
         if existing is None:
-            out.append(NewEvent(task_stream(spec.id), "task.submitted", {"spec": data},
-                                idempotency_key=f"task.submitted:{spec.id}"))
+            out.append(_submitted(store, spec.id, data))
         elif existing["spec"] != data:
             raise ConfigError(f"task {spec.id!r} already exists with a different definition",
-                              hint=f"pick another id, or `wf clean {spec.id} --forget` first")
+                              hint=f"pick another id, or `wf clean {spec.id} --forget` first "
+                                   "(its unmerged work is kept under a backup ref)")
     return out
+
+
+def _submitted(store: Any, task_id: str, spec: dict[str, Any]) -> NewEvent:
+    """``task.submitted``; for an id forgotten before, numbered after the forgotten attempts
+    and keyed by that forgetting, so it is not taken for the first submission again."""
+    forgotten = store.read(stream=task_stream(task_id), types=["task.forgotten"])[-1:]
+    if not forgotten:
+        return NewEvent(task_stream(task_id), "task.submitted", {"spec": spec},
+                        idempotency_key=f"task.submitted:{task_id}")
+    last = forgotten[0]
+    return NewEvent(task_stream(task_id), "task.submitted",
+                    {"spec": spec, "attempts_before": last.data.get("attempts") or 0},
+                    idempotency_key=f"task.submitted:{task_id}:{last.seq}")
 
 
 def run(repo: Repo, specs: list[TaskSpec] | None, *, command: str,
         observers: list[Observer] = (), on_engine: Callable[[Any], None] | None = None) -> RunResult:
     """Submit ``specs`` (None: resume only) and drive every unfinished task to an end.
 
-    Exit code 0 when every task in scope is done, 1 when one failed, was cancelled or blocked,
-    or when the merge queue stopped (``queue.paused``) with entries still waiting.
+    Exit code 0 when every task in scope is done, 1 when one failed, was cancelled, blocked or
+    evicted, or when the merge queue stopped (``queue.paused``) with entries still waiting.
     The scope is the submitted tasks for ``wf run`` and the tasks this engine touched for
     ``wf resume``.
     """
@@ -228,7 +241,9 @@ def run(repo: Repo, specs: list[TaskSpec] | None, *, command: str,
         stopped = engine.queue.stopped_with_work() if engine.queue is not None else None
         code = 0 if all(r["state"] in (goal, "merged") for r in rows) and not stopped else 1
         _finish_run(writer, run_id, code)
-        return RunResult(code, rows, stopped, idle=not engine.touched)
+        entries = sorted((final.queue[t] for t in engine.touched if t in final.queue),
+                         key=lambda q: q["position"] or 0)
+        return RunResult(code, rows, stopped, idle=not engine.touched, queue=entries)
     finally:
         writer.close()
         store.close()
@@ -308,26 +323,40 @@ def get_task(store: Any, task_id: str) -> dict[str, Any]:
 
 def send_signal(repo: Repo, kind: SignalKind, task_id: str,
                 **data: Any) -> tuple[Event, bool]:
-    """Write a signal for the engine; (the event, whether an engine is active to act on it)."""
+    """Write a signal for the engine; (the event, whether an engine is active to act on it).
+
+    A signal that cannot apply to the task or entry as the log has it is refused (Refused,
+    exit 1) and not recorded, by the same rule the engine applies (``judge_signal``); one
+    whose outcome depends on what the engine finds first (cancel of a running task) is
+    recorded."""
+    from wf.engine.signal_rules import QUEUE_SIGNALS, VERBS, judge_signal
+
     store = open_store(repo, create=bool(data.get("branch")))
     try:
+        task = store.task(task_id)
+        entry = _queue_entry(store, task_id)
         if data.get("branch"):  # wf queue add --branch: an entry with no task behind it
             _check_plain_entry(repo, store, task_id, data["branch"])
-        elif store.task(task_id) is None and (kind not in QUEUE_KINDS
-                                              or not _in_queue(store, task_id)):
+        elif task is None and (kind not in QUEUE_SIGNALS or entry is None):
             get_task(store, task_id)
+        # A running engine may have its [merge] from a tasks file: then only it can tell.
+        active = engine_active(repo)
+        queue_enabled = kind in QUEUE_SIGNALS and (active or repo.config.merge.enabled)
+        verdict = judge_signal(kind, task_id, task, entry, queue_enabled=queue_enabled,
+                               running=bool(task) and task["state"] == "running",
+                               branch=data.get("branch"))
+        if not verdict.applies:
+            raise Refused(f"cannot {VERBS.get(kind, kind)} {task_id}: {verdict.reason}",
+                          hint=verdict.hint)
         [event] = store.append([NewEvent(SIGNAL_STREAM, "signal.sent",
                                          {"kind": str(kind), "task": task_id, **data})])
     finally:
         store.close()
-    return event, engine_active(repo)
+    return event, active
 
 
-QUEUE_KINDS = ("enqueue", "dequeue", "requeue", "approve", "reject")
-
-
-def _in_queue(store: Any, entry_id: str) -> bool:
-    return any(q["task_id"] == entry_id for q in store.queue())
+def _queue_entry(store: Any, entry_id: str) -> dict[str, Any] | None:
+    return next((q for q in store.queue() if q["task_id"] == entry_id), None)
 
 
 def _check_plain_entry(repo: Repo, store: Any, entry_id: str, branch: str) -> None:
@@ -416,106 +445,60 @@ def task_diff(repo: Repo, task_id: str, *, stat: bool = False) -> dict[str, Any]
 
 
 
-def clean(repo: Repo, task_ids: list[str], *, force: bool = False,
-          orphans: bool = False) -> list[dict[str, Any]]:
+def clean(repo: Repo, task_ids: list[str], *, force: bool = False, orphans: bool = False,
+          forget: bool = False) -> list[dict[str, Any]]:
     """Remove worktrees of finished tasks, and their branches when every commit on them is
-    merged into the task's base or pushed. Unmerged work is kept unless ``force``, and even
-    then a ``refs/wf-backup/...`` ref is written first. Returns one report line per item."""
-    from wf.errors import WfError
-    from wf.worktrees import WorktreeManager
+    merged into the task's base or pushed; with ``forget``, also drop the named tasks from
+    the log's projection so their ids can be submitted again (see ``wf.cleaning``)."""
+    from wf.cleaning import clean as clean_tasks
 
-    wt = WorktreeManager(repo.root, repo.worktree_root, port_range=repo.config.port_range)
-    report: list[dict[str, Any]] = []
-    rows: dict[str, dict[str, Any]] = {}
-    store = open_store(repo) if repo.db_path.exists() or task_ids else None
-    try:
-        if store is not None:
-            rows = {r["id"]: r for r in store.tasks()}
-        for tid in task_ids:
-            get_task(store, tid)
-        chosen = task_ids or [t for t, r in rows.items()
-                              if r["state"] in TERMINAL_STATES and not r["cleaned"]]
-
-        def clean_one(tid: str) -> str:
-            row = rows[tid]
-            if row["state"] not in TERMINAL_STATES:
-                return f"skipped: still {row['state']} (`wf cancel {tid}` first)"
-            try:
-                removed = wt.remove(tid, force=force)
-                deleted = wt.delete_branch(tid, force=force, targets=[row["base_ref"]])
-            except WfError as exc:
-                return f"kept: {exc.message}"
-            store.append([NewEvent(task_stream(tid), "task.cleaned", {
-                "worktree_removed": removed.removed, "branch_deleted": deleted.deleted,
-                "backup_refs": [r for r in (removed.backup_ref, deleted.backup_ref) if r]})])
-            return _cleaned(removed, deleted)
-
-        # Removing a worktree is mostly deleting its files, which runs in parallel.
-        with ThreadPoolExecutor(max_workers=CLEAN_WORKERS) as pool:
-            for tid, result in zip(chosen, pool.map(clean_one, chosen), strict=True):
-                report.append({"kind": "task", "task": tid, "result": result})
-        if orphans:
-            report += _clean_orphans(wt, set(rows), force)
-    finally:
-        if store is not None:
-            store.close()
-    return report
-
-
-def _cleaned(removed: Any, deleted: Any) -> str:
-    """The report line of one task's clean."""
-    parts = ["worktree removed" if removed.removed else "no worktree"]
-    if deleted.deleted:
-        parts.append(f"branch deleted ({deleted.reason})")
-    else:
-        parts.append(f"branch kept: {deleted.reason}"
-                     + ("" if "does not exist" in deleted.reason
-                        else " (--force deletes it after writing a backup ref)"))
-    parts += [f"backup at {r}" for r in (removed.backup_ref, deleted.backup_ref) if r]
-    return "; ".join(parts)
-
-
-def _clean_orphans(wt: Any, known: set[str], force: bool) -> list[dict[str, Any]]:
-    from wf.errors import WfError
-
-    report = []
-    for orphan in wt.orphans(known):
-        item = {"kind": f"orphan-{orphan.kind}", "task": orphan.task_id,
-                "name": orphan.path_or_ref}
-        try:
-            if not orphan.safe and not force:
-                item["result"] = f"kept: {orphan.reason} (--force removes it after a backup ref)"
-            elif orphan.kind == "worktree":
-                res = wt.remove(orphan.task_id, force=force)
-                item["result"] = "removed" + (f"; backup at {res.backup_ref}"
-                                              if res.backup_ref else "")
-            else:
-                res = wt.delete_branch(orphan.task_id, force=force)
-                item["result"] = ("deleted" if res.deleted else f"kept: {res.reason}") + (
-                    f"; backup at {res.backup_ref}" if res.backup_ref else "")
-        except WfError as exc:
-            item["result"] = f"kept: {exc.message}"
-        report.append(item)
-    return report
+    return clean_tasks(repo, task_ids, force=force, orphans=orphans, forget=forget)
 
 
 # -- the merge queue -------------------------------------------------------------------------
 
 QUEUE_FIELDS = ("task_id", "state", "position", "branch", "head", "approved", "last_check",
-                "reason_kind", "reason", "landed_commit", "entered_ts", "updated_ts",
-                "pr_url", "pr_number", "pr_state", "forge_checks", "suspect")
+                "reason_kind", "reason", "check_log", "landed_commit", "entered_ts",
+                "updated_ts", "pr_url", "pr_number", "pr_state", "forge_checks", "suspect")
 
 
 def queue_status(repo: Repo) -> list[dict[str, Any]]:
-    """Every merge-queue entry in the order it entered, with its state and last reason."""
+    """Every merge-queue entry in the order it entered, with its state and last reason.
+    ``position`` is the entry's 1-based place among the entries still in the queue (pending,
+    queued, waiting for approval), None for the others; ``approved`` and ``suspect`` are
+    booleans; ``check_log`` is the log of the check that evicted it."""
+    from wf.store.projections import QUEUE_IN_LINE
+
     if not repo.db_path.exists():
         return []
     store = open_store(repo)
     try:
-        return [{k: bool(row.get(k)) if k == "suspect" else row.get(k) for k in QUEUE_FIELDS}
-                for row in store.queue()]
+        rows = store.queue()
     finally:
         store.close()
+    out, place = [], 0
+    for row in rows:  # in the order they entered, which is their order in line
+        entry = {k: row.get(k) for k in QUEUE_FIELDS}
+        in_line = row["state"] in QUEUE_IN_LINE
+        place += in_line
+        entry.update(position=place if in_line else None, approved=bool(row.get("approved")),
+                     suspect=bool(row.get("suspect")))
+        out.append(entry)
+    return out
+
+
+def check_log_tail(path: str | None, lines: int = 5) -> list[str]:
+    """The last ``lines`` non-blank lines of a merge-queue check's log; [] when it is gone."""
+    if not path:
+        return []
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16384))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return []
+    return [ln.rstrip() for ln in text.splitlines() if ln.strip()][-lines:]
 
 
 def queue_stopped(repo: Repo) -> str | None:

@@ -11,6 +11,7 @@
     ├── AgentSpawnError          the agent process could not be started
     ├── ForgeError               GitHub/GitLab refused or failed a call             exit 2
     │   └── ForgeAuthError       no token, or the forge rejected it (names the variables)
+    ├── Refused                  a signal or step that cannot apply to the task's state  exit 1
     └── Interrupted              Ctrl-C or SIGTERM stopped the engine; state kept  exit 130
 
 Foreign errors (subprocess, sqlite3, tomllib, pydantic) are mapped to these at the edge that
@@ -74,6 +75,14 @@ class ForgeError(WfError):
 
 class ForgeAuthError(ForgeError):
     """No token was found, or the forge rejected it. The message names the variables to set."""
+
+
+class Refused(WfError):
+    """What was asked cannot apply to the task or queue entry as the log has it (approve an
+    entry that landed, cancel a task that failed, forget a running one): nothing was
+    recorded. Exit 1, as for a task that did not succeed."""
+
+    exit_code = 1
 
 
 class Interrupted(WfError):

@@ -78,12 +78,14 @@ class TaskState(StrEnum):
     CANCELLED = "cancelled"
     BLOCKED = "blocked"
     MERGED = "merged"  # its branch landed through the merge queue
+    EVICTED = "evicted"  # its agent succeeded, but the merge queue sent its branch back
 
 
-# States a task does not leave by itself (only `wf retry` or the queue's conflict resolution
-# sends it back). StrEnum members compare equal to their strings, so rows' states test directly.
+# States a task does not leave by itself (only `wf retry`, `wf queue retry` or the queue's
+# conflict resolution sends it back). StrEnum members compare equal to their strings, so rows'
+# states test directly.
 TERMINAL_STATES = frozenset({TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED,
-                             TaskState.BLOCKED, TaskState.MERGED})
+                             TaskState.BLOCKED, TaskState.MERGED, TaskState.EVICTED})
 
 
 class AttemptState(StrEnum):

@@ -154,6 +154,61 @@ def test_pr_events_fill_the_task_and_queue_rows(store: SqliteEventStore) -> None
             "https://forge/pr/7", 7, "merged", "success: 2 passed")
 
 
+def test_an_evicted_task_is_evicted_with_its_reason_until_it_enters_the_queue_again(
+        store: SqliteEventStore) -> None:
+    store.append([ev("e", "task.submitted", spec=spec("e")),
+                  ev("e", "task.succeeded", commit="c1"),
+                  ev("e", "queue.entered", branch="wf/e", head="c1"),
+                  ev("e", "queue.admitted", head="c1"),
+                  ev("e", "queue.evicted", kind="check", detail="fails the checks: `make` exit 4",
+                     log="/q/t-1.log")])
+    task, [entry] = store.task("e"), store.queue()
+    assert task is not None
+    assert (task["state"], task["last_error"]) == (
+        "evicted", "check: fails the checks: `make` exit 4; log: /q/t-1.log")
+    assert entry["check_log"] == "/q/t-1.log"
+
+    store.append([ev("e", "queue.entered", branch="wf/e", head="c1")])  # wf queue retry
+    task = store.task("e")
+    assert task is not None and (task["state"], task["last_error"]) == ("done", None)
+
+
+def test_a_forgotten_task_is_gone_and_its_id_can_be_submitted_again(
+        store: SqliteEventStore) -> None:
+    store.append([ev("f", "task.submitted", spec=spec("f")),
+                  ev("f", "attempt.started", n=1),
+                  ev("f", "attempt.finished", n=1, state="failed"),
+                  ev("f", "task.failed", error="no", kind="agent_error"),
+                  ev("f", "queue.entered", branch="wf/f", head="c1"),
+                  ev("f", "queue.removed"),
+                  ev("g", "task.submitted", spec=spec("g"))])
+    store.append([ev("f", "task.cleaned", worktree_removed=True),
+                  ev("f", "task.forgotten", attempts=1)])
+    assert [t["id"] for t in store.tasks()] == ["g"]
+    assert store.attempts("f") == [] and store.queue() == []
+
+    store.append([ev("f", "task.submitted", spec={**spec("f"), "prompt": "new"},
+                     attempts_before=1)])
+    again = store.task("f")
+    assert again is not None
+    assert (again["state"], again["prompt"], again["attempts"], again["budget_start"]) == (
+        "queued", "new", 1, 2)
+    live = store.snapshot()
+    store.rebuild_projections()
+    assert store.snapshot() == live
+
+
+def test_a_worktree_made_again_after_a_clean_is_cleanable_again(store: SqliteEventStore) -> None:
+    ready = {"branch": "wf/w", "path": "/wt/w", "base_commit": "b0", "port": 1}
+    store.append([ev("w", "task.submitted", spec=spec("w")),
+                  ev("w", "task.worktree_ready", **ready),
+                  ev("w", "task.failed", error="no", kind="agent_error"),
+                  ev("w", "task.cleaned", worktree_removed=True)])
+    assert store.task("w")["cleaned"] == 1  # type: ignore[index]
+    store.append([ev("w", "task.requeued"), ev("w", "task.worktree_ready", **ready)])
+    assert store.task("w")["cleaned"] == 0  # type: ignore[index]
+
+
 # -- rebuild equals live -----------------------------------------------------------------------
 TASKS = ("a", "b", "c")
 
@@ -185,6 +240,10 @@ def _event(kind: str, tid: str, n: int, seq: int, text: str, number: int) -> New
         "run.started": lambda: {"run_id": f"r{n}", "pid": number, "argv": ("wf", text)},
         "run.finished": lambda: {"run_id": f"r{n}", "exit_code": number},
         "queue.entered": lambda: {"branch": f"wf/{tid}", "head": text},
+        "queue.evicted": lambda: {"kind": "check", "detail": text, "log": f"/q/{text}"},
+        "queue.check_finished": lambda: {"tree": text, "result": "fail", "entries": [tid],
+                                         "log": f"/q/{number}"},
+        "task.forgotten": lambda: {"attempts": n},
         "pr.opened": lambda: {"number": number, "url": f"https://f/{text}", "state": "open"},
         "pr.checks": lambda: {"number": number, "state": "pending", "detail": text},
         "pr.merged": lambda: {"number": number, "commit": text},
@@ -205,7 +264,7 @@ KINDS = ("task.submitted",) * 3 + (
     "task.succeeded", "task.failed", "task.blocked", "task.cancelled", "task.requeued",
     "task.cleaned", "attempt.progress", "signal.sent", "signal.sent", "signal.handled",
     "run.started", "run.finished", "bad.submitted", "queue.entered", "pr.opened",
-    "pr.checks", "pr.merged")
+    "pr.checks", "pr.merged", "queue.evicted", "queue.check_finished", "task.forgotten")
 
 events = st.builds(
     _event, st.sampled_from(KINDS), st.sampled_from(TASKS), st.integers(1, 3),

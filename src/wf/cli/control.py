@@ -47,20 +47,23 @@ def clean(
     tasks: Annotated[list[str] | None, typer.Argument(help="task ids (default: every finished task)")] = None,
     force: Annotated[bool, typer.Option("--force", help="also remove unmerged work, after a backup ref")] = False,
     orphans: Annotated[bool, typer.Option("--orphans", help="worktrees and wf/* branches the log does not track")] = False,
+    forget: Annotated[bool, typer.Option("--forget", help="also drop the tasks from the log, so their ids can be run again")] = False,
     as_json: JsonOpt = False,
 ) -> int:
     """Remove worktrees of finished tasks, and branches whose work is merged or pushed."""
     repo = api.open_repo()
-    report = api.clean(repo, tasks or [], force=force, orphans=orphans)
+    report = api.clean(repo, tasks or [], force=force, orphans=orphans, forget=forget)
+    # --forget that could not remove what holds the task is exit 1, like a refusal
+    code = 1 if any(item.get("forgotten") is False for item in report) else 0
     if as_json:
         print_json(report)
-        return 0
+        return code
     for item in report:
         what = item["task"] if item["kind"] == "task" else f"orphan {item['kind']} {item['name']}"
-        console.print(f"{escape(what)}: {escape(item['result'])}")
+        console.print(f"{escape(what)}: {escape(item['result'])}", soft_wrap=True)
     if not report:
         note("nothing to clean")
-    return 0
+    return code
 
 
 @app.command()

@@ -24,6 +24,7 @@ STATE_STYLE = {
     "cancelled": ("■", "magenta"),
     "blocked": ("⊘", "red"),
     "merged": ("⬆", "bold green"),
+    "evicted": ("↩", "red"),  # the merge queue sent its branch back
 }
 
 ENTRY_STYLE = {"pending": ("·", "dim"), "queued": ("·", "cyan"),

@@ -37,13 +37,22 @@ def show(ctx: typer.Context, as_json: JsonOpt = False) -> int:
     with_pr = any(e["pr_url"] for e in entries)  # the column appears once a PR/MR exists
     for col in ("#", "task", "state", "last check", *(["pr"] if with_pr else []), "reason"):
         table.add_column(col, overflow="fold" if col in ("reason", "pr") else "ellipsis")
-    for n, e in enumerate(entries, start=1):
+    for e in entries:
         icon, style = ENTRY_STYLE.get(e["state"], ("?", ""))
         state = f"[{style}]{icon} {e['state']}[/]"
         reason = f"{e['reason_kind']}: {e['reason']}" if e["reason_kind"] else ""
-        table.add_row(str(n), e["task_id"], state, e["last_check"] or "-",
-                      *([pr_cell(e)] if with_pr else []), escape(reason))
+        table.add_row(str(e["position"] or "-"), e["task_id"], state,
+                      escape(e["last_check"] or "-"), *([pr_cell(e)] if with_pr else []),
+                      escape(reason))
     console.print(table)
+    for e in entries:  # where an evicting check's output is, and how it ended
+        if e["state"] == "evicted" and e["check_log"]:
+            console.print(f"\n{e['task_id']}: the check's last lines", style="bold",
+                          markup=False, soft_wrap=True)
+            for line in api.check_log_tail(e["check_log"]):
+                console.print(f"  {line}", markup=False, soft_wrap=True)
+            console.print(f"  log: {e['check_log']}", style="dim", markup=False,
+                          soft_wrap=True)
     stopped = api.queue_stopped(repo)
     if stopped:
         note(f"the merge queue stopped: {stopped}; `wf resume` starts it again")

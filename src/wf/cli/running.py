@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from wf import api, gitx
 from wf.cli import app
@@ -48,7 +49,35 @@ def _drive(repo: api.Repo, specs: list | None, *, as_json: bool, command: str) -
             note("nothing to do: every task in the log has finished")
         if result.tasks and not view.showed_summary:
             console.print(summary_line(result.tasks))
+        for line in next_steps(result.tasks, result.queue):
+            note(line)
     return result.exit_code
+
+
+def next_steps(tasks: list[dict], entries: list[dict]) -> list[str]:
+    """What the user can do about what did not succeed, one line per kind of outcome."""
+    def ids(rows: list[dict], key: str = "id") -> str:
+        return ", ".join(r[key] for r in rows)
+
+    def state(rows: list[dict], name: str) -> list[dict]:
+        return [r for r in rows if r["state"] == name]
+
+    lines = []
+    if waiting := state(entries, "waiting_approval"):
+        lines.append(f"waiting for `wf approve ID` (or `wf reject ID`): {ids(waiting, 'task_id')}")
+    if evicted := state(entries, "evicted"):
+        why = ", ".join(f"{e['task_id']} ({e['reason_kind']})" for e in evicted)
+        lines.append(f"evicted from the merge queue: {why}; `wf queue` shows why; "
+                     "`wf queue retry ID` queues the branch again, `wf retry ID` runs the "
+                     "agent again")
+    if failed := state(tasks, "failed"):
+        lines.append(f"failed: {ids(failed)}; `wf logs ID` shows why, `wf retry ID` runs it "
+                     "again")
+    stopped = [r for r in tasks if r["state"] in ("cancelled", "blocked")]
+    if stopped:
+        which = ", ".join(f"{r['id']} ({r['state']})" for r in stopped)
+        lines.append(f"not run to the end: {which}; `wf retry ID` runs it again")
+    return lines
 
 
 @app.command()
@@ -132,9 +161,9 @@ def demo(
     code = _drive(repo, specs, as_json=as_json, command="wf demo")
     if not as_json:
         wf = _how_to_call_wf()
-        console.print(f"\nexplore it: [bold]cd {root}[/] then `{wf} status`, "
-                      f"`{wf} logs flaky-api`, `{wf} diff summary`, `{wf} events`",
-                      soft_wrap=True)
+        console.print(f"\nexplore it: [bold]cd {escape(str(root))}[/] then "
+                      f"`{escape(wf)} status`, `{escape(wf)} logs flaky-api`, "
+                      f"`{escape(wf)} diff summary`, `{escape(wf)} events`", soft_wrap=True)
     return code
 
 

@@ -36,9 +36,12 @@ def readiness(task: Mapping[str, Any], tasks: Mapping[str, Mapping[str, Any]],
         dep_row = tasks.get(dep)
         if dep_row is None:
             return Readiness(ready=False, blocked_by=dep, blocked_state="unknown")
-        if dep_row["state"] in FAILED_DEP_STATES:
+        # An evicted dependency's work is on its branch, but it will not land by itself.
+        if dep_row["state"] in FAILED_DEP_STATES or (deps_must_land
+                                                      and dep_row["state"] == "evicted"):
             return Readiness(ready=False, blocked_by=dep, blocked_state=dep_row["state"])
-        if dep_row["state"] != "merged" and (deps_must_land or dep_row["state"] != "done"):
+        if dep_row["state"] != "merged" and (deps_must_land
+                                             or dep_row["state"] not in ("done", "evicted")):
             return Readiness(ready=False)
     return Readiness(ready=True)
 

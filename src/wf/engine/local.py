@@ -31,6 +31,7 @@ from wf.agents.runner import AttemptFiles
 from wf.agents.transcript import TranscriptRecorder
 from wf.config import Config
 from wf.engine.decide import Outcome, classify_exit, plan_after_attempt, readiness
+from wf.engine.signal_rules import QUEUE_SIGNALS, SignalVerdict, judge_signal
 from wf.errors import WfError
 from wf.model import (
     RUN_STREAM, SIGNAL_STREAM, TERMINAL_STATES, AttemptState, Event, FailureKind, NewEvent,
@@ -39,7 +40,6 @@ from wf.model import (
 from wf.spec import TaskSpec
 from wf.store.projections import Projection, apply
 
-QUEUE_SIGNALS = frozenset({"enqueue", "dequeue", "requeue", "approve", "reject"})
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when stopping an attempt
 SIGNAL_POLL = 0.25  # how often the loop looks for signals written by other processes
 ADOPTED_POLL = 0.2  # how often an adopted attempt's exit file is checked
@@ -223,63 +223,45 @@ class LocalEngine:
             await self.append(*batch)
             self.queue.wake()
 
+    def _judge(self, kind: str, tid: str, data: Mapping[str, Any]) -> SignalVerdict:
+        """The one rule for whether a signal applies (``wf.api.send_signal`` asks it too)."""
+        return judge_signal(kind, tid, self.p.tasks.get(tid), self.p.queue.get(tid),
+                            queue_enabled=self.queue is not None, running=tid in self.active,
+                            branch=data.get("branch"))
+
     async def _apply_signal(self, sig: Mapping[str, Any]) -> str:
         tid, kind = sig["task_id"], sig["kind"]
-        if kind in QUEUE_SIGNALS:  # only when the queue is not enabled
-            return "the merge queue is not enabled ([merge] in wf.toml)"
-        task = self.p.tasks.get(tid)
-        if task is None:
-            return f"unknown task {tid}"
-        state = task["state"]
+        verdict = self._judge(kind, tid, sig.get("data") or {})
+        if not verdict.applies:
+            return verdict.reason
         if kind == "cancel":
             if tid in self.active:
                 self.active[tid].cancel("cancelled by signal")
                 return "cancelling"
-            if state in ("queued", "retrying"):
-                await self._task_event(tid, "task.cancelled",
-                                       {"kind": "cancelled", "error": "cancelled by signal"})
-                return "cancelled"
-            return f"already {state}"
-        if kind == "retry":
-            if state in ("failed", "cancelled", "blocked", "retrying") and tid not in self.active:
-                await self._requeue_with_dependents(tid)
-                return "requeued"
-            return f"already {state}"
-        return f"unknown signal {kind}"
+            await self._task_event(tid, "task.cancelled",
+                                   {"kind": "cancelled", "error": "cancelled by signal"})
+            return "cancelled"
+        await self._requeue_with_dependents(tid)  # retry
+        return "requeued"
 
     def _queue_signal_events(self, kind: str, tid: str, data: Mapping[str, Any]
                              ) -> tuple[str, list[NewEvent]]:
         """wf queue add / rm / retry, wf approve / reject: the outcome and its events."""
-        entry = self.p.queue.get(tid)
-        state = entry["state"] if entry else None
+        verdict = self._judge(kind, tid, data)
+        if not verdict.applies:
+            return verdict.reason, []
+        stream = task_stream(tid)
         if kind in ("enqueue", "requeue"):
             task = self.p.tasks.get(tid)
-            if task is not None and task["state"] != "done":
-                return f"task is {task['state']}, not done", []
-            if state in ("pending", "queued", "waiting_approval"):
-                return f"already {state}", []
-            if state == "landed":
-                return "already landed", []
-            branch = data.get("branch") or (entry or {}).get("branch")
             if task is not None:
                 return "ok", [self._enqueue_event(tid, task["commit_sha"])]
-            if branch:
-                return "ok", [NewEvent(task_stream(tid), "queue.entered",
-                                       {"branch": branch, "head": None})]
-            return f"unknown task {tid}", []
+            branch = data.get("branch") or self.p.queue[tid]["branch"]
+            return "ok", [NewEvent(stream, "queue.entered", {"branch": branch, "head": None})]
         if kind == "dequeue":
-            if state not in ("pending", "queued", "waiting_approval"):
-                return f"not in the queue ({state or 'never entered'})", []
-            return "ok", [NewEvent(task_stream(tid), "queue.removed",
-                                   {"detail": "removed by wf queue rm"})]
+            return "ok", [NewEvent(stream, "queue.removed", {"detail": "removed by wf queue rm"})]
         if kind == "approve":
-            if state != "waiting_approval":
-                return f"not waiting for approval ({state or 'not in the queue'})", []
-            return "ok", [NewEvent(task_stream(tid), "queue.approved", {"by": data.get("by")})]
-        # reject
-        if state not in ("pending", "queued", "waiting_approval"):
-            return f"not in the queue ({state or 'never entered'})", []
-        return "ok", [NewEvent(task_stream(tid), "queue.evicted", {
+            return "ok", [NewEvent(stream, "queue.approved", {"by": data.get("by")})]
+        return "ok", [NewEvent(stream, "queue.evicted", {  # reject
             "kind": "rejected", "detail": data.get("reason") or "rejected"})]
 
     async def _requeue_with_dependents(self, tid: str) -> None:

@@ -49,6 +49,21 @@ def _sole_wf_error(group: BaseExceptionGroup) -> BaseException | None:
     return first_in_group(group, WfError) if rest is None else None
 
 
+def check_summary(detail: str | None, width: int = 60) -> str:
+    """A check's result in one short line: ``pytest -x -q tests: exit 4`` stays as it is; a
+    long command (a ``python -c`` script over many lines) becomes its first ``width``
+    characters on one line. The whole command and its output are in the check's log."""
+    if not detail:
+        return "check failed"
+    command, sep, outcome = detail.rpartition(": ")
+    if not sep:
+        return " ".join(detail.split())
+    command = " ".join(command.split())
+    if len(command) > width:
+        command = command[:width - 1] + "…"
+    return f"`{command}` {outcome}"
+
+
 async def run_in_background_thread(work: Callable[[], None]) -> None:
     """``work`` in a thread of its own at a lower CPU priority: work done ahead must not slow
     the checks starting beside it (on Linux a thread has a nice value of its own). Like
@@ -250,8 +265,10 @@ class QueueRunner:
         if verdict.verdict == "needs_approval":
             if q["approved"]:
                 return [NewEvent(stream, "queue.admitted", {"head": head})]
+            # the rule is the reason's kind: the detail need not name it again
             return [NewEvent(stream, "queue.needs_approval", {
-                "kind": verdict.rule, "detail": verdict.detail, "head": head})]
+                "kind": verdict.rule, "detail": verdict.detail.removeprefix(f"{verdict.rule}: "),
+                "head": head})]
         kind = {"denied": "policy", "conflict": "conflict",
                 "no_commits": "no_commits"}[verdict.verdict]
         evicted = NewEvent(stream, "queue.evicted", {
@@ -529,8 +546,8 @@ class QueueRunner:
         await self._append(NewEvent(task_stream(entry.task_id), "queue.evicted", {
             "kind": "check", "detail": f"fails the checks on top of {self.target}"
                                        + (f" and {index} entries before it" if index else "")
-                                       + f": {row.get('detail') or 'check failed'}",
-            "tree": tree}))
+                                       + f": {check_summary(row.get('detail'))}",
+            "tree": tree, "log": row.get("log")}))
         return True
 
     async def _evict_conflict(self, entries: list[Entry], conflict: Conflict) -> None:

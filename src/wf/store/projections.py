@@ -33,9 +33,10 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "queue": (
         "task_id", "state", "position", "branch", "head", "approved", "last_check",
         "reason_kind", "reason", "landed_commit", "entered_ts", "updated_ts",
-        "pr_url", "pr_number", "pr_state", "forge_checks", "suspect",
+        "pr_url", "pr_number", "pr_state", "forge_checks", "suspect", "check_log",
     ),
-    "tested_trees": ("tree", "result", "passes", "fails", "infra", "detail", "updated_ts"),
+    "tested_trees": ("tree", "result", "passes", "fails", "infra", "detail", "log",
+                     "updated_ts"),
 }
 PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "tasks": ("id",),
@@ -98,17 +99,20 @@ def apply(p: Projection, e: Event) -> set[tuple[str, Any]]:
     t = e.type
     if t == "task.submitted":
         spec = d["spec"]
+        # A task submitted again after `wf clean --forget` numbers its attempts after the
+        # forgotten ones: their logs and the log's keys (attempt.started:<id>:<n>) stay unique.
+        before = d.get("attempts_before") or 0
         p.tasks[tid] = _blank(
             "tasks", id=tid, state="queued", agent=spec["agent"], prompt=spec["prompt"],
             spec=spec, depends_on=list(spec.get("depends_on", ())), base_ref=spec["base"],
-            branch=f"wf/{tid}", worktree_ready=0, setup_done=0, attempts=0, budget_start=1,
-            created_ts=e.ts, cleaned=0, submitted_seq=e.seq, tokens=0,
+            branch=f"wf/{tid}", worktree_ready=0, setup_done=0, attempts=before,
+            budget_start=before + 1, created_ts=e.ts, cleaned=0, submitted_seq=e.seq, tokens=0,
         )
         task()
     elif t.startswith("queue."):  # an entry may be a plain branch, with no task behind it
         _apply_queue(p, e, tid, touched)
-        if t == "queue.landed" and tid in p.tasks:
-            task(state="merged", commit_sha=d.get("commit"))
+        if tid in p.tasks:
+            _queue_to_task(p.tasks[tid], e, task)
     elif t.startswith("pr."):  # a task's PR/MR, and its queue entry's
         _apply_pr(p, e, tid, touched)
     elif (tid is None and t.startswith(("task.", "attempt."))) or (
@@ -116,9 +120,9 @@ def apply(p: Projection, e: Event) -> set[tuple[str, Any]]:
         return touched  # a task event off a task stream, or for a task never submitted
     elif t == "task.worktree_requested":
         task(branch=d["branch"], worktree=d["path"])
-    elif t == "task.worktree_ready":
+    elif t == "task.worktree_ready":  # a worktree again after `wf clean`: cleanable again
         task(branch=d["branch"], worktree=d["path"], base_commit=d["base_commit"],
-             port=d.get("port"), worktree_ready=1)
+             port=d.get("port"), worktree_ready=1, cleaned=0)
     elif t == "task.setup_done":
         task(setup_done=1)
     elif t == "attempt.started":
@@ -160,6 +164,14 @@ def apply(p: Projection, e: Event) -> set[tuple[str, Any]]:
     elif t == "task.cleaned":
         task(cleaned=1, worktree_ready=0, setup_done=0,
              worktree=None if d.get("worktree_removed") else p.tasks[tid]["worktree"])
+    elif t == "task.forgotten":  # `wf clean --forget`: the id is free to be submitted again
+        del p.tasks[tid]
+        touched.add(("tasks", tid))
+        for key in [k for k in p.attempts if k[0] == tid]:
+            del p.attempts[key]
+            touched.add(("attempts", key))
+        if p.queue.pop(tid, None) is not None:
+            touched.add(("queue", tid))
     elif t == "signal.sent":
         p.signals[e.seq] = _blank("signals", seq=e.seq, kind=d["kind"], task_id=d.get("task"),
                                   data=d, created_ts=e.ts)
@@ -220,6 +232,23 @@ QUEUE_ENTRY_STATES = {
     "queue.removed": "removed",
 }
 QUEUE_WAITING = frozenset({"pending", "queued"})  # entries the queue has yet to admit or land
+# Entries still in the queue: a person can remove or reject them, and they have a place in line.
+QUEUE_IN_LINE = frozenset({*QUEUE_WAITING, "waiting_approval"})
+
+
+def _queue_to_task(row: dict[str, Any], e: Event, task: Any) -> None:
+    """What a queue event means for the task behind the entry: landed is ``merged``; evicted
+    is ``evicted``, with the reason (and the failing check's log) as its last error; entering
+    the queue again makes an evicted task ``done`` once more."""
+    d = e.data
+    if e.type == "queue.landed":
+        task(state="merged", commit_sha=d.get("commit"))
+    elif e.type == "queue.evicted":
+        log = f"; log: {d['log']}" if d.get("log") else ""
+        task(state="evicted", last_error=f"{d.get('kind')}: {d.get('detail')}{log}",
+             last_failure_kind=None, next_retry_at=None)
+    elif e.type == "queue.entered" and row["state"] == "evicted":
+        task(state="done", last_error=None)
 
 
 def _apply_queue(p: Projection, e: Event, tid: str | None, touched: set[tuple[str, Any]]) -> None:
@@ -234,7 +263,7 @@ def _apply_queue(p: Projection, e: Event, tid: str | None, touched: set[tuple[st
         key = {"pass": "passes", "fail": "fails", "infra": "infra"}[d["result"]]
         row[key] += 1
         if d["result"] != "infra":
-            row["result"] = d["result"]
+            row.update(result=d["result"], log=d.get("log"))
         row.update(detail=d.get("detail"), updated_ts=e.ts)
         touched.add(("tested_trees", d["tree"]))
         named = set(d.get("blamed", ()))
@@ -267,11 +296,11 @@ def _apply_queue(p: Projection, e: Event, tid: str | None, touched: set[tuple[st
     if t == "queue.approved":
         row["approved"] = 1
     if t in ("queue.evicted", "queue.needs_approval"):
-        row.update(reason_kind=d.get("kind"), reason=d.get("detail"))
+        row.update(reason_kind=d.get("kind"), reason=d.get("detail"), check_log=d.get("log"))
     if t == "queue.landed":
         row.update(landed_commit=d.get("commit"), reason_kind=None, reason=None)
     if t in ("queue.admitted", "queue.needs_approval") and d.get("head"):
         row["head"] = d["head"]
     if t == "queue.admitted":
-        row.update(reason_kind=None, reason=None, suspect=0)
+        row.update(reason_kind=None, reason=None, suspect=0, check_log=None)
     touched.add(("queue", tid))

@@ -83,6 +83,8 @@ class Dashboard(TaskCommands, App[None]):
 
     def notify(self, message: str, **kwargs: Any) -> None:  # type: ignore[override]
         self.notices.append(message)
+        # Messages hold reasons and errors as written ("[merge] in wf.toml"), not markup.
+        kwargs.setdefault("markup", False)
         super().notify(message, **kwargs)
 
     # -- layout -----------------------------------------------------------------------------

@@ -35,4 +35,6 @@ class QueuePane(Static):
             if why:
                 out.append(f"\n{'':<{width}}  ↳ {why}",
                            style="red" if e["state"] == "evicted" else "dim")
+            if e["state"] == "evicted" and e.get("check_log"):  # where the check's output is
+                out.append(f"\n{'':<{width}}    log: {e['check_log']}", style="dim")
         self.update(out)
