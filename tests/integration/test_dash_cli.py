@@ -56,5 +56,6 @@ def test_other_commands_never_load_textual(repo, tasks, args):
     argv = [str(tasks) if a == "TASKS" else a for a in args]
     proc = subprocess.run([sys.executable, "-c", PROBE, *argv], cwd=repo, capture_output=True,
                           text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    # `wf retry` of a task that is done is refused (exit 1), textual unloaded all the same
+    assert proc.returncode == (1 if args[0] == "retry" else 0), proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == "NO-TEXTUAL"

@@ -43,12 +43,14 @@ async def until(pilot: Any, predicate: Callable[[], Any], what: str,
 
 
 def drive(repo: Path, scenario: Callable[[Any, Dashboard], Any], *,
-          size: tuple[int, int] = (140, 40), **kwargs: Any) -> Dashboard:
-    """Run ``scenario(pilot, app)`` against a dashboard of ``repo``."""
+          size: tuple[int, int] = (140, 40), notifications: bool = False,
+          **kwargs: Any) -> Dashboard:
+    """Run ``scenario(pilot, app)`` against a dashboard of ``repo`` (with pop-ups drawn
+    only when ``notifications``)."""
     app = Dashboard(api.open_repo(repo), **kwargs)
 
     async def main() -> None:
-        async with app.run_test(size=size) as pilot:
+        async with app.run_test(size=size, notifications=notifications) as pilot:
             await until(pilot, lambda: app.loaded, "the first read of the log")
             await scenario(pilot, app)
 

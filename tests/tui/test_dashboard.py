@@ -182,7 +182,7 @@ def test_queue_keys_wait_as_signals_for_the_next_run(repo):
         await until(pilot, lambda: len(events(repo, "signal.sent")) == 4, "approve and reject")
 
     drive(repo, decide)
-    assert wf(repo, "resume").returncode == 0
+    assert wf(repo, "resume").returncode == 1  # b was rejected: evicted, not a success
 
     async def after(pilot, app):
         q = app.feed.p.queue
@@ -255,3 +255,17 @@ def test_agent_events_make_the_transcript_when_the_adapter_writes_them(finished)
                     "→ bash git commit", "the agent's own transcript")
 
     drive(finished, scenario)
+
+
+def test_a_refused_key_pops_up_the_reason_as_written_brackets_and_all(finished):
+    from textual.widgets._toast import Toast
+
+    async def scenario(pilot, app):
+        await select(pilot, app, "ok")
+        await pilot.press("m")  # no [merge] section: the enqueue is refused, nothing recorded
+        toasts = await until(pilot, lambda: list(app.screen.query(Toast)), "the pop-up")
+        shown = str(toasts[-1].render())
+        assert shown == "cannot queue ok: the merge queue is not enabled ([merge] in wf.toml)"
+        assert events(finished, "signal.sent") == []
+
+    drive(finished, scenario, notifications=True)
