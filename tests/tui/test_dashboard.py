@@ -269,3 +269,16 @@ def test_a_refused_key_pops_up_the_reason_as_written_brackets_and_all(finished):
         assert events(finished, "signal.sent") == []
 
     drive(finished, scenario, notifications=True)
+
+
+def test_a_task_forgotten_while_the_dashboard_is_open_leaves_the_table(finished):
+    async def scenario(pilot, app):
+        table = app.query_one(TasksTable)
+        await select(pilot, app, "bad")
+        proc = wf(finished, "clean", "bad", "--forget")
+        assert proc.returncode == 0, proc.stderr
+        await until(pilot, lambda: list(table.shown) == ["ok"], "bad's row gone")
+        app.tick()  # the once-a-second refresh reads every shown row
+        assert app.selected == "ok"
+
+    drive(finished, scenario)

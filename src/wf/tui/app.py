@@ -168,7 +168,10 @@ class Dashboard(TaskCommands, App[None]):
         now = self.clock()
         for tid in touched:
             task = self.feed.p.tasks.get(tid)
-            if task is None:
+            if task is None:  # never a task, or forgotten (`wf clean --forget`): no row
+                if tid in table.shown:
+                    self._rebuild_table()
+                    break
                 continue
             if cells.matches(task, self.query_text):
                 table.put(tid, self._cells(task, now))
