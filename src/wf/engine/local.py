@@ -43,7 +43,6 @@ from wf.store.projections import Projection, apply
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when stopping an attempt
 SIGNAL_POLL = 0.25  # how often the loop looks for signals written by other processes
 ADOPTED_POLL = 0.2  # how often an adopted attempt's exit file is checked
-_WAITERS = anyio.CapacityLimiter(10_000)  # threads blocked in Popen.wait: one per own agent
 
 
 class Clock(Protocol):
@@ -335,7 +334,8 @@ class LocalEngine:
         env = self._agent_env(spec, task, n, prompt)
         if spec.setup and not task["setup_done"]:
             ok, out = await anyio.to_thread.run_sync(
-                self.d.worktrees.run_setup, path, list(spec.setup), env, spec.timeout)
+                self.d.worktrees.run_setup, path, list(spec.setup), env, spec.timeout,
+                anyio.from_thread.check_cancelled)
             files.prefix.parent.mkdir(parents=True, exist_ok=True)
             with open(files.log, "a") as log:
                 log.write(f"wf: setup {' '.join(spec.setup)}\n{out}\n")
@@ -450,7 +450,7 @@ class LocalEngine:
         started = self.p.attempts[(tid, n)]["started_ts"] or self.d.clock.now()
 
         async def wait_own() -> None:
-            await anyio.to_thread.run_sync(proc.wait, limiter=_WAITERS)
+            await _wait_for_exit(proc)
             active.exited = True
             active.poke.set()
 
@@ -550,6 +550,23 @@ class LocalEngine:
         if events:
             await self.append(*events)
         return recorder
+
+
+async def _wait_for_exit(proc: subprocess.Popen[bytes]) -> None:
+    """Wait until our own agent's shim exits, then reap it. Cancellable at once (Ctrl-C must
+    stop wf within a second and leave the agent running): the wait is on a pidfd in the event
+    loop, not ``Popen.wait`` in a thread, which nothing can interrupt."""
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # no pidfds (not Linux, or an old kernel): poll
+        while proc.poll() is None:
+            await anyio.sleep(ADOPTED_POLL)
+        return
+    try:
+        await anyio.wait_readable(fd)  # readable once the process has exited
+    finally:
+        os.close(fd)
+    proc.wait()
 
 
 def _first_line(text: str, width: int = 60) -> str:

@@ -12,14 +12,11 @@ retries and never bisects; anything else, or a timeout, fails the candidate.
 
 from __future__ import annotations
 
-import os
-import select
 import shutil
-import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +25,7 @@ from wf import gitx
 from wf.agents.runner import agent_environment
 from wf.worktrees.include import copy_included_files
 from wf.worktrees.manager import repo_lock
+from wf.worktrees.processes import wait_exit
 
 INFRA_EXIT = 75
 
@@ -122,18 +120,22 @@ class CheckSlots:
 
     def run(self, slot: int, commit: str, tree: str, checks: Sequence[Sequence[str]], *,
             timeout: float | None, environ: Mapping[str, str],
-            spawned: threading.Event | None = None) -> CheckResult:
+            spawned: threading.Event | None = None,
+            check_cancelled: Callable[[], None] = lambda: None) -> CheckResult:
         """Run every check on ``commit`` in slot ``slot``; stop at the first that does not pass.
-        ``spawned`` is set once the first command has started (or the run ended without one)."""
+        ``spawned`` is set once the first command has started (or the run ended without one);
+        ``check_cancelled`` raises to stop the running check (see ``wait_exit``)."""
         try:
-            return self._run(slot, commit, tree, checks, timeout, environ, spawned)
+            return self._run(slot, commit, tree, checks, timeout, environ, spawned,
+                             check_cancelled)
         finally:
             if spawned is not None:
                 spawned.set()
 
     def _run(self, slot: int, commit: str, tree: str, checks: Sequence[Sequence[str]],
              timeout: float | None, environ: Mapping[str, str],
-             spawned: threading.Event | None) -> CheckResult:
+             spawned: threading.Event | None,
+             check_cancelled: Callable[[], None]) -> CheckResult:
         started = time.monotonic()
         log_path = self.logs_dir / f"{tree[:16]}-{int(time.time() * 1000)}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +150,7 @@ class CheckSlots:
             for argv in checks:
                 log.write(f"$ {' '.join(argv)}\n".encode())
                 log.flush()
-                code = _run_one(list(argv), path, env, log, timeout, spawned)
+                code = _run_one(list(argv), path, env, log, timeout, spawned, check_cancelled)
                 if code != 0:
                     what = ("timed out" if code is None else
                             "infrastructure failure (exit 75)" if code == INFRA_EXIT else
@@ -161,7 +163,8 @@ class CheckSlots:
 
 
 def _run_one(argv: list[str], cwd: Path, env: Mapping[str, str], log, timeout: float | None,
-             spawned: threading.Event | None = None) -> int | None:
+             spawned: threading.Event | None = None,
+             check_cancelled: Callable[[], None] = lambda: None) -> int | None:
     """Exit status of one check command, None on timeout (its process group is killed)."""
     try:
         proc = subprocess.Popen(argv, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
@@ -172,37 +175,4 @@ def _run_one(argv: list[str], cwd: Path, env: Mapping[str, str], log, timeout: f
     finally:
         if spawned is not None:
             spawned.set()
-    try:
-        return _wait(proc, timeout)
-    except subprocess.TimeoutExpired:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=5)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        return None
-
-
-def _wait(proc: subprocess.Popen, timeout: float | None) -> int:
-    """``proc.wait(timeout)``, returning the moment the process exits. With a timeout,
-    ``Popen.wait`` polls with sleeps growing to 50 ms, so a check would end ~25 ms late on
-    average, on the queue's critical path; a pidfd wakes the poll at the exit instead."""
-    if timeout is None:
-        return proc.wait()
-    try:
-        fd = os.pidfd_open(proc.pid)
-    except (AttributeError, OSError):  # no pidfds (not Linux, or an old kernel): poll
-        return proc.wait(timeout=timeout)
-    try:
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)  # readable once the process has exited
-        if not poller.poll(timeout * 1000):
-            raise subprocess.TimeoutExpired(proc.args, timeout)
-    finally:
-        os.close(fd)
-    return proc.wait()
+    return wait_exit(proc, timeout, check_cancelled=check_cancelled)

@@ -458,7 +458,8 @@ class QueueRunner:
             else:
                 res = await anyio.to_thread.run_sync(lambda: self.slots.run(
                     slot, commit, tree, self.cfg.check, timeout=self.cfg.check_timeout,
-                    environ=self.e.d.environ, spawned=spawned[slot]))
+                    environ=self.e.d.environ, spawned=spawned[slot],
+                    check_cancelled=anyio.from_thread.check_cancelled))
                 result, detail, log = res.result, res.detail, res.log_path
             named: list[str] = []
             if result == "fail" and self.cfg.blame and log:

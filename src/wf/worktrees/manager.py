@@ -20,7 +20,6 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import signal
 import subprocess
 import tempfile
 import threading
@@ -37,7 +36,7 @@ from wf import gitx
 from wf.errors import ConfigError, GitError
 from wf.model import check_task_id
 from wf.worktrees.include import INCLUDE_FILE, copy_included_files
-from wf.worktrees.processes import processes_in, stop_processes_in
+from wf.worktrees.processes import processes_in, stop_processes_in, wait_exit
 
 BRANCH_PREFIX = "wf/"
 BACKUP_PREFIX = "refs/wf-backup/"
@@ -322,10 +321,12 @@ class WorktreeManager:
         raise ConfigError(f"no free port left in {low}-{high}")
 
     def run_setup(self, path: Path, command: Sequence[str], env: Mapping[str, str],
-                  timeout: float | None) -> tuple[bool, str]:
+                  timeout: float | None,
+                  check_cancelled: Callable[[], None] = lambda: None) -> tuple[bool, str]:
         """Run ``command`` (argv, no shell) in ``path`` with exactly the environment ``env``.
         Returns (exit code was 0, last ~4000 characters of its output). On timeout the
-        command's whole process group is killed."""
+        command's whole process group is killed; so it is when ``check_cancelled`` raises
+        (see ``wait_exit``), and the exception goes on."""
         if not command:
             return True, ""
         with tempfile.TemporaryFile() as out:
@@ -336,11 +337,8 @@ class WorktreeManager:
                 )
             except OSError as exc:
                 return False, f"cannot run setup command {command[0]!r}: {exc.strerror or exc}"
-            try:
-                code = proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                _kill_group(proc.pid)
-                proc.wait()
+            code = wait_exit(proc, timeout, check_cancelled=check_cancelled)
+            if code is None:
                 return False, _tail(out) + f"\n[wf] setup timed out after {timeout:g}s"
             if code != 0:
                 return False, _tail(out) + f"\n[wf] setup exited with code {code}"
@@ -543,13 +541,6 @@ def _raise_if_dirty(exc: gitx.GitCommandError, path: Path) -> None:
 
 def _entry_at(entries: list[gitx.WorktreeEntry], path: Path) -> gitx.WorktreeEntry | None:
     return next((e for e in entries if e.path.resolve() == path), None)
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _tail(out: IO[bytes]) -> str:

@@ -11,11 +11,75 @@ from __future__ import annotations
 import os
 import select
 import signal
+import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 _PROC = Path("/proc")
+CANCEL_TICK = 0.1  # how often a wait in a worker thread asks whether its caller was cancelled
+CANCEL_GRACE = 0.5  # SIGTERM to SIGKILL when a cancelled wait stops its process group
+
+
+def wait_exit(proc: subprocess.Popen, timeout: float | None = None, *,
+              check_cancelled: Callable[[], None] = lambda: None) -> int | None:
+    """Exit status of ``proc`` (the leader of a process group of its own), returned the
+    moment it exits; None when ``timeout`` passes first, after its group was stopped.
+
+    Every ``CANCEL_TICK`` the wait calls ``check_cancelled``, which raises to cancel it
+    (``anyio.from_thread.check_cancelled`` in a worker thread): the group is then stopped and
+    the exception goes on. A plain ``Popen.wait`` in a thread cannot be cancelled, so Ctrl-C
+    would wait for the command to end (docs/cli.md promises an exit within a second)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        fd: int | None = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # no pidfds (not Linux, or an old kernel): poll
+        fd = None
+    try:
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                stop_group(proc, grace=5.0)
+                return None
+            tick = CANCEL_TICK if remaining is None else min(CANCEL_TICK, remaining)
+            if _exited(proc, fd, tick):
+                return proc.wait()
+            try:
+                check_cancelled()
+            except BaseException:
+                stop_group(proc, grace=CANCEL_GRACE)
+                raise
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _exited(proc: subprocess.Popen, fd: int | None, timeout: float) -> bool:
+    if fd is None:
+        try:
+            proc.wait(timeout=timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)  # readable once the process has exited
+    return bool(poller.poll(timeout * 1000))
+
+
+def stop_group(proc: subprocess.Popen, grace: float) -> None:
+    """SIGTERM ``proc``'s process group, SIGKILL it after ``grace`` seconds, and reap ``proc``."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            break
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    proc.poll()
 
 
 def processes_in(path: Path) -> list[int]:

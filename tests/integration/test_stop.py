@@ -1,0 +1,83 @@
+"""Ctrl-C and SIGTERM stop `wf run` within a second while agents run, and leave those agents
+running for `wf resume` to adopt (docs/cli.md, exit 130)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+from runwf import agent_cmd, journal_pids, pid_alive, status, wait_until, wf, wf_bg, write_tasks
+
+STOP_WITHIN = 1.0  # seconds from the signal to wf's exit, the promise in docs/cli.md
+
+
+def _long_running(repo, journal, gate):
+    text = f"[agents.long]\ncommand = {agent_cmd('gated', str(gate), journal)}\n"
+    text += '[[task]]\nid = "long"\nprompt = "runs until the test lets it finish"\nagent = "long"\n'
+    return write_tasks(repo, text)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_one_signal_stops_wf_within_a_second_and_the_agent_keeps_running(repo, tmp_path, sig):
+    journal, gate = tmp_path / "journal", tmp_path / "gate"
+    run = wf_bg(repo, "run", str(_long_running(repo, journal, gate)))
+    pid = wait_until(lambda: journal_pids(journal, "long"), what="the agent to start")[0]
+    wait_until(lambda: status(repo)["long"]["state"] == "running", what="attempt.spawned")
+    sent = time.monotonic()
+    run.send_signal(sig)
+    _, err = run.communicate(timeout=30)
+    took = time.monotonic() - sent
+    assert run.returncode == 130, err
+    assert "Traceback" not in err and "1 agent(s) keep running" in err
+    assert took < STOP_WITHIN, f"wf took {took:.2f}s to stop"
+    assert pid_alive(pid)  # left for `wf resume` to adopt
+    gate.touch()
+    resumed = wf(repo, "resume", timeout=60)
+    assert resumed.returncode == 0, resumed.stderr
+    assert status(repo)["long"]["state"] == "done"
+    assert journal_pids(journal, "long") == [pid]  # adopted, never started again
+
+
+def _sleeper(marker) -> str:
+    """A TOML argv that writes its pid to ``marker`` and then sleeps for a minute."""
+    return json.dumps(["sh", "-c", f'echo $$ > "{marker}"; exec sleep 60'])
+
+
+def _stop_and_time(run, sig=signal.SIGINT) -> tuple[float, str]:
+    sent = time.monotonic()
+    run.send_signal(sig)
+    _, err = run.communicate(timeout=30)
+    return time.monotonic() - sent, err
+
+
+def _pid_in(marker) -> int | None:
+    text = marker.read_text().strip() if marker.exists() else ""
+    return int(text) if text else None
+
+
+def test_ctrl_c_during_setup_stops_wf_and_the_setup_command(repo, tmp_path):
+    """Setup is wf's own step, not the agent: stopped with wf, run again by `wf resume`."""
+    marker = tmp_path / "setup.pid"
+    text = f"[agents.quick]\ncommand = {agent_cmd('commit')}\n"
+    text += f'[[task]]\nid = "s"\nprompt = "x"\nagent = "quick"\nsetup = {_sleeper(marker)}\n'
+    run = wf_bg(repo, "run", str(write_tasks(repo, text)))
+    pid = wait_until(lambda: _pid_in(marker), what="the setup command to start")
+    took, err = _stop_and_time(run)
+    assert run.returncode == 130, err
+    assert took < STOP_WITHIN, f"wf took {took:.2f}s to stop"
+    wait_until(lambda: not pid_alive(pid), timeout=5, what="the setup command to be stopped")
+
+
+def test_ctrl_c_during_a_merge_queue_check_stops_wf_and_the_check(repo, tmp_path):
+    marker = tmp_path / "check.pid"
+    text = f"[merge]\nauto = true\ncheck = [{_sleeper(marker)}]\n"
+    text += f"[agents.quick]\ncommand = {agent_cmd('commit')}\n"
+    text += '[[task]]\nid = "q"\nprompt = "x"\nagent = "quick"\n'
+    run = wf_bg(repo, "run", str(write_tasks(repo, text)))
+    pid = wait_until(lambda: _pid_in(marker), what="the check to start")
+    took, err = _stop_and_time(run, signal.SIGTERM)
+    assert run.returncode == 130, err
+    assert took < STOP_WITHIN, f"wf took {took:.2f}s to stop"
+    wait_until(lambda: not pid_alive(pid), timeout=5, what="the check to be stopped")
