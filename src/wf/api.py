@@ -120,12 +120,21 @@ class EngineLock:
         self.fd = fd
 
     def holder(self) -> str:
+        """Who holds the lock: the pid the kernel names as its holder, with the command and
+        start time the holder wrote. A holder that has just taken the lock may not have
+        written them yet (or another engine wrote them before it): then they are read from
+        the holder's own process."""
         try:
             info = json.loads(self.path.read_text() or "{}")
         except (OSError, ValueError):
+            info = {}
+        pid = _flock_holder(self.path)
+        if pid is not None and info.get("pid") != pid:
+            info = {"pid": pid, "command": _command_of(pid), "started": _started_at(pid)}
+        if info.get("pid") is None:
             return "holder unknown"
-        started = time.strftime("%H:%M:%S", time.localtime(info.get("started", 0)))
-        return f"pid {info.get('pid')}, `{info.get('command', 'wf run')}`, started {started}"
+        started = time.strftime("%H:%M:%S", time.localtime(info.get("started") or 0))
+        return f"pid {info['pid']}, `{info.get('command') or 'wf'}`, started {started}"
 
     def is_held(self) -> bool:
         try:
@@ -145,6 +154,44 @@ class EngineLock:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+def _flock_holder(path: Path) -> int | None:
+    """The pid holding an flock on ``path``, from ``/proc/locks`` (Linux); None elsewhere."""
+    try:
+        inode = os.stat(path).st_ino
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:  # "1: FLOCK  ADVISORY  WRITE 4242 08:01:123456 0 EOF"
+        fields = line.split()
+        if len(fields) > 5 and fields[1] == "FLOCK" and fields[5].rsplit(":", 1)[-1] == str(inode):
+            return int(fields[4]) if fields[4].isdigit() else None
+    return None
+
+
+def _command_of(pid: int) -> str | None:
+    """``wf run`` and the like, from the process's arguments (``python -m wf run`` too)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return None
+    for i, arg in enumerate(argv):
+        if arg in ("run", "resume", "demo"):
+            return f"wf {arg}" if i else None
+    return " ".join(" ".join(argv).split())[:60] or None  # one line, whatever it runs
+
+
+def _started_at(pid: int) -> float | None:
+    from wf.agents.runner import process_starttime
+
+    ticks = process_starttime(pid)
+    try:
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+    except (OSError, StopIteration):
+        return None
+    return None if ticks is None else boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 # -- running ---------------------------------------------------------------------------------

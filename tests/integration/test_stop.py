@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -81,3 +83,27 @@ def test_ctrl_c_during_a_merge_queue_check_stops_wf_and_the_check(repo, tmp_path
     assert run.returncode == 130, err
     assert took < STOP_WITHIN, f"wf took {took:.2f}s to stop"
     wait_until(lambda: not pid_alive(pid), timeout=5, what="the check to be stopped")
+
+
+def test_a_refused_engine_names_the_holder_even_before_it_wrote_who_it_is(repo, tmp_path):
+    """Two `wf run` started together: the second may look between the first's flock and its
+    write of pid, command and time. The kernel's lock table names the holder all the same."""
+    lock = repo / ".git" / "wf" / "engine.lock"
+    lock.parent.mkdir(parents=True)
+    holder = subprocess.Popen(  # takes the lock and writes nothing, like a holder mid-start
+        [sys.executable, "-c", "import fcntl, os, sys, time\n"
+         f"fd = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        text = f"[agents.quick]\ncommand = {agent_cmd('commit')}\n"
+        text += '[[task]]\nid = "t"\nprompt = "x"\nagent = "quick"\n'
+        refused = wf(repo, "run", str(write_tasks(repo, text)))
+        assert refused.returncode == 3, refused.stderr
+        assert f"pid {holder.pid}," in refused.stderr and "pid None" not in refused.stderr
+        assert len(refused.stderr.splitlines()) == 2  # the error and its hint
+    finally:
+        holder.stdin.close()
+        holder.stdout.close()
+        holder.wait(timeout=10)
