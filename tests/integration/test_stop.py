@@ -4,10 +4,12 @@ running for `wf resume` to adopt (docs/cli.md, exit 130)."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 from runwf import agent_cmd, journal_pids, pid_alive, status, wait_until, wf, wf_bg, write_tasks
@@ -107,3 +109,34 @@ def test_a_refused_engine_names_the_holder_even_before_it_wrote_who_it_is(repo, 
         holder.stdin.close()
         holder.stdout.close()
         holder.wait(timeout=10)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (.ci/run installs it)")
+def test_the_first_ctrl_c_in_a_real_terminal_stops_wf(repo, tmp_path):
+    """A person's Ctrl-C: tmux sends SIGINT to the terminal's whole foreground process group.
+    The agents run in sessions of their own, so they do not get it and keep running."""
+    journal, gate = tmp_path / "journal", tmp_path / "gate"
+    tasks = _long_running(repo, journal, gate)
+    socket = f"wf-stop-{uuid.uuid4().hex[:8]}"
+
+    def tmux(*args: str) -> str:
+        return subprocess.run(["tmux", "-L", socket, "-f", "/dev/null", *args],
+                              capture_output=True, text=True, check=True).stdout
+
+    script = (f"env -u COLUMNS -u LINES {sys.executable} -m wf run {tasks}; "
+              "echo EXITED $?; sleep 600")
+    tmux("new-session", "-d", "-x", "120", "-y", "30", "-c", str(repo), script)
+    try:
+        pid = wait_until(lambda: journal_pids(journal, "long"), what="the agent to start")[0]
+        wait_until(lambda: status(repo)["long"]["state"] == "running", what="attempt.spawned")
+        sent = time.monotonic()
+        tmux("send-keys", "C-c")
+        screen = wait_until(lambda: "EXITED" in (s := tmux("capture-pane", "-p")) and s,
+                            timeout=30, what="wf to exit")
+        took = time.monotonic() - sent
+        assert "EXITED 130" in screen and "1 agent(s) keep running" in screen, screen
+        assert took < STOP_WITHIN, f"wf took {took:.2f}s to stop"
+        assert pid_alive(pid)
+    finally:
+        gate.touch()
+        subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
