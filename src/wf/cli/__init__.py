@@ -6,13 +6,14 @@ config error; 3 another engine is active in the repository; 130 interrupted (sta
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
 import typer
 
 from wf.cli.output import fail
-from wf.errors import WfError
+from wf.errors import Interrupted, WfError
 
 app = typer.Typer(
     name="wf", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -47,12 +48,14 @@ def main(argv: list[str] | None = None) -> None:
         rv = app(args=argv, standalone_mode=False)
     except WfError as exc:
         fail(exc.message, exc.hint)
+        if isinstance(exc, Interrupted):
+            _exit_now(exc.exit_code)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         fail("interrupted", "`wf resume` carries on from the log")
-        sys.exit(130)
+        _exit_now(130)
     except typer.TyperException as exc:  # usage errors: unknown option, missing argument
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         fail(" ".join(message.split()), "see `wf --help` or `wf COMMAND --help`")
@@ -67,3 +70,13 @@ def main(argv: list[str] | None = None) -> None:
              "run again with WF_DEBUG=1 for the traceback, and please report it")
         sys.exit(70)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _exit_now(code: int) -> None:
+    """Exit without joining threads. The log is committed and closed by now, but a worker
+    thread may still sit in a network call that its cancelled caller abandoned (a forge read);
+    Python's exit would wait for it, and Ctrl-C must stop wf within a second."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing to keep
+            stream.flush()
+    os._exit(code)
