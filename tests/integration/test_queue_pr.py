@@ -4,6 +4,7 @@ checks and a SHA-guarded merge on the fake GitHub and GitLab; and the failure ca
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 from fakeforge import TOKEN, FakeForge, Project
 from helpers import git
-from runwf import agent_cmd, events, fast_retry, wf, write_tasks
+from runwf import agent_cmd, events, fast_retry, wait_until, wf, wf_bg, write_tasks
 
 NO_TOKENS = {name: "" for name in ("GH_TOKEN", "GITHUB_TOKEN", "GH_ENTERPRISE_TOKEN",
                                    "GITHUB_ENTERPRISE_TOKEN", "GITLAB_TOKEN", "CI_JOB_TOKEN")}
@@ -262,3 +263,20 @@ def test_ci_configured_but_never_reporting_evicts_at_the_forge_check_timeout(
     proc = wf(repo, "run", str(tasks_file(repo, ("a",))), env=env)
     entry = assert_evicted_unmerged(repo, origin, forge, before, proc)
     assert "still pending after 1s" in entry["reason"] and ci_config in entry["reason"]
+
+
+def test_ctrl_c_while_a_forge_read_hangs_stops_wf_within_a_second(
+        repo: Path, origin: Path, forge: FakeForge) -> None:
+    """A read of the forge's checks is abandoned on cancel: wf does not wait for the HTTP
+    answer (or its 30 s timeout) to honour Ctrl-C."""
+    project, env = setup(repo, origin, forge, "github", ci_config=".github/workflows/ci.yml")
+    forge.fail("GET", r"/status$", 200, delay=20.0)  # a normal answer, 20 s late
+    run = wf_bg(repo, "run", str(tasks_file(repo, ("a",))), env=env)
+    wait_until(lambda: forge.calls("GET", r"/status$"), what="wf to read the checks")
+    sent = time.monotonic()
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=30)
+    took = time.monotonic() - sent
+    assert run.returncode == 130, err
+    assert "Traceback" not in err
+    assert took < 1.0, f"wf took {took:.2f}s to stop"

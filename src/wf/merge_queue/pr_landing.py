@@ -20,13 +20,15 @@ entries' prefixes in the tested-tree cache. Crash safety: a newest PR/MR already
 candidate as its head is recorded as landed instead of being pushed and merged again.
 
 Every blocking call (git, HTTP) runs in a worker thread; the waits are ``anyio.sleep``, so
-stopping the engine cancels a landing that waits for checks. The forge's reads are abandoned
-on cancel (a read is safe to drop half-way), so Ctrl-C never waits for an HTTP timeout; the
-merge call is not: its answer is what the crash recovery reconciles.
+stopping the engine cancels a landing that waits for checks. The forge's reads run in daemon
+threads abandoned on cancel (:func:`forge_read`; a read is safe to drop half-way), so Ctrl-C
+never waits for an HTTP answer; the merge call is not abandoned.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -45,6 +47,35 @@ from wf.worktrees import fetch
 
 Record = Callable[..., Awaitable[None]]
 MAX_POLL_INTERVAL = 60.0
+
+
+async def forge_read(read: Callable[..., Any], *args: Any) -> Any:
+    """Run a forge READ in a daemon thread; a cancelled caller stops waiting for it at once.
+
+    Not ``anyio.to_thread.run_sync(..., abandon_on_cancel=True)``: that abandons the wait, but
+    anyio's worker threads are not daemons, so the interpreter joins a worker stuck in an HTTP
+    read at exit and Ctrl-C waited for the answer or the 30 s timeout (measured: 20 s with a
+    forge 20 s slow). A read is safe to drop half-way; the merge call never goes through here.
+    """
+    done = anyio.Event()
+    token = anyio.lowlevel.current_token()
+    result: list[Any] = []
+    failure: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            result.append(read(*args))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's task
+            failure.append(exc)
+        finally:
+            with contextlib.suppress(RuntimeError):  # the event loop is gone: nobody waits
+                anyio.from_thread.run_sync(done.set, token=token)
+
+    threading.Thread(target=body, name="wf-forge-read", daemon=True).start()
+    await done.wait()
+    if failure:
+        raise failure[0]
+    return result[0]
 
 
 class PrLanding:
@@ -85,8 +116,7 @@ class PrLanding:
                    record: Record) -> LandOutcome:
         forge = await self.connect()
         stream = task_stream(entry.task_id)
-        latest = await anyio.to_thread.run_sync(forge.find_latest, entry.branch, self.target,
-                                                abandon_on_cancel=True)
+        latest = await forge_read(forge.find_latest, entry.branch, self.target)
         if latest is not None and latest.state == "merged" and await anyio.to_thread.run_sync(
                 self._carries, latest.head_sha, entry.head, commit):
             await record(NewEvent(stream, "pr.merged", {"number": latest.number,
@@ -162,7 +192,7 @@ class PrLanding:
         deadline = None if timeout is None else start + timeout
         last: ForgeChecks | None = None
         while True:
-            reading = await anyio.to_thread.run_sync(forge.checks, head, abandon_on_cancel=True)
+            reading = await forge_read(forge.checks, head)
             checks = judge_checks(reading, ci_config=ci_config, waited=self.clock() - start,
                                   grace=grace)
             if checks != last:
@@ -185,7 +215,7 @@ class PrLanding:
         deadline = (None if self.cfg.forge_check_timeout is None
                     else self.clock() + self.cfg.forge_check_timeout)
         while deadline is None or self.clock() < deadline:
-            now = await anyio.to_thread.run_sync(forge.get, pr.number, abandon_on_cancel=True)
+            now = await forge_read(forge.get, pr.number)
             if now.state == "merged":
                 return now
             if now.state == "closed":
