@@ -123,3 +123,14 @@ def test_with_ci_config_and_nothing_ever_reported_the_timeout_fails_the_entry() 
     verdict, _ = wait(land, ScriptedChecks([("none", "no checks reported")]))
     assert verdict.state == "failure" and verdict.detail.startswith("still pending after 20s")
     assert sum(slept) == 20.0  # the last sleep ends at the deadline, not past it
+
+
+def test_which_files_configure_a_forges_ci() -> None:
+    from wf.providers.ci_config import ci_config_in
+
+    assert ci_config_in("gitlab", ["README.md", ".gitlab-ci.yml"]) == ".gitlab-ci.yml"
+    assert ci_config_in("gitlab", [".github/workflows/ci.yml"]) is None
+    assert ci_config_in("github", [".github/workflows/test.yaml"]) == ".github/workflows/test.yaml"
+    assert ci_config_in("github", [".github/workflows/README.md", ".gitlab-ci.yml"]) is None
+    assert ci_config_in("github", [".github/workflows/sub/ci.yml"]) is None  # not read by GitHub
+    assert ci_config_in("gitea", [".gitlab-ci.yml"]) is None  # a forge wf does not know
