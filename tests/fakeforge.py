@@ -14,6 +14,13 @@ Tests steer it with ``fail(...)`` (answer a status once, optionally after a dela
 with a secondary-limit message, 404, 405, 409, 422, 429 with Retry-After, 500; a 2xx with no body
 is the normal answer, only slow; a 2xx with a body answers that body, e.g. a stale empty list),
 and by setting statuses, check runs, pipelines and ``mergeable`` on PRs/MRs.
+
+A project's ``ci`` plays a CI that reports on every pushed head by itself, as the forge's own CI
+would: ``None`` entries in it, or ``ci_delay`` seconds (measured by the server from its first
+look at the head), are the time before the forge has created the pipeline or check run at all.
+``ci_as`` chooses how GitHub shows it (a commit status or a check run); ``merged_results`` runs
+GitLab's pipeline on the MR's merge ref, so it shows only as the MR's ``head_pipeline`` and in
+its pipeline list under the merge commit's sha, never under the head's.
 """
 
 from __future__ import annotations
@@ -130,16 +137,25 @@ class Project:
     check_runs: dict[str, list[tuple[str, str, str | None]]] = field(default_factory=dict)
     pipelines: dict[str, list[tuple[int, str]]] = field(default_factory=dict)  # sha -> (id, st)
     # A CI that reports on every head by itself: the n-th look at a head sees ci[n] (the last
-    # value repeats): "pending", "success" or "failure".
-    ci: list[str] = field(default_factory=list)
+    # value repeats): "pending", "success", "failure", or None (nothing created yet).
+    ci: list[str | None] = field(default_factory=list)
     ci_polls: dict[str, int] = field(default_factory=dict)
+    ci_delay: float = 0.0  # seconds from the first look at a head until its CI exists
+    ci_first_seen: dict[str, float] = field(default_factory=dict)
+    ci_as: str = "status"  # GitHub: "status" (commit status) or "check_run"
+    merged_results: bool = False  # GitLab: the pipeline runs on the MR's merge ref
     mergeable_by_default: bool = True
 
-    def ci_state(self, sha: str) -> str | None:
+    def ci_state(self, sha: str, *, look: bool = True) -> str | None:
+        """What the CI shows on ``sha`` now; ``look`` counts this as one poll of the script."""
         if not self.ci:
             return None
+        first = self.ci_first_seen.setdefault(sha, time.monotonic())
+        if time.monotonic() - first < self.ci_delay:
+            return None
         n = self.ci_polls.get(sha, 0)
-        self.ci_polls[sha] = n + 1
+        if look:
+            self.ci_polls[sha] = n + 1
         return self.ci[min(n, len(self.ci) - 1)]
 
     def head_of(self, branch: str) -> str | None:

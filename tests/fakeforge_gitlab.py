@@ -84,14 +84,14 @@ def _mr_route(forge: FakeForge, project: Project, pull: Pull, method: str, rest:
         return 200, _mr(forge, project, pull)
     if rest == "/pipelines" and method == "GET":
         sha = project.head_of(pull.head)
-        runs = list(project.pipelines.get(sha or "", []))
+        runs = [_pipeline(forge, project, pid, status, sha, pull.head)
+                for pid, status in project.pipelines.get(sha or "", [])]
         ci = project.ci_state(sha or "")
-        if ci is not None:
-            runs.append((900, {"pending": "running", "failure": "failed"}.get(ci, ci)))
-        return 200, [{"id": pid, "iid": pid, "project_id": 7, "sha": sha, "ref": pull.head,
-                      "status": status, "source": "push", "created_at": TS, "updated_at": TS,
-                      "web_url": f"{forge.gitlab_url}/{project.path}/-/pipelines/{pid}"}
-                     for pid, status in reversed(runs)]
+        if ci is not None and project.merged_results:
+            runs.append(_merge_ref_pipeline(forge, project, pull, ci))
+        elif ci is not None:
+            runs.append(_pipeline(forge, project, 900, _status(ci), sha, pull.head))
+        return 200, list(reversed(runs))
     if rest == "/notes" and method == "GET":
         return 200, [_note(cid, pull, body) for cid, (n, body) in sorted(project.comments.items())
                      if n == pull.number]
@@ -105,6 +105,27 @@ def _mr_route(forge: FakeForge, project: Project, pull: Pull, method: str, rest:
         project.comments[cid] = (pull.number, data["body"])
         return 200, _note(cid, pull, data["body"])
     return 404, {"message": "404 Not Found"}
+
+
+def _status(ci: str) -> str:
+    return {"pending": "running", "failure": "failed"}.get(ci, ci)
+
+
+def _pipeline(forge: FakeForge, project: Project, pid: int, status: str, sha: str | None,
+              ref: str) -> dict[str, Any]:
+    return {"id": pid, "iid": pid, "project_id": 7, "sha": sha, "ref": ref, "status": status,
+            "source": "push", "created_at": TS, "updated_at": TS,
+            "web_url": f"{forge.gitlab_url}/{project.path}/-/pipelines/{pid}"}
+
+
+def _merge_ref_pipeline(forge: FakeForge, project: Project, pull: Pull, ci: str
+                        ) -> dict[str, Any]:
+    """A merged-results pipeline: it runs on the commit GitLab makes by merging the head into
+    the target, on ``refs/merge-requests/<iid>/merge``; that commit is not the head."""
+    pipeline = _pipeline(forge, project, 950, _status(ci), "e" * 40,
+                         f"refs/merge-requests/{pull.number}/merge")
+    pipeline["source"] = "merge_request_event"
+    return pipeline
 
 
 def complete_auto_merges(project: Project) -> None:
@@ -125,7 +146,13 @@ def _state(p: Pull) -> str:
 
 
 def _mr(forge: FakeForge, project: Project, p: Pull) -> dict[str, Any]:
+    head = project.head_of(p.head)
+    ci = project.ci_state(head or "", look=False) if p.state == "open" else None
+    head_pipeline = (None if ci is None else _merge_ref_pipeline(forge, project, p, ci)
+                     if project.merged_results
+                     else _pipeline(forge, project, 900, _status(ci), head, p.head))
     return {
+        "head_pipeline": head_pipeline,
         "id": 5000 + p.number, "iid": p.number, "project_id": 7, "title": p.title,
         "description": p.body, "state": _state(p), "created_at": TS, "updated_at": TS,
         "source_branch": p.head, "target_branch": p.base, "author": USER,

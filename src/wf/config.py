@@ -105,6 +105,9 @@ class MergeConfig(BaseModel):
         3600.0, description="how long land = \"pr\" waits for the forge's checks")
     forge_poll_interval: float = Field(
         10.0, gt=0, description="first delay between two looks at the forge's checks")
+    forge_checks_grace: float = Field(
+        10.0, ge=0, description="with land = \"pr\" and no CI configuration in the head, how "
+        "long \"no checks reported yet\" waits before it means \"no checks\"")
     auto: bool = Field(False, description="enqueue every task that succeeds")
     require_approval: bool = Field(False, description="hold each entry until `wf approve`")
     max_batch: int = Field(50, ge=1, le=1000, description="entries tested together at most")
@@ -124,7 +127,7 @@ class MergeConfig(BaseModel):
             return (tuple(value),)
         return value
 
-    @field_validator("forge_poll_interval", mode="before")
+    @field_validator("forge_poll_interval", "forge_checks_grace", mode="before")
     @classmethod
     def _interval(cls, value: Any) -> float:
         return parse_duration(value)

@@ -17,7 +17,7 @@ from fakeforge import TOKEN, FakeForge, Project, push_feature
 
 from wf.errors import ForgeAuthError, ForgeError
 from wf.providers.auth import Token
-from wf.providers.base import Forge, PullRequestExists
+from wf.providers.base import Forge, ForgeChecks, PullRequestExists
 from wf.providers.github import GitHubForge
 from wf.providers.gitlab import GitLabForge
 from wf.providers.pulls import PullRequestRequest, PullRequestText, open_or_update
@@ -127,6 +127,26 @@ def test_checks_pending_then_success_or_failure(side: Side) -> None:
         side.project.pipelines[head] = [(13, "success")]
         side.project.pulls[pr.number].merge_status = "conflict"
         assert side.client.checks(pr).state == "failure"
+
+
+def test_a_head_nobody_reports_on_reads_none_not_success(side: Side) -> None:
+    """Right after a push the forge has not created the pipeline / check runs yet; GitLab calls
+    the MR `mergeable` meanwhile. That reading is "none", for the queue to judge (issue 12)."""
+    pr, _ = open_pr(side)
+    reading = side.client.checks(pr)
+    assert reading.state == "none"
+    side.project.ci = ["failure"]  # now the forge's CI reports, and it failed
+    assert side.client.checks(pr).state == "failure"
+
+
+def test_gitlab_reads_a_merged_results_pipeline_from_the_mrs_head_pipeline(side: Side) -> None:
+    if side.kind != "gitlab":
+        pytest.skip("merged-results pipelines are GitLab's")
+    pr, _ = open_pr(side)
+    side.project.merged_results = True
+    side.project.ci = ["pending", "success"]
+    assert side.client.checks(pr) == ForgeChecks("pending", "pipeline 950 running")
+    assert side.client.checks(pr) == ForgeChecks("success", "pipeline 950 success")
 
 
 def test_merge_is_guarded_by_the_head_sha(side: Side) -> None:

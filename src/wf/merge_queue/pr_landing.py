@@ -6,7 +6,11 @@ The queue has already tested the candidate locally. For the entry at the front i
    checks) to the entry's branch, so the forge's CI runs on exactly the tested tree;
 2. opens or updates the entry's PR/MR (idempotent: found by head branch first);
 3. waits for the forge's checks on that commit, polling with a growing interval while nothing
-   changes; a failure evicts the entry with the forge's reason;
+   changes; a failure evicts the entry with the forge's reason. "Nothing reported yet" is not
+   a pass (right after a push the forge has often not created the pipeline): when the commit's
+   tree configures the forge's CI (``.gitlab-ci.yml``, ``.github/workflows/*.yml``) wf waits
+   for it up to ``forge_check_timeout``; when it does not, ``forge_checks_grace`` decides how
+   long "none yet" waits before it means "none" (:func:`judge_checks`);
 4. makes sure the remote target is still the commit the candidate was built on, then merges
    with the candidate as the expected head SHA, so the forge cannot merge anything untested.
    A head that moved (409) is retested; a PR/MR the forge will not merge (405) is evicted.
@@ -16,11 +20,15 @@ entries' prefixes in the tested-tree cache. Crash safety: a newest PR/MR already
 candidate as its head is recorded as landed instead of being pushed and merged again.
 
 Every blocking call (git, HTTP) runs in a worker thread; the waits are ``anyio.sleep``, so
-stopping the engine cancels a landing that waits for checks.
+stopping the engine cancels a landing that waits for checks. The forge's reads run in daemon
+threads abandoned on cancel (:func:`forge_read`; a read is safe to drop half-way), so Ctrl-C
+never waits for an HTTP answer; the merge call is not abandoned.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -33,11 +41,41 @@ from wf.errors import GitError
 from wf.merge_queue.landing import LandOutcome
 from wf.model import NewEvent, task_stream
 from wf.providers.base import Forge, ForgeChecks, PullRequest
+from wf.providers.ci_config import ci_config_of
 from wf.providers.pulls import PullRequestRequest, describe, open_or_update
 from wf.worktrees import fetch
 
 Record = Callable[..., Awaitable[None]]
 MAX_POLL_INTERVAL = 60.0
+
+
+async def forge_read(read: Callable[..., Any], *args: Any) -> Any:
+    """Run a forge READ in a daemon thread; a cancelled caller stops waiting for it at once.
+
+    Not ``anyio.to_thread.run_sync(..., abandon_on_cancel=True)``: that abandons the wait, but
+    anyio's worker threads are not daemons, so the interpreter joins a worker stuck in an HTTP
+    read at exit and Ctrl-C waited for the answer or the 30 s timeout (measured: 20 s with a
+    forge 20 s slow). A read is safe to drop half-way; the merge call never goes through here.
+    """
+    done = anyio.Event()
+    token = anyio.lowlevel.current_token()
+    result: list[Any] = []
+    failure: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            result.append(read(*args))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's task
+            failure.append(exc)
+        finally:
+            with contextlib.suppress(RuntimeError):  # the event loop is gone: nobody waits
+                anyio.from_thread.run_sync(done.set, token=token)
+
+    threading.Thread(target=body, name="wf-forge-read", daemon=True).start()
+    await done.wait()
+    if failure:
+        raise failure[0]
+    return result[0]
 
 
 class PrLanding:
@@ -78,7 +116,7 @@ class PrLanding:
                    record: Record) -> LandOutcome:
         forge = await self.connect()
         stream = task_stream(entry.task_id)
-        latest = await anyio.to_thread.run_sync(forge.find_latest, entry.branch, self.target)
+        latest = await forge_read(forge.find_latest, entry.branch, self.target)
         if latest is not None and latest.state == "merged" and await anyio.to_thread.run_sync(
                 self._carries, latest.head_sha, entry.head, commit):
             await record(NewEvent(stream, "pr.merged", {"number": latest.number,
@@ -96,7 +134,9 @@ class PrLanding:
         await record(NewEvent(stream, "pr.opened", {
             "number": pr.number, "url": pr.url, "state": pr.state, "created": created,
             "head": commit, "base": self.target, "forge": forge.kind}))
-        verdict = await self._wait_for_checks(forge, pr, commit, stream, record)
+        ci_config = await anyio.to_thread.run_sync(ci_config_of, self.root, forge.kind, commit)
+        verdict = await self._wait_for_checks(forge, pr, commit, stream, record,
+                                              ci_config=ci_config)
         if verdict.state != "success":
             return LandOutcome("evicted", f"the forge's checks on {_ref(forge, pr)} did not pass: "
                                           f"{verdict.detail}", kind="forge_check")
@@ -139,16 +179,22 @@ class PrLanding:
         return LandOutcome("landed", f"{_ref(forge, pr)} merged", commit=outcome_commit)
 
     async def _wait_for_checks(self, forge: Forge, pr: PullRequest, commit: str, stream: str,
-                               record: Record) -> ForgeChecks:
-        """Poll the forge's checks on ``commit`` until they pass or fail; record each change.
-        The interval grows by half while nothing changes (up to a minute)."""
+                               record: Record, *, ci_config: str | None) -> ForgeChecks:
+        """Poll the forge's checks on ``commit`` until they pass or fail; record each change
+        of verdict. The interval grows by half while nothing changes (up to a minute).
+        ``ci_config`` is the file in ``commit`` that configures the forge's CI, if any."""
         head = PullRequest(pr.number, pr.url, pr.state, commit)
         interval = self.cfg.forge_poll_interval
-        deadline = (None if self.cfg.forge_check_timeout is None
-                    else self.clock() + self.cfg.forge_check_timeout)
+        timeout = self.cfg.forge_check_timeout
+        grace = self.cfg.forge_checks_grace if timeout is None else min(
+            self.cfg.forge_checks_grace, timeout)
+        start = self.clock()
+        deadline = None if timeout is None else start + timeout
         last: ForgeChecks | None = None
         while True:
-            checks = await anyio.to_thread.run_sync(forge.checks, head)
+            reading = await forge_read(forge.checks, head)
+            checks = judge_checks(reading, ci_config=ci_config, waited=self.clock() - start,
+                                  grace=grace)
             if checks != last:
                 await record(NewEvent(stream, "pr.checks", {
                     "number": pr.number, "state": checks.state, "detail": checks.detail}))
@@ -159,17 +205,17 @@ class PrLanding:
             if checks.state != "pending":
                 return checks
             if deadline is not None and self.clock() >= deadline:
-                return ForgeChecks("failure", f"still pending after "
-                                              f"{self.cfg.forge_check_timeout:g}s: "
+                return ForgeChecks("failure", f"still pending after {timeout:g}s: "
                                               f"{checks.detail}")
-            await self.sleep(interval)
+            await self.sleep(interval if deadline is None
+                             else max(0.0, min(interval, deadline - self.clock())))
 
     async def _wait_for_forge_merge(self, forge: Forge, pr: PullRequest) -> PullRequest | None:
         interval = self.cfg.forge_poll_interval
         deadline = (None if self.cfg.forge_check_timeout is None
                     else self.clock() + self.cfg.forge_check_timeout)
         while deadline is None or self.clock() < deadline:
-            now = await anyio.to_thread.run_sync(forge.get, pr.number)
+            now = await forge_read(forge.get, pr.number)
             if now.state == "merged":
                 return now
             if now.state == "closed":
@@ -177,6 +223,25 @@ class PrLanding:
             await self.sleep(interval)
             interval = min(interval * 1.5, max(MAX_POLL_INTERVAL, self.cfg.forge_poll_interval))
         return None
+
+
+def judge_checks(reading: ForgeChecks, *, ci_config: str | None, waited: float,
+                 grace: float) -> ForgeChecks:
+    """What one reading of the forge means for landing: pending, passed or failed. Pure.
+
+    A failure, a pending run and a pass are what they say. ``none`` (the forge reports nothing
+    on the head) is never a pass by itself: with CI configured in the head (``ci_config``) the
+    checks have not appeared yet, so wait (``forge_check_timeout`` bounds it); without, wait
+    ``grace`` seconds for a check from elsewhere (an app, a webhook) and then land with none.
+    """
+    if reading.state != "none":
+        return reading
+    if ci_config is not None:
+        return ForgeChecks("pending", f"{reading.detail} yet; {ci_config} configures CI")
+    if waited < grace:
+        return ForgeChecks("pending", f"{reading.detail} yet; no CI configured, waiting "
+                                      f"{grace:g}s for checks to appear")
+    return ForgeChecks("success", f"{reading.detail}; no CI configured")
 
 
 def _ref(forge: Forge, pr: PullRequest) -> str:

@@ -15,7 +15,10 @@ from typing import Literal, Protocol
 from wf.errors import ForgeError
 from wf.providers.remote import ForgeTarget
 
-ChecksState = Literal["pending", "success", "failure"]
+# "none": the forge reports nothing on the head (yet). Right after a push that is the usual
+# answer, so it is never "passed" by itself: the merge queue decides what it means
+# (``wf.merge_queue.pr_landing.judge_checks``) from the head's CI configuration and a grace.
+ChecksState = Literal["pending", "success", "failure", "none"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ class PullRequest:
 
 @dataclass(frozen=True)
 class ForgeChecks:
-    """The forge's own verdict on a head: its CI, statuses and (GitLab) merge status."""
+    """The forge's own reading of a head: its CI, statuses and (GitLab) merge status."""
 
     state: ChecksState
     detail: str
@@ -78,7 +81,10 @@ class Forge(Protocol):
     def upsert_comment(self, number: int, marker: str, body: str) -> None:
         """Edit the one comment containing ``marker``, or post it if there is none."""
 
-    def checks(self, pr: PullRequest) -> ForgeChecks: ...
+    def checks(self, pr: PullRequest) -> ForgeChecks:
+        """What the forge reports on ``pr.head_sha``: ``failure`` if anything failed,
+        ``pending`` while anything runs, ``success`` once everything reported passed, and
+        ``none`` while nothing reports on the head at all. Reading only, so safe to repeat."""
 
     def merge(self, pr: PullRequest, *, sha: str, method: str, auto: bool) -> MergeOutcome:
         """Merge only if the head is still ``sha``. With ``auto``, hand the merge to the forge

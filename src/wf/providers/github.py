@@ -110,7 +110,7 @@ class GitHubForge:
     # -- checks and merging --------------------------------------------------------------------
     def checks(self, pr: PullRequest) -> ForgeChecks:
         """Combined commit status and check runs of the head: any failure fails, anything not
-        finished is pending, and a head nobody reports on counts as passed."""
+        finished is pending, and a head nobody reports on (yet) is ``none``, not passed."""
         sha = pr.head_sha or ""
         with self._errors(f"read the checks of {sha[:10]}"):
             commit = self.repo.get_commit(sha)
@@ -126,7 +126,9 @@ class GitHubForge:
         if waiting:
             return ForgeChecks("pending", f"waiting for {', '.join(waiting)}")
         total = len(combined.statuses) + len(runs)
-        return ForgeChecks("success", f"{total} passed" if total else "no checks reported")
+        if not total:
+            return ForgeChecks("none", "no checks reported")
+        return ForgeChecks("success", f"{total} passed")
 
     def merge(self, pr: PullRequest, *, sha: str, method: str, auto: bool) -> MergeOutcome:
         # GitHub's auto-merge exists only in GraphQL; wf waits for the checks itself, so the

@@ -107,22 +107,33 @@ class GitLabForge:
 
     # -- checks and merging --------------------------------------------------------------------
     def checks(self, pr: PullRequest) -> ForgeChecks:
-        """The newest pipeline of the head, then ``detailed_merge_status``."""
+        """The newest pipeline of the head, then ``detailed_merge_status``.
+
+        The MR's own ``head_pipeline`` counts too: a merged-results pipeline runs on the
+        merge ref (``refs/merge-requests/<iid>/merge``), so its sha is not the head's. With no
+        pipeline at all the answer is ``none`` even when GitLab says ``mergeable``: right
+        after a push GitLab has not created the pipeline yet."""
         with self._errors(f"read the pipelines of merge request !{pr.number}"):
-            mr = self.project.mergerequests.get(pr.number, lazy=True)
-            pipelines = [p for p in mr.pipelines.list(get_all=False, per_page=20)
+            attrs = self.project.mergerequests.get(pr.number).attributes
+            # Lazy: the pipelines' path then names the project by its path, as every call does.
+            lazy = self.project.mergerequests.get(pr.number, lazy=True)
+            pipelines = [p.attributes for p in lazy.pipelines.list(get_all=False, per_page=20)
                          if not pr.head_sha or p.sha == pr.head_sha]
-            merge_status = self.project.mergerequests.get(pr.number).attributes.get(
-                "detailed_merge_status") or "unchecked"
-        if pipelines:
-            status = pipelines[0].status
+        merged_results = _merged_results_pipeline(attrs, pr)
+        if merged_results is not None:
+            pipelines.append(merged_results)
+        merge_status = attrs.get("detailed_merge_status") or "unchecked"
+        newest = max(pipelines, key=lambda p: int(p.get("id") or 0), default=None)
+        if newest is not None:
+            status = newest.get("status")
             if status in PIPELINE_FAILED:
-                return ForgeChecks("failure", f"pipeline {pipelines[0].id} {status}")
+                return ForgeChecks("failure", f"pipeline {newest.get('id')} {status}")
             if status in PIPELINE_PENDING:
-                return ForgeChecks("pending", f"pipeline {pipelines[0].id} {status}")
+                return ForgeChecks("pending", f"pipeline {newest.get('id')} {status}")
         if merge_status == "mergeable":
-            return ForgeChecks("success", f"pipeline {pipelines[0].id} {pipelines[0].status}"
-                               if pipelines else "mergeable, no pipeline")
+            if newest is None:
+                return ForgeChecks("none", "mergeable, no pipeline")
+            return ForgeChecks("success", f"pipeline {newest.get('id')} {newest.get('status')}")
         if merge_status in MERGE_STATUS_WAITING:
             return ForgeChecks("pending", f"merge status {merge_status}")
         return ForgeChecks("failure", f"merge status {merge_status}")
@@ -180,6 +191,20 @@ class GitLabForge:
 
 def _message(exc: Any) -> str:
     return " ".join(str(exc.error_message or "").split())[:300] or f"HTTP {exc.response_code}"
+
+
+def _merged_results_pipeline(attrs: dict[str, Any], pr: PullRequest) -> dict[str, Any] | None:
+    """The MR's ``head_pipeline`` when it ran for this head: on the head itself, or on the MR's
+    merge ref while the MR's head is this head (GitLab's merged-results pipelines)."""
+    pipeline = attrs.get("head_pipeline")
+    if not isinstance(pipeline, dict) or not pipeline.get("status"):
+        return None
+    if pr.head_sha and attrs.get("sha") != pr.head_sha:
+        return None  # the MR moved on: its head pipeline is for another commit
+    ref = str(pipeline.get("ref") or "")
+    if pipeline.get("sha") == pr.head_sha or ref.startswith("refs/merge-requests/"):
+        return pipeline
+    return None
 
 
 def _mr(attrs: dict[str, Any]) -> PullRequest:
