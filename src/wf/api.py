@@ -95,7 +95,28 @@ def open_store(repo: Repo, *, create: bool = True) -> Any:
 
     if not create and not repo.db_path.exists():
         raise NotFound("no wf runs in this repository yet", hint="start one with `wf run`")
+    _refuse_an_emptied_log(repo)
     return SqliteEventStore(repo.db_path)
+
+
+def _refuse_an_emptied_log(repo: Repo) -> None:
+    """SQLite reads a zero-byte file as an empty database, so a truncated ``wf.db`` would look
+    like a repository where wf never ran, and a new log would be started over the old one's
+    branches. wf makes the file and its schema in one go, so zero bytes beside ``wf/*``
+    branches or attempt logs means the log was emptied: StoreDamaged (exit 4)."""
+    from wf.store.sqlite import damaged
+
+    try:
+        if repo.db_path.stat().st_size != 0:
+            return
+    except FileNotFoundError:
+        return
+    branches = sorted(gitx.list_branches(repo.root))
+    logs = repo.logs_dir.is_dir() and any(repo.logs_dir.iterdir())
+    if branches or logs:
+        found = (f"{len(branches)} wf branch(es) such as {branches[0]}" if branches
+                 else f"attempt logs in {repo.logs_dir}")
+        raise damaged(repo.db_path, f"it is empty (0 bytes) while the repository has {found}")
 
 
 class EngineLock:

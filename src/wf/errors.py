@@ -5,7 +5,8 @@
     ├── ConfigError              bad wf.toml / tasks file / task id / DAG    exit 2
     ├── GitError                 git missing, failed, or the repo is in a bad state   exit 2
     ├── StoreError               the event log cannot be opened or written  exit 2
-    │   └── ConcurrencyError     an append lost a race on (stream, stream_version)
+    │   ├── ConcurrencyError     an append lost a race on (stream, stream_version)
+    │   └── StoreDamaged         the event log is damaged: not SQLite, truncated, bad JSON  exit 4
     ├── EngineBusy               another `wf run`/`wf resume` holds the repository   exit 3
     ├── NotFound                 a task or attempt that the log does not know      exit 2
     ├── AgentSpawnError          the agent process could not be started
@@ -50,6 +51,14 @@ class StoreError(WfError):
 
 class ConcurrencyError(StoreError):
     """An append was rejected because its stream moved on: a decision taken on stale state."""
+
+
+class StoreDamaged(StoreError):
+    """The event log is damaged (not an SQLite file, malformed, truncated while wf's branches
+    exist, an event whose data is not JSON). Nothing is written to it; the message names a
+    copy of it and the hint says how to recover."""
+
+    exit_code = 4
 
 
 class EngineBusy(WfError):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import operator
 import sqlite3
 import threading
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from wf.errors import ConcurrencyError, StoreError
+from wf.errors import ConcurrencyError, StoreDamaged, StoreError
 from wf.model import Event, NewEvent
 from wf.store import projections
 from wf.store.projections import COLUMNS, JSON_COLUMNS, PRIMARY_KEYS, Projection
@@ -62,7 +63,61 @@ def _loads(text: str) -> Any:
 
 
 def _event(row: tuple[Any, ...]) -> Event:
-    return Event(row[0], row[1], row[2], row[3], row[4], _loads(row[5]), row[6])
+    try:
+        data = _loads(row[5])
+    except (ValueError, TypeError) as exc:
+        raise _BadEvent(row[0], row[3]) from exc
+    return Event(row[0], row[1], row[2], row[3], row[4], data, row[6])
+
+
+class _BadEvent(Exception):
+    """An event whose data is not JSON; the store turns it into StoreDamaged with its path."""
+
+    def __init__(self, seq: int, type_: str) -> None:
+        super().__init__(f"event {seq} ({type_}) holds data that is not valid JSON")
+
+
+# SQLite's words for a file that is not a database, or one whose pages are broken.
+_DAMAGE_WORDS = ("file is not a database", "malformed", "database disk image")
+
+
+def is_damage(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.DatabaseError) and any(
+        w in str(exc) for w in _DAMAGE_WORDS)
+
+
+def damaged(path: Path, what: str) -> StoreDamaged:
+    """StoreDamaged for the log at ``path``, after copying it (and its WAL) aside once:
+    whatever the user does next, the damaged file stays as it was found."""
+    copy = _backup_copy(path)
+    where = f"; a copy is at {copy}" if copy else ""
+    return StoreDamaged(
+        f"the event log {path} is damaged: {what}{where}",
+        hint=f"restore {path.name} from a backup, or move it aside to start a new log "
+             "(the next `wf run` makes one; `wf clean --orphans` then lists the wf branches "
+             "and worktrees it does not know); see docs/cli.md, exit code 4")
+
+
+def _backup_copy(path: Path) -> Path | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    for old in path.parent.glob(path.name + ".damaged-*"):  # one copy per state of the file
+        with contextlib.suppress(OSError):
+            if old.is_file() and old.stat().st_size == st.st_size and (
+                    old.stat().st_mtime >= st.st_mtime):
+                return old
+    copy = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        shutil.copy2(path, copy)
+        for suffix in ("-wal", "-shm"):
+            side = path.with_name(path.name + suffix)
+            if side.exists():
+                shutil.copy2(side, copy.with_name(copy.name + suffix))
+    except OSError:
+        return None
+    return copy
 
 
 class _Prepared:
@@ -181,6 +236,8 @@ class SqliteEventStore:
             self.close()
             if _is_busy(exc):
                 raise self._error(exc, "open") from exc
+            if is_damage(exc):
+                raise damaged(self.path, str(exc)) from exc
             raise StoreError(f"cannot open event log {self.path}: {exc}") from exc
         try:
             # Opening an up-to-date log takes no write lock: readers open it while the
@@ -289,7 +346,10 @@ class SqliteEventStore:
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
-        return [_event(row) for row in self._query(sql, args)]
+        try:
+            return [_event(row) for row in self._query(sql, args)]
+        except _BadEvent as exc:
+            raise damaged(self.path, str(exc)) from exc
 
     def last_seq(self) -> int:
         return self._query("SELECT COALESCE(MAX(seq), 0) FROM events")[0][0]
@@ -353,6 +413,8 @@ class SqliteEventStore:
             return StoreError(f"event log {self.path} is locked by another process",
                               hint="another wf process held the write lock for too long; "
                                    "try again, or find it with `fuser` on the file")
+        if is_damage(exc):
+            return damaged(self.path, str(exc))
         return StoreError(f"event log {self.path}: cannot {doing}: {exc}")
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -457,7 +519,10 @@ class SqliteEventStore:
         rows = cur.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq",
                            (self._cache_seq,)).fetchall()
         for row in rows:
-            e = _event(row)
+            try:
+                e = _event(row)
+            except _BadEvent as exc:
+                raise damaged(self.path, str(exc)) from exc
             try:
                 projections.apply(self._cache, e)
             except Exception as exc:  # written by another process, perhaps another wf version
@@ -583,6 +648,8 @@ class SqliteEventStore:
                 last = rows[-1][0]
         except sqlite3.Error:
             raise
+        except ValueError as exc:  # data that is not JSON
+            raise damaged(self.path, str(_BadEvent(seq, type_))) from exc
         except Exception as exc:
             raise _unprojectable(seq, type_, exc) from exc
         for name, t in _TABLES.items():
