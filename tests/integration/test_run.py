@@ -267,3 +267,16 @@ def test_a_dirty_main_worktree_is_pointed_out(repo):
     assert proc.returncode == 0
     assert "uncommitted changes" in proc.stderr and "committed main" in proc.stderr
     assert (repo / "README.md").read_text() == "work in progress\n"
+
+
+def test_last_error_is_what_the_agent_wrote_to_stderr_not_its_last_output_line(repo):
+    agent = json.dumps(["sh", "-c", "echo working; echo 'fatal: the real cause' >&2; "
+                        "echo 'cleaning up'; exit 3"])
+    text = fast_retry(attempts=1) + f"\n[agents.loud]\ncommand = {agent}\n"
+    text += '[[task]]\nid = "e"\nprompt = "x"\nagent = "loud"\n'
+    out = wf(repo, "run", str(write_tasks(repo, text)))
+    assert out.returncode == 1, out.stderr
+    row = status(repo)["e"]
+    assert "fatal: the real cause" in row["last_error"] and "cleaning up" not in row["last_error"]
+    logs = wf(repo, "logs", "e").stdout  # the log still holds both streams, in order
+    assert logs.index("working") < logs.index("fatal: the real cause") < logs.index("cleaning up")

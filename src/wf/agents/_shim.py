@@ -9,7 +9,8 @@ agent's output and exit status, so ``kill -9`` of wf loses neither.
 - The agent's stdout and stderr go to ``PREFIX.log``; past MAX_BYTES it is rotated to
   ``PREFIX.log.1`` (one generation kept), so a flood cannot fill the disk.
 - ``PREFIX.exit`` is written atomically (write, fsync, rename) with a JSON object holding
-  ``exit_code`` (negative: killed by that signal) and, if the agent could not be started,
+  ``exit_code`` (negative: killed by that signal), ``stderr_tail`` (the last few KB the agent
+  wrote to stderr: what "last error" shows first) and, if the agent could not be started,
   ``spawn_error``.
 
 Stdlib only, started with -S so it imports nothing from site-packages: it starts in ~15 ms.
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import time
 
+ERR_TAIL = 4096  # bytes of the agent's stderr kept for "last error"
 
 def _starttime(pid):
     with open(f"/proc/{pid}/stat", "rb") as f:
@@ -85,7 +87,7 @@ def main(argv):
         return 0
     try:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, close_fds=True)
+                                 stderr=subprocess.PIPE, close_fds=True)
     except OSError as exc:
         msg = f"wf: cannot start agent {command[0]!r}: {exc.strerror or exc}"
         log.write(msg.encode() + b"\n")
@@ -94,29 +96,35 @@ def main(argv):
 
     if stop:
         child.send_signal(stop[0])
-    out = child.stdout.fileno()
+    # Both streams go to the one log, in the order they arrive; stderr's tail is kept apart.
+    err = child.stderr.fileno()
+    err_tail = bytearray()
     sel = selectors.DefaultSelector()
-    sel.register(out, selectors.EVENT_READ)
+    sel.register(child.stdout.fileno(), selectors.EVENT_READ)
+    sel.register(err, selectors.EVENT_READ)
     drain_until = None
-    while True:
+    while sel.get_map():
         # After the agent exits, keep reading briefly: a background child it left behind may
         # hold the pipe open forever, and that must not keep the attempt from ending.
         if drain_until is None and child.poll() is not None:
             drain_until = time.monotonic() + 2.0
         if drain_until is not None and time.monotonic() > drain_until:
             break
-        if not sel.select(timeout=0.2):
-            continue
-        try:
-            data = os.read(out, 65536)
-        except InterruptedError:
-            continue
-        if not data:
-            break
-        log.write(data)
+        for key, _ in sel.select(timeout=0.2):
+            try:
+                data = os.read(key.fd, 65536)
+            except InterruptedError:
+                continue
+            if not data:
+                sel.unregister(key.fd)
+                continue
+            log.write(data)
+            if key.fd == err:
+                err_tail = (err_tail + data)[-ERR_TAIL:]
     code = child.wait()
     log.f.close()
-    _write_exit(prefix, {"exit_code": code, "ended": time.time()})
+    _write_exit(prefix, {"exit_code": code, "ended": time.time(),
+                         "stderr_tail": err_tail.decode("utf-8", "replace")})
     return 0
 
 

@@ -534,7 +534,7 @@ class LocalEngine:
             commit = await anyio.to_thread.run_sync(last_commit)
             changed = commit is not None
         return classify_exit(record, changed=changed, commit=commit,
-                             last_line=_last_line(files.tail()), verdict=verdict)
+                             last_line=_last_error(record, files), verdict=verdict)
 
     async def _record_output(self, tid: str, n: int, files: AttemptFiles, spec: TaskSpec, *,
                              final: bool = False) -> TranscriptRecorder | None:
@@ -572,6 +572,12 @@ async def _wait_for_exit(proc: subprocess.Popen[bytes]) -> None:
 def _first_line(text: str, width: int = 60) -> str:
     line = text.strip().splitlines()[0] if text.strip() else ""
     return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def _last_error(record: dict[str, Any], files: AttemptFiles) -> str:
+    """What the agent said last about what went wrong: its last line on stderr, else the
+    last line of its output (an agent that reports errors on stdout, or an older shim)."""
+    return _last_line(record.get("stderr_tail") or "") or _last_line(files.tail())
 
 
 def _last_line(text: str, width: int = 200) -> str:
