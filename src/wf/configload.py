@@ -18,18 +18,21 @@ tomllib and pydantic errors are mapped here and chained with ``from exc``.
 
 from __future__ import annotations
 
+import difflib
 import heapq
+import json
 import math
 import os
 import re
 import stat
 import tomllib
+import typing
 import unicodedata
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from wf.agents.builtin import resolve_agent
 from wf.config import AgentConfig, Config, TaskConfig
@@ -266,7 +269,8 @@ def _validate_config(data: dict[str, Any], name: str, prefix: Loc = ()) -> Confi
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise _fail(f"{name}: {_describe_errors(exc, where)}", hint=_config_hint(exc)) from exc
+        raise _fail(f"{name}: {_describe_errors(exc, where, Config)}",
+                    hint=_config_hint(exc)) from exc
     except (ValueError, TypeError, ArithmeticError, RecursionError) as exc:
         raise _fail(f"{name}: invalid configuration: {exc}") from exc
 
@@ -314,7 +318,7 @@ def _validate_task(raw: Any, index: int, name: str) -> TaskConfig:
     try:
         task = TaskConfig.model_validate(raw)
     except ValidationError as exc:
-        raise _fail(f"{name}: {_describe_errors(exc, where)}") from exc
+        raise _fail(f"{name}: {_describe_errors(exc, where, TaskConfig)}") from exc
     except (ValueError, TypeError, ArithmeticError, RecursionError) as exc:
         raise _fail(f"{name}: {where((), True)}: {exc}") from exc
     if not task.prompt.strip():
@@ -327,7 +331,7 @@ def _resolve_retry(base: RetryPolicy, overrides: Mapping[str, Any], prefix: str,
     try:
         return RetryPolicy.model_validate({**base.model_dump(), **overrides})
     except ValidationError as exc:
-        raise _fail(prefix + _describe_errors(exc, where)) from exc
+        raise _fail(prefix + _describe_errors(exc, where, RetryPolicy)) from exc
     except (ValueError, TypeError, ArithmeticError, RecursionError) as exc:
         raise _fail(f"{prefix}{where((), True)}: {exc}") from exc
 
@@ -488,26 +492,57 @@ def _fail(message: str, *, hint: str | None = None) -> ConfigError:
     return ConfigError(text, hint=None if hint is None else _LINE_BREAKS.sub(" ", hint))
 
 
-def _describe_errors(exc: ValidationError, where: Where) -> str:
-    errors = exc.errors(include_url=False)
-    text = _describe(errors[0], where)
+def _describe_errors(exc: ValidationError, where: Where,
+                     model: type[BaseModel] | None = None) -> str:
+    """The first error in words, an unknown key before anything else: a misspelt key is the
+    cause of the "required key is missing" that comes with it."""
+    errors = sorted(exc.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
+    text = _describe(errors[0], where, model)
     return text + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else "")
 
 
-def _describe(error: Mapping[str, Any], where: Where) -> str:
+def _describe(error: Mapping[str, Any], where: Where, model: type[BaseModel] | None) -> str:
     loc: Loc = tuple(error["loc"])
     kind = error["type"]
     if kind == "extra_forbidden" and loc:
         table = where(loc[:-1], True)
         key = _brief(str(loc[-1]))
-        return f"unknown key {key} in {table}" if table else f"unknown top-level key {key}"
+        close = difflib.get_close_matches(str(loc[-1]), _known_keys(model, loc[:-1]), n=1)
+        guess = f" (did you mean {close[0]!r}?)" if close else ""
+        return (f"unknown key {key} in {table}{guess}" if table
+                else f"unknown top-level key {key}{guess}")
     message = _lower_first(
         str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, "))
     if kind == "missing":
         message = "required key is missing"
+    elif kind in ("tuple_type", "list_type") and loc and isinstance(loc[-1], str):
+        value = error.get("input")
+        example = f"[{json.dumps(value)}]" if isinstance(value, str | int | float) else "[...]"
+        message = f"must be a list, e.g. {_key(loc[-1])} = {example} (got {_brief(value)})"
     elif kind not in ("value_error", "assertion_error"):
         message += f" (got {_brief(error.get('input'))})"
     return _join(where(loc, False), message)
+
+
+def _known_keys(model: type[BaseModel] | None, loc: Loc) -> list[str]:
+    """The keys the table at ``loc`` of ``model`` takes (a dict's keys, such as agent names,
+    are stepped over), for "did you mean"."""
+    for part in loc:
+        field = model.model_fields.get(part) if model and isinstance(part, str) else None
+        if field is not None:
+            model = _model_in(field.annotation)
+    return list(model.model_fields) if model else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside a field's type: ``AgentConfig`` of ``dict[str, AgentConfig]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def _join(place: str, message: str) -> str:

@@ -242,6 +242,19 @@ def test_tasks_file_without_overrides_keeps_the_config(tmp_path: Path) -> None:
     ('[retry]\nnope = 1\n[[task]]\nprompt = "a"\n', "{f}: unknown key 'nope' in [retry]"),
     ('[agents.x]\nenv = { A = 1 }\n[[task]]\nprompt = "a"\n',
      "{f}: [agents.x.env].A: input should be a valid string"),
+    # A misspelt key is named first, with the key it is close to, not the missing one
+    ('[[task]]\nid = "a"\npromt = "x"\n',
+     "{f}: unknown key 'promt' in [[task]] #1 (id 'a') (did you mean 'prompt'?)"),
+    ('[agents.x]\ncomand = ["true"]\n[[task]]\nprompt = "a"\n',
+     "{f}: unknown key 'comand' in [agents.x] (did you mean 'command'?)"),
+    ('[merge]\nchek = [["true"]]\n[[task]]\nprompt = "a"\n',
+     "{f}: unknown key 'chek' in [merge] (did you mean 'check'?)"),
+    ('[retry]\nmaximum_atempts = 3\n[[task]]\nprompt = "a"\n',
+     "{f}: unknown key 'maximum_atempts' in [retry] (did you mean 'maximum_attempts'?)"),
+    ('[[task]]\nprompt = "a"\nzzz = 1\n', "{f}: unknown key 'zzz' in [[task]] #1"),
+    # A list given as a plain value says the shape TOML wants
+    ('[[task]]\nid = "a"\nprompt = "x"\ndepends_on = "other"\n',
+     "{f}: [[task]] #1 (id 'a').depends_on: must be a list, e.g. depends_on = [\"other\"]"),
 ])
 def test_tasks_file_errors(tmp_path: Path, text: str, expected: str) -> None:
     path = write(tmp_path / "tasks.toml", text)
@@ -264,7 +277,8 @@ def test_tasks_typo_gets_a_hint(tmp_path: Path) -> None:
     ("nope = 1", "wf.toml: unknown top-level key 'nope'"),
     ("[retry]\nnope = 1", "wf.toml: unknown key 'nope' in [retry]"),
     ('[agents.foo]\ncommand = ["x"]\nnope = 1', "wf.toml: unknown key 'nope' in [agents.foo]"),
-    ('[agents.foo]\ncommand = "x"', "wf.toml: [agents.foo].command: input should be a valid"),
+    ('[agents.foo]\ncommand = "x"',
+     'wf.toml: [agents.foo].command: must be a list, e.g. command = ["x"]'),
     ("[agents.foo]\ncommand = []", "wf.toml: [agents.foo].command: tuple should have at least"),
     ('[agents."Bad Name"]\ncommand = ["x"]', 'wf.toml: [agents."Bad Name"]: invalid agent name'),
     ("[retry]\nmaximum_attempts = 2.5", "wf.toml: [retry].maximum_attempts: input should be"),
@@ -496,7 +510,8 @@ def test_default_base_is_the_last_fallback() -> None:
 
 def test_task_retry_errors() -> None:
     bad_key = TaskConfig(id="a", prompt="p", retry={"maximum_attempt": 2})
-    assert str(config_error(specs, [bad_key])) == "task 'a': unknown key 'maximum_attempt' in retry"
+    assert str(config_error(specs, [bad_key])) == (
+        "task 'a': unknown key 'maximum_attempt' in retry (did you mean 'maximum_attempts'?)")
     bad_value = TaskConfig(id="a", prompt="p", retry={"non_retryable": ["nope"]})
     assert str(config_error(specs, [bad_value])).startswith(
         "task 'a': retry.non_retryable[0]: input should be")
