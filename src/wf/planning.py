@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 from wf.agents.builtin import builtin_agents
 from wf.api import Repo, open_store
 from wf.config import Config
 from wf.configload import build_specs, load_tasks_file, prompt_tasks
+from wf.errors import ConfigError
 from wf.spec import TaskSpec
 
 
@@ -25,6 +29,7 @@ def plan_tasks_file(repo: Repo, path: Path, *, agent: str | None = None,
     repo = Repo(repo.root, repo.common_dir, config)
     specs = build_specs(tasks, config, builtin_agents=builtin_agents(),
                         default_base=repo.default_base())
+    check_agent_commands(specs, repo.root)
     return repo, specs
 
 
@@ -43,4 +48,29 @@ def plan_prompt(repo: Repo, prompt: str, n: int, *, agent: str | None = None,
     tasks = prompt_tasks(prompt, n, agent, existing)
     specs = build_specs(tasks, config, builtin_agents=builtin_agents(),
                         default_base=repo.default_base())
+    check_agent_commands(specs, repo.root)
     return repo, specs
+
+
+def check_agent_commands(specs: Iterable[TaskSpec], root: Path) -> None:
+    """Refuse, before anything starts, an agent whose program is not there: each attempt would
+    fail the same way, and `--dry-run` would have said the plan was fine. A program with a
+    slash is a path (relative ones from the repository, as the worktree holds the same files);
+    one without is looked up on the PATH the agent gets."""
+    seen: set[tuple[str, str]] = set()
+    for spec in specs:
+        program = spec.command[0] if spec.command else ""
+        if (spec.agent, program) in seen or "{" in program:  # a placeholder: known only later
+            continue
+        seen.add((spec.agent, program))
+        path = spec.env.get("PATH", os.environ.get("PATH", os.defpath))
+        if "/" in program:
+            target = Path(program) if os.path.isabs(program) else root / program
+            found = target.is_file() and os.access(target, os.X_OK)
+        else:
+            found = shutil.which(program, path=path) is not None
+        if not found:
+            where = "is not an executable file" if "/" in program else "is not found on PATH"
+            raise ConfigError(f"agent {spec.agent!r}: its command {program!r} {where}",
+                              hint=f"install it, or fix the command of [agents.{spec.agent}] "
+                                   "(`wf doctor` checks every agent)")

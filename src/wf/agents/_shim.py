@@ -6,7 +6,8 @@ agent's output and exit status, so ``kill -9`` of wf loses neither.
 - ``PREFIX.claim`` is created with O_EXCL before the agent starts and holds "PID STARTTIME".
   If the claim already exists (``wf resume`` declared this attempt lost), the shim runs nothing:
   an attempt can never be both lost and running.
-- The agent's stdout and stderr go to ``PREFIX.log``; past MAX_BYTES it is rotated to
+- The agent's stdout and stderr go to ``PREFIX.log`` as they arrive (two pipes: lines written
+  to both within one read may come out in either order); past MAX_BYTES it is rotated to
   ``PREFIX.log.1`` (one generation kept), so a flood cannot fill the disk.
 - ``PREFIX.exit`` is written atomically (write, fsync, rename) with a JSON object holding
   ``exit_code`` (negative: killed by that signal), ``stderr_tail`` (the last few KB the agent
