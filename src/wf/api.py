@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wf import gitx
-from wf.errors import ConfigError, EngineBusy, GitError, Interrupted, NotFound, Refused
+from wf.errors import (
+    ConfigError, EngineBusy, GitError, Interrupted, NotFound, Refused, UsageError,
+)
 from wf.model import SIGNAL_STREAM, Event, NewEvent, SignalKind, task_stream
 
 if TYPE_CHECKING:
@@ -450,6 +452,12 @@ def entry_id_for(branch: str) -> str:
 
 def events(repo: Repo, *, since: int = 0, follow: bool = False, poll: float = 0.2,
            stop: Callable[[], bool] = lambda: False) -> Iterator[Event]:
+    """The log's events after ``since``; none when wf never ran here (with ``follow``, it
+    waits for the first run's log to appear)."""
+    while not repo.db_path.exists():
+        if not follow or stop():
+            return
+        time.sleep(poll)
     store = open_store(repo, create=False)
     try:
         last = since
@@ -475,6 +483,9 @@ def attempt_log(repo: Repo, task_id: str,
     store = open_store(repo, create=False)
     try:
         row = get_task(store, task_id)
+        if attempt is not None and attempt < 1:
+            raise UsageError(f"--attempt {attempt}: attempts are numbered from 1",
+                             hint=f"`wf status` shows how many {task_id} has had")
         n = attempt or row["attempts"]
         if not n:
             raise NotFound(f"task {task_id!r} has not started an attempt yet")

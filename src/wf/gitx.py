@@ -166,13 +166,22 @@ def repo_root(path: Path) -> Path:
     """Top of the working tree containing ``path``."""
     proc = run_git(["rev-parse", "--show-toplevel"], cwd=path, check=False)
     if proc.returncode != 0 or not proc.stdout.strip():
-        raise GitError(f"not a git repository: {path}")
+        raise _not_a_repository(path)
     return Path(proc.stdout.strip())
 
 
 def common_dir(path: Path) -> Path:
     """Absolute git common dir (shared by all worktrees): where wf keeps its state."""
-    return Path(_out(["rev-parse", "--path-format=absolute", "--git-common-dir"], path))
+    proc = run_git(["rev-parse", "--path-format=absolute", "--git-common-dir"], cwd=path,
+                   check=False)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise _not_a_repository(path)
+    return Path(proc.stdout.strip())
+
+
+def _not_a_repository(path: Path) -> GitError:
+    return GitError(f"not a git repository (or any parent folder): {Path(path).resolve()}",
+                    hint="cd into a repository, or make one with `git init` and a first commit")
 
 
 def git_path(path: Path, name: str) -> Path:

@@ -30,3 +30,36 @@ def test_dry_run_accepts_an_agent_given_by_a_path_in_the_repository(repo):
     text += '[[task]]\nid = "a"\nprompt = "x"\nagent = "mine"\n'
     out = wf(repo, "run", "--dry-run", str(write_tasks(repo, text)))
     assert out.returncode == 0, out.stderr
+
+
+def test_outside_a_repository_says_so_with_the_folder_and_a_hint(tmp_path):
+    out = wf(tmp_path, "status")
+    assert out.returncode == 2
+    assert f"not a git repository (or any parent folder): {tmp_path.resolve()}" in out.stderr
+    assert "hint: " in out.stderr and "rev-parse" not in out.stderr
+
+
+@pytest.mark.parametrize("args", [["-h"], ["run", "-h"], ["queue", "add", "-h"]])
+def test_dash_h_is_help(tmp_path, args):
+    out = wf(tmp_path, *args)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("Usage: ") and "-h, --help" in out.stdout
+
+
+def test_events_with_no_runs_yet_prints_nothing_and_exits_0_as_status_does(repo):
+    for args in (["events"], ["events", "--json"], ["status"]):
+        out = wf(repo, *args)
+        assert out.returncode == 0, (args, out.stderr)
+    assert wf(repo, "events", "--json").stdout == ""
+
+
+def test_logs_attempt_0_is_refused_not_read_as_the_latest(repo):
+    text = f"[agents.quick]\ncommand = {agent_cmd('commit')}\n"
+    text += '[[task]]\nid = "a"\nprompt = "x"\nagent = "quick"\n'
+    assert wf(repo, "run", str(write_tasks(repo, text))).returncode == 0
+    zero = wf(repo, "logs", "a", "--attempt", "0")
+    assert zero.returncode == 2 and "numbered from 1" in zero.stderr
+    beyond = wf(repo, "logs", "a", "--attempt", "2")
+    assert beyond.returncode == 2 and "no attempt 2" in beyond.stderr
+    assert wf(repo, "logs", "a", "--attempt", "1", "--json").returncode == 0
+    assert json.loads(wf(repo, "status", "--json").stdout)[0]["attempts"] == 1

@@ -17,7 +17,7 @@ from wf.errors import Interrupted, WfError
 
 app = typer.Typer(
     name="wf", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+    rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]},
     help="Run many coding agents in parallel on one repository, safely.",
 )
 
