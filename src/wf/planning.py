@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
 from wf.agents.builtin import builtin_agents
+from wf.agents.runner import resolve_program
 from wf.api import Repo, open_store
 from wf.config import Config
 from wf.configload import build_specs, load_tasks_file, prompt_tasks
@@ -64,11 +64,7 @@ def check_agent_commands(specs: Iterable[TaskSpec], root: Path) -> None:
             continue
         seen.add((spec.agent, program))
         path = spec.env.get("PATH", os.environ.get("PATH", os.defpath))
-        if "/" in program:
-            target = Path(program) if os.path.isabs(program) else root / program
-            found = target.is_file() and os.access(target, os.X_OK)
-        else:
-            found = shutil.which(program, path=path) is not None
+        found = resolve_program(program, root, path) is not None
         if not found:
             where = "is not an executable file" if "/" in program else "is not found on PATH"
             raise ConfigError(f"agent {spec.agent!r}: its command {program!r} {where}",

@@ -131,7 +131,7 @@ def test_doctor_reports_clis_versions_and_what_is_missing(repo, cli_env, tmp_pat
     (repo / "wf.toml").write_text('[agents.fast]\nadapter = "codex"\nbinary = "no-such-codex"\n')
     proc = wf(repo, "doctor", "--json", env={**cli_env, "GEMINI_API_KEY": "", "GOOGLE_API_KEY": "",
                                              "GITHUB_TOKEN": "", "GITLAB_TOKEN": ""})
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # "fast" of wf.toml cannot start
     report = json.loads(proc.stdout)
     agents = {a["name"]: a for a in report["agents"]}
     assert set(agents) == {"claude", "codex", "gemini", "opencode", "aider", "fast"}
@@ -144,8 +144,24 @@ def test_doctor_reports_clis_versions_and_what_is_missing(repo, cli_env, tmp_pat
                                       "GITLAB_TOKEN": False}
     assert "forge-secret" not in proc.stdout and "sk-test" not in proc.stdout
     table = wf(repo, "doctor", env=cli_env)
-    assert table.returncode == 0 and "codex 9.9.9 (fake)" in table.stdout
+    assert table.returncode == 1 and "codex 9.9.9 (fake)" in table.stdout
+    assert "agent fast in wf.toml cannot start" in table.stdout
     assert "GH_TOKEN set" in table.stdout and "forge-secret" not in table.stdout
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     assert wf(outside, "doctor", "--json", env=cli_env).returncode == 0
+
+
+def test_doctor_checks_the_program_of_every_command_agent_in_wf_toml(repo, cli_env):
+    (repo / "run_me.sh").write_text("#!/bin/sh\n")
+    (repo / "run_me.sh").chmod(0o755)
+    (repo / "wf.toml").write_text('[agents.mine]\ncommand = ["no-such-agent-wf", "{prompt}"]\n'
+                                  '[agents.script]\ncommand = ["./run_me.sh"]\n')
+    proc = wf(repo, "doctor", "--json", env=cli_env)
+    agents = {a["name"]: a for a in json.loads(proc.stdout)["agents"]}
+    assert proc.returncode == 1
+    assert agents["mine"]["configured"] and agents["mine"]["missing"] == ["binary"]
+    assert agents["script"]["installed"] and agents["script"]["path"].endswith("run_me.sh")
+    assert not agents["claude"]["configured"]  # the CLIs wf knows are reported, not required
+    (repo / "wf.toml").write_text('[agents.script]\ncommand = ["./run_me.sh"]\n')
+    assert wf(repo, "doctor", env=cli_env).returncode == 0

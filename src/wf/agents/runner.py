@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,6 +48,16 @@ def agent_environment(base: Mapping[str, str], *, wf_vars: Mapping[str, str],
     env.update(extra)
     env.update(wf_vars)
     return env
+
+
+def resolve_program(program: str, root: Path, path: str | None) -> str | None:
+    """Where an agent's program is, or None: a name is looked up on ``path`` (the PATH the
+    agent gets); a path with a slash must be an executable file, a relative one taken from
+    ``root`` (the worktree holds the repository's files)."""
+    if "/" not in program:
+        return shutil.which(program, path=path)
+    target = Path(program) if os.path.isabs(program) else root / program
+    return str(target) if target.is_file() and os.access(target, os.X_OK) else None
 
 
 def fill_placeholders(command: Sequence[str], values: Mapping[str, str]) -> list[str]:

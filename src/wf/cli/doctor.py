@@ -17,12 +17,13 @@ from wf.cli.output import console, print_json
 def doctor(as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")]
            = False) -> int:
     """Agent CLIs installed, their versions and what each lacks; git; forge tokens set."""
-    from wf.doctor import report
+    from wf.doctor import report, unusable
 
-    found = report(os.environ, _config())
+    found = report(os.environ, *_config())
+    code = 0 if found["git"]["path"] and not unusable(found) else 1
     if as_json:
         print_json(found)
-        return 0 if found["git"]["path"] else 1
+        return code
     table = Table(box=None, header_style="bold", pad_edge=False)
     for col in ("agent", "installed", "version", "credentials", "missing"):
         table.add_column(col, overflow="fold")
@@ -39,15 +40,20 @@ def doctor(as_json: Annotated[bool, typer.Option("--json", help="machine-readabl
     tokens = ", ".join(f"{name} {'set' if present else 'not set'}"
                        for name, present in found["forge_tokens"].items())
     console.print(f"forge tokens: {tokens} (never passed to agents)")
-    return 0 if git["path"] else 1
+    for name in unusable(found):
+        console.print(f"[red]agent {escape(name)} in wf.toml cannot start: its program is not "
+                      "there[/]", soft_wrap=True)
+    return code
 
 
 def _config():
-    """The repository's config when run inside one (for [agents.X] overrides), else None."""
+    """(config, repository root) when run inside a repository (for its [agents.X]), else
+    (None, None)."""
     from wf import api
     from wf.errors import WfError
 
     try:
-        return api.open_repo().config
+        repo = api.open_repo()
+        return repo.config, repo.root
     except WfError:
-        return None
+        return None, None
