@@ -69,6 +69,9 @@ merge_method = "merge"
 auto_merge = false
 forge_check_timeout = "1h"
 forge_poll_interval = "10s"
+# A head the forge reports nothing on is never a pass: when it holds CI configuration
+# (.gitlab-ci.yml, .github/workflows) wf waits for its checks; when it holds none, this long.
+forge_checks_grace = "10s"
 # Enqueue every task that succeeds; `wf run` then exits 0 only when every task landed.
 auto = false
 # Hold every entry until `wf approve TASK` (`wf reject TASK --reason ...` sends it back).
@@ -76,7 +79,8 @@ require_approval = false
 # At most this many entries tested together, and this many checks at once.
 max_batch = 50
 max_parallel_checks = 2
-# On a conflict, rebase the branch and run the task's agent again with the conflict described.
+# On a conflict, merge the target into the task's branch and run its agent again to resolve
+# the conflicts it leaves (one resolution, not one per commit as a rebase would need).
 resolve_conflicts = false
 # When a check fails, test first the entries whose changed files its output names (a hint:
 # an entry is still evicted only by check results).

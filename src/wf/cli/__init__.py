@@ -1,7 +1,9 @@
 """The ``wf`` command. Commands live in one module per group and call ``wf.api`` only.
 
-Exit codes (docs/cli.md): 0 success; 1 a task failed, was cancelled or blocked; 2 usage or
-config error; 3 another engine is active in the repository; 130 interrupted (state kept).
+Exit codes (docs/cli.md): 0 success; 1 a task failed, was cancelled, blocked or evicted, the
+queue stopped, or a signal was refused; 2 usage or config error; 3 another engine is active in
+the repository; 4 the event log is damaged; 5 the machine refused wf's own step (no space left
+on device); 70 internal error; 130 interrupted (state kept).
 """
 
 from __future__ import annotations
