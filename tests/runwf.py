@@ -36,7 +36,7 @@ def wf_bg(repo: Path, *args: str, env: dict | None = None) -> subprocess.Popen[s
 
 
 def status(repo: Path) -> dict[str, dict]:
-    proc = wf(repo, "status", "--json")
+    proc = wf(repo, "status", "--json", "--all")
     assert proc.returncode == 0, proc.stderr
     return {t["id"]: t for t in json.loads(proc.stdout)}
 

@@ -368,13 +368,19 @@ STATUS_FIELDS = ("id", "state", "agent", "attempts", "branch", "worktree", "last
                  "session_id")
 
 
-def status(repo: Repo) -> list[dict[str, Any]]:
+def status(repo: Repo, *, all_tasks: bool = False) -> list[dict[str, Any]]:
+    """The tasks of the current run (``wf.scope``), or every task with ``all_tasks``; active
+    ones first."""
+    from wf.scope import current_run, display_order, run_start
+
     if not repo.db_path.exists():
         return []
     store = open_store(repo)
     try:
-        rows = sorted(store.tasks(), key=lambda r: r["submitted_seq"] or 0)
-        return [{k: row.get(k) for k in STATUS_FIELDS} for row in rows]
+        rows = store.tasks()
+        if not all_tasks:
+            rows = current_run(rows, run_start(store.runs()))
+        return [{k: row.get(k) for k in STATUS_FIELDS} for row in display_order(rows)]
     finally:
         store.close()
 

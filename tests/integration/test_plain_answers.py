@@ -63,3 +63,23 @@ def test_logs_attempt_0_is_refused_not_read_as_the_latest(repo):
     assert beyond.returncode == 2 and "no attempt 2" in beyond.stderr
     assert wf(repo, "logs", "a", "--attempt", "1", "--json").returncode == 0
     assert json.loads(wf(repo, "status", "--json").stdout)[0]["attempts"] == 1
+
+
+def test_status_shows_the_current_run_with_all_for_history_and_never_cuts_ids(repo):
+    quick = f"[agents.quick]\ncommand = {agent_cmd('commit')}\n"
+    first = quick + '[[task]]\nid = "old-1"\nprompt = "x"\nagent = "quick"\n'
+    first += '[[task]]\nid = "old-2"\nprompt = "x"\nagent = "quick"\n'
+    assert wf(repo, "run", str(write_tasks(repo, first, "first.toml"))).returncode == 0
+    long_id = "a-task-whose-id-is-long-enough-to-be-cut-on-a-narrow-screen"
+    failing = json.dumps(["sh", "-c", "echo 'fatal: " + "a long reason " * 12 + "' >&2; exit 3"])
+    second = f"[agents.bad]\ncommand = {failing}\n[retry]\nmaximum_attempts = 1\n"
+    second += f'[[task]]\nid = "{long_id}"\nprompt = "x"\nagent = "bad"\n'
+    assert wf(repo, "run", str(write_tasks(repo, second, "second.toml"))).returncode == 1
+    out = wf(repo, "status")  # into a pipe
+    assert out.returncode == 0
+    lines = [ln for ln in out.stdout.splitlines() if long_id in ln]
+    assert len(lines) == 1 and ("a long reason " * 12).strip() in lines[0]  # one line, whole
+    assert "old-1" not in out.stdout and "2 task(s) of earlier runs" in out.stderr
+    assert {t["id"] for t in json.loads(wf(repo, "status", "--json").stdout)} == {long_id}
+    every = wf(repo, "status", "--all")
+    assert "old-1" in every.stdout and "old-2" in every.stdout and long_id in every.stdout

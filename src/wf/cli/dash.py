@@ -8,25 +8,26 @@ import sys
 from wf import api
 from wf.cli import app
 from wf.cli.control import JsonOpt
+from wf.cli.inspect import AllOpt
 from wf.cli.output import note, print_json
 from wf.errors import UsageError
 
 
 @app.command()
-def dash(as_json: JsonOpt = False) -> int:
+def dash(all_tasks: AllOpt = False, as_json: JsonOpt = False) -> int:
     """Watch the tasks, their output and diffs, and the merge queue live; act on them with keys."""
     repo = api.open_repo()
     if as_json:  # what the dashboard would show, once, for scripts
         from wf.tui.cells import totals
 
-        tasks, queue = api.status(repo), api.queue_status(repo)
+        tasks, queue = api.status(repo, all_tasks=all_tasks), api.queue_status(repo)
         print_json({"tasks": tasks, "queue": queue, "totals": totals(tasks, queue),
                     "engine_active": api.engine_active(repo)})
         return 0
     _need_terminal()
     from wf.tui import run_dashboard
 
-    run_dashboard(repo)
+    run_dashboard(repo, all_tasks=all_tasks)
     return 0
 
 

@@ -20,24 +20,35 @@ from wf.model import format_duration
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 
+AllOpt = Annotated[bool, typer.Option("--all", help="every task in the log, not only the "
+                                                  "current run's")]
+
+
 @app.command()
-def status(as_json: JsonOpt = False) -> int:
-    """The tasks in this repository's log and their states."""
+def status(all_tasks: AllOpt = False, as_json: JsonOpt = False) -> int:
+    """The tasks of the current run (--all: every task in the log), active ones first."""
     repo = api.open_repo()
-    tasks = api.status(repo)
+    tasks = api.status(repo, all_tasks=all_tasks)
     if as_json:
         print_json(tasks)
         return 0
     if not tasks:
-        note("no tasks yet: start with `wf run`")
+        note("no tasks yet: start with `wf run`" if all_tasks or not api.status(
+            repo, all_tasks=True) else "no tasks in the current run; `wf status --all` "
+                                       "shows every task in the log")
         return 0
     now = time.time()
     table = Table(box=None, header_style="bold", pad_edge=False)
     with_pr = any(t["pr_url"] for t in tasks)  # the column appears once a PR/MR exists
     for col in ("task", "state", "tries", "agent", "branch", *(["pr"] if with_pr else []),
                 "tokens", "cost", "last error"):
+        # Ids and branches are what people type: never cut; the other columns give way.
+        whole = {"task": "id", "branch": "branch"}.get(col)
         table.add_column(col, overflow="fold" if col in ("last error", "pr") else "ellipsis",
-                         justify="right" if col in ("tokens", "cost") else "left")
+                         justify="right" if col in ("tokens", "cost") else "left",
+                         no_wrap=whole is not None,
+                         min_width=max((len(t[whole] or "-") for t in tasks), default=1)
+                         if whole else None)
     for t in tasks:
         state = styled_state(t["state"])
         if t["state"] == "retrying" and t["next_retry_at"]:
@@ -52,6 +63,9 @@ def status(as_json: JsonOpt = False) -> int:
         table.add_row("total", *blanks, _tokens(sum(t["tokens"] or 0 for t in tasks)),
                       _cost(sum(costs) if costs else None), "")
     console.print(table)
+    hidden = 0 if all_tasks else len(api.status(repo, all_tasks=True)) - len(tasks)
+    if hidden:
+        note(f"{hidden} task(s) of earlier runs not shown: `wf status --all`")
     if api.engine_active(repo):
         note("an engine is running in this repository")
     return 0

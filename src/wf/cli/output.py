@@ -12,8 +12,12 @@ from rich.markup import escape
 
 from wf.model import Event, format_duration
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# On a terminal rich fits its width; into a pipe or a file it would wrap at 80 columns, which
+# cuts task ids and error lines for grep and scripts: there a line is as long as it needs.
+PIPE_WIDTH = 10_000
+console = Console(highlight=False, width=None if sys.stdout.isatty() else PIPE_WIDTH)
+err_console = Console(stderr=True, highlight=False,
+                      width=None if sys.stderr.isatty() else PIPE_WIDTH)
 
 STATE_STYLE = {
     "queued": ("·", "dim"),

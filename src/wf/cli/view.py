@@ -26,14 +26,27 @@ from wf.cli.output import (
     transcript_line,
 )
 from wf.model import Event, format_duration
+from wf.scope import current_run, display_order, run_start
 
 
-def tasks_table(tasks: list[dict[str, Any]], logs_dir: Path, now: float) -> Table:
+def tasks_table(tasks: list[dict[str, Any]], logs_dir: Path, now: float,
+                max_rows: int | None = None) -> Table:
+    """The tasks, active first; past ``max_rows`` the last rows (finished ones) give way to a
+    line that says how many are not shown."""
     table = Table(box=None, pad_edge=False, expand=True, header_style="bold")
+    ids = max((len(t["id"]) for t in tasks), default=4)
     for col in ("task", "agent", "state", "try", "time"):
-        table.add_column(col, no_wrap=True)
+        table.add_column(col, no_wrap=True, min_width=ids if col == "task" else None)
     table.add_column("last output", no_wrap=True, overflow="ellipsis", ratio=1)
-    for t in sorted(tasks, key=lambda r: r.get("submitted_seq") or 0):
+    ordered = display_order(tasks)
+    if max_rows is not None and len(ordered) > max_rows:
+        shown = ordered[:max(0, max_rows - 1)]
+        rest = Counter(t["state"] for t in ordered[len(shown):])
+        more = ", ".join(f"{n} {state}" for state, n in sorted(rest.items()))
+        ordered = shown
+    else:
+        more = ""
+    for t in ordered:
         started, ended = t.get("started_ts"), t.get("ended_ts")
         elapsed = format_duration((ended or now) - started) if started else "-"
         state = styled_state(t["state"])
@@ -48,6 +61,8 @@ def tasks_table(tasks: list[dict[str, Any]], logs_dir: Path, now: float) -> Tabl
         max_attempts = (t.get("spec") or {}).get("retry", {}).get("maximum_attempts") or "∞"
         table.add_row(t["id"], t["agent"], state, f"{t.get('attempts') or 0}/{max_attempts}",
                       elapsed, Text(last, style="dim"))
+    if more:
+        table.add_row(Text(f"… {more} not shown (`wf status` lists them)", style="dim"))
     return table
 
 
@@ -110,15 +125,20 @@ class RunView:
                         console.print(escape(line), soft_wrap=True)
 
     def __rich__(self) -> Group:
-        tasks = list(self.engine.p.tasks.values()) if self.engine else []
-        entries = list(self.engine.p.queue.values()) if self.engine else []
+        p = self.engine.p if self.engine else None
+        tasks = current_run(p.tasks.values(), run_start(p.runs.values())) if p else []
+        entries = list(p.queue.values()) if p else []
         parts: list[Any] = []
-        if tasks or not entries:  # a run of the queue alone has no task to show
-            parts += [tasks_table(tasks, self.logs_dir, time.time()), "", summary_line(tasks)]
+        queue_part = []
         if entries:
             queue = self.engine.queue
-            parts.append(queue_lines(entries, queue.paused if queue is not None else None))
-        return Group(*parts)
+            queue_part.append(queue_lines(entries, queue.paused if queue is not None else None))
+        if tasks or not entries:  # a run of the queue alone has no task to show
+            # Header, blank line, summary and the queue's lines always fit on the screen.
+            room = console.size.height - 3 - sum(q.count("\n") + 1 for q in queue_part)
+            parts += [tasks_table(tasks, self.logs_dir, time.time(), max(1, room)), "",
+                      summary_line(tasks)]
+        return Group(*parts, *queue_part)
 
     @property
     def showed_summary(self) -> bool:

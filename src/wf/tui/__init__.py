@@ -11,7 +11,8 @@ import subprocess
 from typing import Any
 
 
-def run_dashboard(repo: Any, *, run_process: subprocess.Popen[bytes] | None = None) -> None:
+def run_dashboard(repo: Any, *, run_process: subprocess.Popen[bytes] | None = None,
+                  all_tasks: bool = False) -> None:
     from wf.tui.app import Dashboard
 
-    Dashboard(repo, run_process=run_process).run()
+    Dashboard(repo, run_process=run_process, all_tasks=all_tasks).run()

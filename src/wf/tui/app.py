@@ -24,6 +24,7 @@ from wf import api
 from wf.agents.runner import AttemptFiles
 from wf.errors import WfError
 from wf.model import Event
+from wf.scope import current_run, display_order, run_start
 from wf.tui import cells
 from wf.tui.commands import TaskCommands
 from wf.tui.detail import DetailPane, transcript_lines
@@ -58,9 +59,10 @@ class Dashboard(TaskCommands, App[None]):
 
     def __init__(self, repo: api.Repo, *, clock: Callable[[], float] = time.time,
                  run_process: subprocess.Popen[bytes] | None = None,
-                 sample_interval: float = TICK_INTERVAL) -> None:
+                 sample_interval: float = TICK_INTERVAL, all_tasks: bool = False) -> None:
         super().__init__()
         self.repo = repo
+        self.all_tasks = all_tasks
         self.clock = clock
         self.feed = Feed(repo)
         self.run_process = run_process  # `wf run --dash`: the run this dashboard watches
@@ -198,7 +200,11 @@ class Dashboard(TaskCommands, App[None]):
             self._select(table.selected)
 
     def _tasks(self) -> list[dict[str, Any]]:
-        return sorted(self.feed.p.tasks.values(), key=lambda t: t["submitted_seq"] or 0)
+        """The current run's tasks (every task with ``--all``), active ones first."""
+        tasks = self.feed.p.tasks.values()
+        if not self.all_tasks:
+            tasks = current_run(tasks, run_start(self.feed.p.runs.values()))
+        return display_order(tasks)
 
     def _queue(self) -> list[dict[str, Any]]:
         return sorted(self.feed.p.queue.values(), key=lambda q: q["position"] or 0)
