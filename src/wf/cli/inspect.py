@@ -13,7 +13,7 @@ from rich.table import Table
 from wf import api
 from wf.cli import app
 from wf.cli.output import (
-    console, event_line, note, pr_cell, print_json, styled_state, transcript_line,
+    console, event_text, note, pr_cell, print_json, styled_state, transcript_line,
 )
 from wf.model import format_duration
 
@@ -188,7 +188,7 @@ def events(
             if as_json:
                 print_json(e.to_json())
             else:
-                line = event_line(e) or f"{e.type}"
+                line = event_text(e)
                 console.print(f"[dim]{e.seq:>6}[/] {escape(line)}", soft_wrap=True)
     except KeyboardInterrupt:
         return 0

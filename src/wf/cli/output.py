@@ -69,8 +69,24 @@ def clock(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts))
 
 
+# Steps `wf run`'s plain output leaves out: each is followed at once by the line that matters
+# (worktree_ready, attempt.started's outcome, the check's result, the landing). `wf events`
+# shows them all.
+QUIET_IN_RUN = frozenset({
+    "task.worktree_requested", "attempt.spawned", "task.setup_done", "attempt.reset",
+    "queue.admitted", "queue.check_started", "queue.land_requested", "queue.target_moved",
+    "pr.push_requested"})
+
+
 def event_line(e: Event) -> str | None:
-    """A person's one-line account of an event, or None for the ones not worth a line."""
+    """A person's one-line account of an event for `wf run`'s output, None for the steps it
+    leaves out (``QUIET_IN_RUN``)."""
+    return None if e.type in QUIET_IN_RUN else event_text(e)
+
+
+def event_text(e: Event) -> str:
+    """A person's one-line account of any event (what `wf events` prints): a line written for
+    each type wf appends, and for a type it does not know, its name and data in one line."""
     d, task = e.data, e.task_id or ""
     t = e.type
     text = {
@@ -114,8 +130,38 @@ def event_line(e: Event) -> str | None:
         "agent.tool": lambda: f"{task}: → {d.get('name')} {_one_line(d.get('input'))}",
         "agent.message": lambda: f"{task}: {_one_line(d.get('text'))}",
         "agent.usage": lambda: f"{task}: {tokens_and_cost(d)}",
+        "task.worktree_requested": lambda: f"{task}: making worktree {d.get('path')} on "
+                                           f"{d.get('branch')} from {d.get('start_point') or d.get('base_ref')}",
+        "task.setup_done": lambda: f"{task}: setup done (attempt {d.get('n')})",
+        "task.forgotten": lambda: f"{task}: forgotten (was {d.get('state')}, "
+                                  f"{d.get('attempts')} attempt(s))",
+        "attempt.spawned": lambda: f"{task}: attempt {d['n']} running (pid {d.get('pid')})"
+                                   + (" resuming its session" if d.get("resumed_session") else ""),
+        "attempt.reset": lambda: f"{task}: attempt {d['n']} starts from the base; the last "
+                                 f"attempt's work is kept at {d.get('backup_ref')}",
+        "attempt.conflict": lambda: f"{task}: attempt {d['n']} resolves conflicts with "
+                                    f"{d.get('target')} in {', '.join(d.get('files') or []) or '?'}",
+        "queue.admitted": lambda: f"{task}: admitted to the queue at {str(d.get('head'))[:10]}",
+        "queue.approved": lambda: f"{task}: approved" + (f" by {d['by']}" if d.get("by") else ""),
+        "queue.removed": lambda: f"{task}: removed from the queue ({d.get('detail')})",
+        "queue.check_started": lambda: "queue: checking " + "; ".join(
+            ", ".join(b) for b in d.get("batches") or []),
+        "queue.flaky_seen": lambda: f"queue: a flaky check seen ({d.get('detail')})",
+        "queue.land_requested": lambda: f"queue: landing {', '.join(d.get('entries') or [])} "
+                                        f"at {str(d.get('new'))[:10]}",
+        "queue.land_aborted": lambda: f"queue: landing given up: {d.get('detail')}",
+        "queue.target_moved": lambda: f"queue: target moved {str(d.get('old'))[:10]} -> "
+                                      f"{str(d.get('new'))[:10]}",
+        "pr.push_requested": lambda: f"{task}: pushing {d.get('branch')} to {d.get('remote')}",
     }.get(t)
-    return None if text is None else f"{clock(e.ts)}  {text()}"
+    try:
+        if text is not None:
+            return f"{clock(e.ts)}  {text()}"
+    except (KeyError, TypeError, ValueError):  # data written by another version of wf
+        pass
+    # A type this wf does not know (a newer wf, a plugin), or odd data: the data in a line.
+    body = " ".join(f"{k}={_one_line(v, 60)}" for k, v in d.items())
+    return f"{clock(e.ts)}  {task + ': ' if task else ''}{t} {body}".rstrip()
 
 
 def _entries(n: object) -> str:
