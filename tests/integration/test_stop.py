@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -140,3 +141,23 @@ def test_the_first_ctrl_c_in_a_real_terminal_stops_wf(repo, tmp_path):
     finally:
         gate.touch()
         subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
+
+
+def test_a_run_into_a_pipe_says_what_still_runs_while_an_attempt_is_quiet(repo, tmp_path):
+    journal, gate = tmp_path / "journal", tmp_path / "gate"
+    run = wf_bg(repo, "run", str(_long_running(repo, journal, gate)),
+                env={"WF_HEARTBEAT": "0.3"})
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(run.stdout), daemon=True)
+    reader.start()
+    try:
+        beat = wait_until(lambda: [ln for ln in list(lines) if "still running" in ln],
+                          what="a heartbeat line")[0]
+        assert "long (" in beat
+    finally:
+        gate.touch()
+        run.wait(timeout=60)
+        reader.join(timeout=10)
+        run.stdout.close()
+        run.stderr.close()
+    assert run.returncode == 0

@@ -3,6 +3,7 @@ otherwise, one JSON object per event with ``--json``."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
@@ -96,6 +97,45 @@ def summary_line(tasks: list[dict[str, Any]]) -> str:
     return "  ".join(f"{styled_state(s)} {n}" for s, n in sorted(counts.items()))
 
 
+HEARTBEAT = 30.0  # seconds of silence on a pipe before a line says what still runs
+
+
+class Heartbeat:
+    """For output that is not a terminal: after ``interval`` seconds with no line printed, a
+    line of what still runs, so a CI log shows wf is alive through a long attempt. It knows
+    only what the events it was shown say."""
+
+    def __init__(self, interval: float, say: Any) -> None:
+        self.interval, self.say = interval, say
+        self.running: dict[str, float] = {}  # task -> when its attempt started
+        self.last = time.monotonic()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name="wf-heartbeat", daemon=True)
+        self.thread.start()
+
+    def saw(self, e: Event, printed: bool) -> None:
+        if e.type in ("attempt.started", "attempt.adopted") and e.task_id:
+            self.running[e.task_id] = e.ts
+        elif e.type == "attempt.finished" and e.task_id:
+            self.running.pop(e.task_id, None)
+        if printed:
+            self.last = time.monotonic()
+
+    def _beat(self) -> None:
+        while not self.stop.wait(max(0.05, self.last + self.interval - time.monotonic())):
+            if time.monotonic() - self.last < self.interval:
+                continue  # a line was printed meanwhile
+            if self.running:
+                now = time.time()
+                tasks = ", ".join(f"{t} ({format_duration(now - ts)})"
+                                  for t, ts in sorted(self.running.items()))
+                self.say(f"{time.strftime('%H:%M:%S')}  still running: {tasks}")
+            self.last = time.monotonic()
+
+    def close(self) -> None:
+        self.stop.set()
+
+
 class RunView:
     """Chooses the presentation and is handed to ``wf.api.run`` as observer and engine hook."""
 
@@ -104,8 +144,16 @@ class RunView:
         self.live: Live | None = None
         self.engine: Any = None
         self._lock = threading.Lock()
+        self.heartbeat: Heartbeat | None = None
         if live and not as_json:
             self.live = Live(self, console=console, refresh_per_second=4, transient=False)
+        elif not as_json:
+            interval = float(os.environ.get("WF_HEARTBEAT") or HEARTBEAT)
+            self.heartbeat = Heartbeat(interval, self._say) if interval > 0 else None
+
+    def _say(self, line: str) -> None:
+        with self._lock:
+            console.print(escape(line), soft_wrap=True)
 
     def attach(self, engine: Any) -> None:
         self.engine = engine
@@ -119,10 +167,12 @@ class RunView:
             for e in events:
                 if self.as_json:
                     print_json(e.to_json())
-                else:
-                    line = event_line(e)
-                    if line:
-                        console.print(escape(line), soft_wrap=True)
+                    continue
+                line = event_line(e)
+                if line:
+                    console.print(escape(line), soft_wrap=True)
+                if self.heartbeat:
+                    self.heartbeat.saw(e, printed=bool(line))
 
     def __rich__(self) -> Group:
         p = self.engine.p if self.engine else None
@@ -145,6 +195,8 @@ class RunView:
         return self.live is not None
 
     def close(self) -> None:
+        if self.heartbeat:
+            self.heartbeat.close()
         if self.live and self.live.is_started:
             self.live.refresh()
             self.live.stop()
