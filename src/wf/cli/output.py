@@ -132,6 +132,8 @@ def event_text(e: Event) -> str:
         "agent.usage": lambda: f"{task}: {tokens_and_cost(d)}",
         "task.worktree_requested": lambda: f"{task}: making worktree {d.get('path')} on "
                                            f"{d.get('branch')} from {d.get('start_point') or d.get('base_ref')}",
+        "task.worktree_lost": lambda: f"{task}: worktree {d.get('path')} was deleted; making "
+                                      f"it again from {d.get('branch')}",
         "task.setup_done": lambda: f"{task}: setup done (attempt {d.get('n')})",
         "task.forgotten": lambda: f"{task}: forgotten (was {d.get('state')}, "
                                   f"{d.get('attempts')} attempt(s))",

@@ -355,8 +355,13 @@ class LocalEngine:
 
     async def _ensure_worktree(self, tid: str, spec: TaskSpec) -> dict[str, Any] | Outcome:
         task = self.p.tasks[tid]
-        if task["worktree_ready"] and task["worktree"] and Path(task["worktree"]).is_dir():
-            return task
+        if task["worktree_ready"] and task["worktree"]:
+            if Path(task["worktree"]).is_dir():
+                return task
+            # Deleted by hand: say so; `ensure` prunes git's record of it and makes it again
+            # from the task's branch, which keeps every commit that reached it.
+            await self._task_event(tid, "task.worktree_lost", {
+                "path": task["worktree"], "branch": task["branch"]})
         wt = self.d.worktrees
         path = wt.worktree_root / tid
         deps = list(spec.depends_on)
@@ -517,6 +522,11 @@ class LocalEngine:
         verdict = recorder.verdict(record.get("exit_code")) if recorder else None
         task = self.p.tasks[tid]
         path = Path(task["worktree"])
+        if not path.is_dir():  # not the agent's doing as far as wf can tell: infra, retried
+            return Outcome(AttemptState.FAILED, FailureKind.INFRA,
+                           f"worktree {path} was deleted while the agent ran; it is made again "
+                           f"from {task['branch']} for the next attempt",
+                           exit_code=record.get("exit_code"))
         changed, commit = False, None
         if record.get("exit_code") == 0:
             message = f"wf: {tid}: {_first_line(spec.prompt)}"

@@ -123,6 +123,8 @@ def apply(p: Projection, e: Event) -> set[tuple[str, Any]]:
     elif t == "task.worktree_ready":  # a worktree again after `wf clean`: cleanable again
         task(branch=d["branch"], worktree=d["path"], base_commit=d["base_commit"],
              port=d.get("port"), worktree_ready=1, cleaned=0)
+    elif t == "task.worktree_lost":  # deleted by hand: made again before the next attempt
+        task(worktree_ready=0, setup_done=0)
     elif t == "task.setup_done":
         task(setup_done=1)
     elif t == "attempt.started":
