@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import pytest
 
-from wf.errors import ConcurrencyError, StoreError
+from wf.errors import ConcurrencyError, StoreDamaged, StoreError
 from wf.model import RUN_STREAM, SIGNAL_STREAM, Event, NewEvent, task_stream
 from wf.store import EventStore, GroupCommitWriter, SqliteEventStore
 from wf.store.projections import COLUMNS
@@ -305,8 +305,11 @@ def test_the_file_is_wal_with_full_sync(tmp_path: Path) -> None:
 
 def test_what_is_not_an_event_log_is_refused(tmp_path: Path) -> None:
     (tmp_path / "junk.db").write_bytes(b"not sqlite" * 500)
-    with pytest.raises(StoreError, match="cannot open event log .*junk.db"):
+    with pytest.raises(StoreDamaged, match="event log .*junk.db is damaged") as damaged:
         SqliteEventStore(tmp_path / "junk.db")
+    assert damaged.value.exit_code == 4
+    copies = list(tmp_path.glob("junk.db.damaged-*"))  # kept as found, before anything else
+    assert len(copies) == 1 and copies[0].read_bytes() == b"not sqlite" * 500
     with pytest.raises(StoreError, match="cannot open event log"):
         SqliteEventStore(tmp_path)  # a directory
 
