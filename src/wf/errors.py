@@ -8,6 +8,7 @@
     │   ├── ConcurrencyError     an append lost a race on (stream, stream_version)
     │   └── StoreDamaged         the event log is damaged: not SQLite, truncated, bad JSON  exit 4
     ├── EngineBusy               another `wf run`/`wf resume` holds the repository   exit 3
+    ├── ResourceError            the machine refused wf's own step: disk full, read-only   exit 5
     ├── NotFound                 a task or attempt that the log does not know      exit 2
     ├── AgentSpawnError          the agent process could not be started
     ├── ForgeError               GitHub/GitLab refused or failed a call             exit 2
@@ -65,6 +66,14 @@ class EngineBusy(WfError):
     exit_code = 3
 
 
+class ResourceError(WfError):
+    """The machine refused one of wf's own steps (no space left on device, a quota, a read-only
+    file system). Not the agent's fault and not a bad config: nothing is charged to a task, the
+    step is left unfinished in the log, and `wf resume` does it again once the user made room."""
+
+    exit_code = 5
+
+
 class NotFound(WfError):
     pass
 
@@ -110,3 +119,24 @@ def first_in_group(group: BaseExceptionGroup, kind: type[BaseException]) -> Base
     while isinstance(leaf, BaseExceptionGroup):
         leaf = leaf.exceptions[0]
     return leaf
+
+
+# How git, SQLite and the OS say that the machine refused a write.
+_RESOURCE_WORDS = {"No space left on device": "no space left on device",
+                   "database or disk is full": "no space left on device",
+                   "Disk quota exceeded": "disk quota exceeded",
+                   "Read-only file system": "read-only file system"}
+_RESOURCE_ERRNOS = {28: "no space left on device", 122: "disk quota exceeded",
+                    30: "read-only file system"}  # ENOSPC, EDQUOT, EROFS
+
+
+def resource_error(text: str, where: str, errno: int | None = None) -> ResourceError | None:
+    """A ResourceError when ``text`` (an error's words) or ``errno`` says the machine refused
+    a write; None otherwise. ``where``: what wf was doing and on which path."""
+    what = _RESOURCE_ERRNOS.get(errno or -1) or next(
+        (said for words, said in _RESOURCE_WORDS.items() if words in text), None)
+    if what is None:
+        return None
+    return ResourceError(f"{what}: {where}",
+                         hint="make room, then `wf resume` finishes the step; no agent runs "
+                              "again and no attempt is charged for it")

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wf.errors import GitError
+from wf.errors import GitError, resource_error
 
 # Variables that point git at a repository or index; see `git rev-parse --local-env-vars`.
 _LOCATION_VARS = (
@@ -108,6 +108,9 @@ def run_git(
     except subprocess.TimeoutExpired as exc:
         raise GitError(f"git {name} timed out after {timeout:g}s") from exc
     if check and proc.returncode != 0:
+        refused = resource_error(proc.stderr or "", f"git {name} in {cwd}")
+        if refused is not None:
+            raise refused
         raise GitCommandError(
             f"git {name} failed: {_reason(proc)}",
             argv=argv, returncode=proc.returncode, stderr=proc.stderr,

@@ -32,7 +32,7 @@ from wf.agents.transcript import TranscriptRecorder
 from wf.config import Config
 from wf.engine.decide import Outcome, classify_exit, plan_after_attempt, readiness
 from wf.engine.signal_rules import QUEUE_SIGNALS, SignalVerdict, judge_signal
-from wf.errors import WfError
+from wf.errors import ResourceError, WfError, resource_error
 from wf.model import (
     RUN_STREAM, SIGNAL_STREAM, TERMINAL_STATES, AttemptState, Event, FailureKind, NewEvent,
     task_stream,
@@ -295,14 +295,23 @@ class LocalEngine:
                 files = AttemptFiles.of(self.d.logs_dir, tid, n)
                 outcome = await self._adopt(tid, n, files)
             await self._close_attempt(tid, n, outcome)
-        except (WfError, OSError) as exc:  # an activity failed on wf's side: retry it
-            n = self.p.tasks[tid]["attempts"]
-            message = exc.message if isinstance(exc, WfError) else f"{type(exc).__name__}: {exc}"
-            await self._close_attempt(tid, n, Outcome(AttemptState.FAILED, FailureKind.INFRA,
-                                                      message))
+        except ResourceError:
+            raise  # the machine refused wf's step: stop, charge no attempt; resume redoes it
+        except OSError as exc:
+            refused = resource_error(str(exc), f"{exc.filename or 'a file of task ' + tid}",
+                                     exc.errno)
+            if refused is not None:
+                raise refused from exc
+            await self._infra_failure(tid, f"{type(exc).__name__}: {exc}")
+        except WfError as exc:  # an activity failed on wf's side: retry it
+            await self._infra_failure(tid, exc.message)
         finally:
             self.active.pop(tid, None)
             self.wake()
+
+    async def _infra_failure(self, tid: str, message: str) -> None:
+        n = self.p.tasks[tid]["attempts"]
+        await self._close_attempt(tid, n, Outcome(AttemptState.FAILED, FailureKind.INFRA, message))
 
     async def _close_attempt(self, tid: str, n: int, outcome: Outcome) -> None:
         events = plan_after_attempt(self.p.tasks[tid], n, outcome, self.spec(tid).retry,

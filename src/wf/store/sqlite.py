@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from wf.errors import ConcurrencyError, StoreDamaged, StoreError
+from wf.errors import ConcurrencyError, StoreDamaged, StoreError, WfError, resource_error
 from wf.model import Event, NewEvent
 from wf.store import projections
 from wf.store.projections import COLUMNS, JSON_COLUMNS, PRIMARY_KEYS, Projection
@@ -408,13 +408,16 @@ class SqliteEventStore:
             raise StoreError(f"event log {self.path} is closed")
         return self._conn.cursor()
 
-    def _error(self, exc: sqlite3.Error, doing: str) -> StoreError:
+    def _error(self, exc: sqlite3.Error, doing: str) -> WfError:
         if _is_busy(exc):
             return StoreError(f"event log {self.path} is locked by another process",
                               hint="another wf process held the write lock for too long; "
                                    "try again, or find it with `fuser` on the file")
         if is_damage(exc):
             return damaged(self.path, str(exc))
+        refused = resource_error(str(exc), f"cannot {doing} the event log {self.path}")
+        if refused is not None:
+            return refused
         return StoreError(f"event log {self.path}: cannot {doing}: {exc}")
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
