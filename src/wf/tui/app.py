@@ -99,7 +99,9 @@ class Dashboard(TaskCommands, App[None]):
                 yield QueuePane(id="queue")
         yield Input(placeholder="filter: words, or a state (failed, running, ...)",
                     id="filter")
-        yield Footer()
+        # Compact, without the palette's key: every action's key fits in 80 columns (the
+        # palette is still ctrl+p, and lists every action by name).
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.query_one("#queue-box").border_title = "merge queue"

@@ -129,7 +129,8 @@ class TasksTable(ScrollView, can_focus=True):
         self.cursor_row = max(0, min(row, len(self.order) - 1))
         self.refresh_line(old + 1)
         self.refresh_line(self.cursor_row + 1)
-        body = self.size.height - 1  # lines under the header
+        # Rows on screen under the header: the region a scrollbar leaves, not the widget's.
+        body = self.scrollable_content_region.height - 1
         top = self.scroll_offset.y
         if self.cursor_row < top:
             self.scroll_to(y=self.cursor_row, animate=False, immediate=True)
