@@ -27,8 +27,6 @@ never waits for an HTTP answer; the merge call is not abandoned.
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -37,6 +35,7 @@ from typing import Any
 import anyio
 
 from wf import gitx
+from wf.daemon_thread import in_daemon_thread
 from wf.errors import GitError
 from wf.merge_queue.landing import LandOutcome
 from wf.model import NewEvent, task_stream
@@ -50,32 +49,9 @@ MAX_POLL_INTERVAL = 60.0
 
 
 async def forge_read(read: Callable[..., Any], *args: Any) -> Any:
-    """Run a forge READ in a daemon thread; a cancelled caller stops waiting for it at once.
-
-    Not ``anyio.to_thread.run_sync(..., abandon_on_cancel=True)``: that abandons the wait, but
-    anyio's worker threads are not daemons, so the interpreter joins a worker stuck in an HTTP
-    read at exit and Ctrl-C waited for the answer or the 30 s timeout (measured: 20 s with a
-    forge 20 s slow). A read is safe to drop half-way; the merge call never goes through here.
-    """
-    done = anyio.Event()
-    token = anyio.lowlevel.current_token()
-    result: list[Any] = []
-    failure: list[BaseException] = []
-
-    def body() -> None:
-        try:
-            result.append(read(*args))
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's task
-            failure.append(exc)
-        finally:
-            with contextlib.suppress(RuntimeError):  # the event loop is gone: nobody waits
-                anyio.from_thread.run_sync(done.set, token=token)
-
-    threading.Thread(target=body, name="wf-forge-read", daemon=True).start()
-    await done.wait()
-    if failure:
-        raise failure[0]
-    return result[0]
+    """A forge READ that a cancelled caller stops waiting for at once (a read is safe to drop
+    half-way; the merge call never goes through here)."""
+    return await in_daemon_thread(lambda: read(*args), name="wf-forge-read")
 
 
 class PrLanding:

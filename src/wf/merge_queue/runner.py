@@ -11,10 +11,8 @@ check free.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from wf import gitx
+from wf.daemon_thread import in_daemon_thread
 from wf.errors import GitError, WfError, first_in_group
 from wf.merge_queue.admission import check_admission
 from wf.merge_queue.blame import blamed, read_log
@@ -66,28 +65,10 @@ def check_summary(detail: str | None, width: int = 60) -> str:
 
 async def run_in_background_thread(work: Callable[[], None]) -> None:
     """``work`` in a thread of its own at a lower CPU priority: work done ahead must not slow
-    the checks starting beside it (on Linux a thread has a nice value of its own). Like
-    ``anyio.to_thread.run_sync``, the caller waits for it to end even when cancelled."""
-    done = anyio.Event()
-    token = anyio.lowlevel.current_token()
-    failure: list[BaseException] = []
-
-    def body() -> None:
-        try:
-            with contextlib.suppress(OSError, AttributeError):
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
-            work()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's task
-            failure.append(exc)
-        finally:
-            with contextlib.suppress(RuntimeError):  # the event loop is gone: nobody waits
-                anyio.from_thread.run_sync(done.set, token=token)
-
-    threading.Thread(target=body, name="wf-mq-ahead", daemon=True).start()
-    with anyio.CancelScope(shield=True):
-        await done.wait()
-    if failure:
-        raise failure[0]
+    the checks starting beside it. Like ``anyio.to_thread.run_sync``, the caller waits for it
+    to end even when cancelled."""
+    await in_daemon_thread(work, name="wf-mq-ahead", nice=BACKGROUND_NICE,
+                           finish_when_cancelled=True)
 
 
 def _fork_of(db: gitx.ObjectDb, verdict: Any, head: str | None) -> Fork | None:
