@@ -83,3 +83,10 @@ def test_status_shows_the_current_run_with_all_for_history_and_never_cuts_ids(re
     assert {t["id"] for t in json.loads(wf(repo, "status", "--json").stdout)} == {long_id}
     every = wf(repo, "status", "--all")
     assert "old-1" in every.stdout and "old-2" in every.stdout and long_id in every.stdout
+
+
+def test_a_heartbeat_interval_that_is_not_a_number_is_a_usage_error(repo):
+    out = wf(repo, "run", "-p", "x", "--agent", "demo", env={"WF_HEARTBEAT": "soon"})
+    assert out.returncode == 2 and "WF_HEARTBEAT='soon'" in out.stderr
+    assert "internal error" not in out.stderr
+    assert not (repo / ".git" / "wf" / "wf.db").exists()

@@ -26,6 +26,7 @@ from wf.cli.output import (
     styled_state,
     transcript_line,
 )
+from wf.errors import UsageError
 from wf.model import Event, format_duration
 from wf.scope import current_run, display_order, run_start
 
@@ -136,6 +137,16 @@ class Heartbeat:
         self.stop.set()
 
 
+def _heartbeat_interval(text: str | None) -> float:
+    try:
+        interval = float(text) if text else HEARTBEAT
+    except ValueError:
+        interval = -1.0
+    if not interval >= 0:  # also NaN
+        raise UsageError(f"WF_HEARTBEAT={text!r}: give a number of seconds (0 turns it off)")
+    return interval
+
+
 class RunView:
     """Chooses the presentation and is handed to ``wf.api.run`` as observer and engine hook."""
 
@@ -148,7 +159,7 @@ class RunView:
         if live and not as_json:
             self.live = Live(self, console=console, refresh_per_second=4, transient=False)
         elif not as_json:
-            interval = float(os.environ.get("WF_HEARTBEAT") or HEARTBEAT)
+            interval = _heartbeat_interval(os.environ.get("WF_HEARTBEAT"))
             self.heartbeat = Heartbeat(interval, self._say) if interval > 0 else None
 
     def _say(self, line: str) -> None:
