@@ -37,13 +37,15 @@ def test_a_worktree_deleted_while_its_agent_runs_is_made_again_for_the_next_atte
 
 def test_a_worktree_deleted_between_attempts_is_made_again_from_the_branch(repo, tmp_path):
     journal = tmp_path / "journal"
-    text = fast_retry(attempts=3, interval="1s") + f"\n[agents.f]\ncommand = {agent_cmd('flaky', '2', journal)}\n"
+    text = fast_retry(attempts=3) + f"\n[agents.f]\ncommand = {agent_cmd('flaky', '2', journal)}\n"
     text += '[[task]]\nid = "b"\nprompt = "x"\nagent = "f"\n'
-    run = wf_bg(repo, "run", str(write_tasks(repo, text)))
-    wait_until(lambda: status(repo).get("b", {}).get("state") == "retrying",
-               what="the first attempt to fail")
+    # wf dies the moment the first attempt's retry is scheduled: the worktree is then deleted
+    # with no attempt running, and the next engine finds it gone.
+    crashed = wf(repo, "run", str(write_tasks(repo, text)),
+                 env={"WF_CRASH_AFTER": "task.retry_scheduled:1"})
+    assert crashed.returncode == -9, crashed.stderr
     shutil.rmtree(Path(status(repo)["b"]["worktree"]))
-    out, err = run.communicate(timeout=120)
-    assert run.returncode == 0, out + err
+    resumed = wf(repo, "resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert events(repo, "task.worktree_lost")
     assert status(repo)["b"]["state"] == "done" and status(repo)["b"]["attempts"] == 2

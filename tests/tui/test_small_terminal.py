@@ -60,7 +60,8 @@ def test_end_home_and_pagedown_keep_the_chosen_row_on_screen(repo):
 
     async def scenario(pilot, app):
         table = app.query_one(TasksTable)
-        await until(pilot, lambda: table.row_count == 40, "every row")
+        await until(pilot, lambda: table.row_count == 40 and table.max_scroll_y > 0,
+                    "every row, laid out")
         table.focus()
         for key in ("end", "home", "pagedown", "end"):
             await pilot.press(key)

@@ -121,6 +121,20 @@ class TasksTable(ScrollView, can_focus=True):
     def _resize(self) -> None:
         self.virtual_size = Size(self.size.width, len(self.order) + 1)
         self.refresh()
+        self.call_after_refresh(self._scroll_to_cursor)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._scroll_to_cursor)
+
+    def _scroll_to_cursor(self) -> None:
+        """Scroll the least that puts the cursor's row on the screen. Also after a layout
+        change: a scroll asked for before it may have been cut to the old size."""
+        body = self.scrollable_content_region.height - 1  # rows under the header
+        top = self.scroll_offset.y
+        if self.cursor_row < top:
+            self.scroll_to(y=self.cursor_row, animate=False, immediate=True)
+        elif body > 0 and self.cursor_row >= top + body:
+            self.scroll_to(y=self.cursor_row - body + 1, animate=False, immediate=True)
 
     # -- the cursor -------------------------------------------------------------------------
     def move_cursor(self, *, row: int) -> None:
@@ -129,13 +143,8 @@ class TasksTable(ScrollView, can_focus=True):
         self.cursor_row = max(0, min(row, len(self.order) - 1))
         self.refresh_line(old + 1)
         self.refresh_line(self.cursor_row + 1)
-        # Rows on screen under the header: the region a scrollbar leaves, not the widget's.
-        body = self.scrollable_content_region.height - 1
-        top = self.scroll_offset.y
-        if self.cursor_row < top:
-            self.scroll_to(y=self.cursor_row, animate=False, immediate=True)
-        elif body > 0 and self.cursor_row >= top + body:
-            self.scroll_to(y=self.cursor_row - body + 1, animate=False, immediate=True)
+        # Rows counted in the region a scrollbar leaves, not the widget's whole height.
+        self._scroll_to_cursor()
         if self.selected is not None and self.selected != before:
             self.post_message(self.Highlighted(self.selected))
 
