@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from helpers import git
 from runwf import (
     agent_cmd, assert_projections_rebuild, events, fast_retry, status, task_states, wait_until,
     wf, wf_bg, write_tasks,
@@ -20,11 +21,6 @@ CHECK = json.dumps([sys.executable, "-c",
                     "bad=[p.name for p in pathlib.Path('notes').glob('*.txt') "
                     "if 'BAD' in p.read_text()] if pathlib.Path('notes').exists() else []; "
                     "print('FAILED:', *bad) if bad else None; sys.exit(4 if bad else 0)"])
-
-
-def git(repo, *args):
-    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
-                          check=True).stdout.strip()
 
 
 def tasks(repo: Path, modes: dict[str, str], *, extra: str = "", name: str = "tasks.toml",
