@@ -12,21 +12,20 @@ import fcntl
 import json
 import os
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wf import gitx
-from wf.errors import (
-    ConfigError, EngineBusy, GitError, Interrupted, NotFound, Refused, UsageError,
-)
-from wf.model import SIGNAL_STREAM, Event, NewEvent, SignalKind, task_stream
+from wf.errors import ConfigError, EngineBusy, NotFound, Refused, UsageError
+from wf.model import SIGNAL_STREAM, Event, NewEvent, SignalKind
 
 if TYPE_CHECKING:
     from wf.config import Config
+    from wf.engine.base import RunOutcome
     from wf.spec import TaskSpec
+    from wf.store.projections import Projection
 
 STATE_DIR = "wf"  # inside the git common dir, so every worktree sees the same log
 
@@ -219,144 +218,22 @@ def _started_at(pid: int) -> float | None:
 
 # -- running ---------------------------------------------------------------------------------
 
-@dataclass
-class RunResult:
-    exit_code: int
-    tasks: list[dict[str, Any]] = field(default_factory=list)
-    queue_stopped: str | None = None  # why the merge queue stopped with entries left in it
-    idle: bool = False  # nothing was left to do: no task or queue entry moved
-    queue: list[dict[str, Any]] = field(default_factory=list)  # entries this run moved
-
-
 Observer = Callable[[list[Event]], None]
 
 
-def submit_events(store: Any, specs: list[TaskSpec]) -> list[NewEvent]:
-    """The ``task.submitted`` events for specs the log does not hold yet. A task the log holds
-    with the same spec is left alone (re-running a tasks file is idempotent); one with a
-    different spec is a config error, since its id names a branch that already has history,
-    until ``wf clean ID --forget`` frees the id."""
-    out = []
-    for spec in specs:
-        existing = store.task(spec.id)
-        data = spec.model_dump(mode="json")
-        if existing is None:
-            out.append(_submitted(store, spec.id, data))
-        elif existing["spec"] != data:
-            raise ConfigError(f"task {spec.id!r} already exists with a different definition",
-                              hint=f"pick another id, or `wf clean {spec.id} --forget` first "
-                                   "(its unmerged work is kept under a backup ref)")
-    return out
-
-
-def _submitted(store: Any, task_id: str, spec: dict[str, Any]) -> NewEvent:
-    """``task.submitted``; for an id forgotten before, numbered after the forgotten attempts
-    and keyed by that forgetting, so it is not taken for the first submission again."""
-    forgotten = store.read(stream=task_stream(task_id), types=["task.forgotten"])[-1:]
-    if not forgotten:
-        return NewEvent(task_stream(task_id), "task.submitted", {"spec": spec},
-                        idempotency_key=f"task.submitted:{task_id}")
-    last = forgotten[0]
-    return NewEvent(task_stream(task_id), "task.submitted",
-                    {"spec": spec, "attempts_before": last.data.get("attempts") or 0},
-                    idempotency_key=f"task.submitted:{task_id}:{last.seq}")
-
-
 def run(repo: Repo, specs: list[TaskSpec] | None, *, command: str,
-        observers: list[Observer] = (), on_engine: Callable[[Any], None] | None = None) -> RunResult:
-    """Submit ``specs`` (None: resume only) and drive every unfinished task to an end.
+        observers: Sequence[Observer] = ()) -> RunOutcome:
+    """Submit ``specs`` (None: resume only) and drive every unfinished task to an end, on the
+    engine ``[engine]`` names; ``observers`` see each committed batch of events.
 
     Exit code 0 when every task in scope is done, 1 when one failed, was cancelled, blocked or
     evicted, or when the merge queue stopped (``queue.paused``) with entries still waiting.
     The scope is the submitted tasks for ``wf run`` and the tasks this engine touched for
     ``wf resume``.
     """
-    import anyio
+    from wf.engine import build_engine
 
-    from wf.engine.local import EngineDeps, LocalEngine
-    from wf.store import GroupCommitWriter
-    from wf.worktrees import WorktreeManager
-
-    if gitx.rev_parse(repo.root, "HEAD") is None:
-        raise GitError("the repository has no commits yet", hint="commit something first")
-    lock = EngineLock(repo)
-    lock.acquire({"pid": os.getpid(), "command": command, "started": time.time()})
-    store = open_store(repo)
-    writer = GroupCommitWriter(store)
-    for observer in [*observers, *_crash_hook()]:
-        writer.add_listener(observer)
-    run_id = f"r-{uuid.uuid4().hex[:8]}"
-    engine = None
-    try:
-        if specs:
-            writer.append_sync(submit_events(store, specs))
-        wt = WorktreeManager(repo.root, repo.worktree_root, port_range=repo.config.port_range)
-        engine = LocalEngine(EngineDeps(store=store, writer=writer, worktrees=wt,
-                                        config=repo.config, logs_dir=repo.logs_dir))
-        if repo.config.merge.enabled:
-            engine.merge_target = repo.config.merge.target or repo.default_base()
-        if on_engine:
-            on_engine(engine)
-        try:
-            final = _unwrap_errors(anyio.run, engine.run, run_id, [command])
-        except KeyboardInterrupt:
-            running = sum(1 for t in engine.p.tasks.values() if t["state"] == "running")
-            _finish_run(writer, run_id, 130)
-            raise Interrupted(
-                f"interrupted; {running} agent(s) keep running in the background",
-                hint="`wf resume` adopts them and carries on; `wf cancel TASK` stops one") from None
-        scope = [s.id for s in specs] if specs else sorted(engine.touched)
-        rows = [final.tasks[t] for t in scope if t in final.tasks]
-        goal = "merged" if repo.config.merge.auto else "done"
-        stopped = engine.queue.stopped_with_work() if engine.queue is not None else None
-        code = 0 if all(r["state"] in (goal, "merged") for r in rows) and not stopped else 1
-        _finish_run(writer, run_id, code)
-        entries = sorted((final.queue[t] for t in engine.touched if t in final.queue),
-                         key=lambda q: q["position"] or 0)
-        return RunResult(code, rows, stopped, idle=not engine.touched, queue=entries)
-    finally:
-        writer.close()
-        store.close()
-        lock.release()
-
-
-def _unwrap_errors(fn: Callable[..., Any], *args: Any) -> Any:
-    """Call ``fn``; an exception group from the engine's task groups is reduced to the first
-    WfError (or KeyboardInterrupt) inside it, so the CLI can report it in one line."""
-    try:
-        return fn(*args)
-    except BaseExceptionGroup as group:
-        from wf.errors import WfError, first_in_group
-
-        for kind in (KeyboardInterrupt, WfError):
-            leaf = first_in_group(group, kind)
-            if leaf is not None:
-                raise leaf from group
-        raise
-
-
-def _crash_hook() -> list[Observer]:
-    """Fault injection for the crash tests: ``WF_CRASH_AFTER=TYPE[:N]`` kills this process
-    with SIGKILL right after the N-th event of TYPE is committed (N defaults to 1)."""
-    spec = os.environ.get("WF_CRASH_AFTER")
-    if not spec:
-        return []
-    type_, _, nth = spec.partition(":")
-    remaining = [int(nth or 1)]
-
-    def observe(committed: list[Event]) -> None:
-        remaining[0] -= sum(1 for e in committed if e.type == type_)
-        if remaining[0] <= 0:
-            os.kill(os.getpid(), 9)
-
-    return [observe]
-
-
-def _finish_run(writer: Any, run_id: str, code: int) -> None:
-    from wf.model import RUN_STREAM
-
-    writer.append_sync([NewEvent(RUN_STREAM, "run.finished", {"run_id": run_id,
-                                                               "exit_code": code})])
+    return build_engine(repo).run(specs, command=command, observers=observers)
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -381,6 +258,18 @@ def status(repo: Repo, *, all_tasks: bool = False) -> list[dict[str, Any]]:
         if not all_tasks:
             rows = current_run(rows, run_start(store.runs()))
         return [{k: row.get(k) for k in STATUS_FIELDS} for row in display_order(rows)]
+    finally:
+        store.close()
+
+
+def projection(repo: Repo) -> tuple[Projection | None, int]:
+    """The log's projection and the sequence number it is folded to; (None, 0) before the
+    first run."""
+    if not repo.db_path.exists():
+        return None, 0
+    store = open_store(repo)
+    try:
+        return store.projection(), store.last_seq()
     finally:
         store.close()
 

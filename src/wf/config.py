@@ -149,6 +149,25 @@ class ProviderConfig(BaseModel):
     remote: str = Field("origin", description="git remote that branches are pushed to")
 
 
+ENGINE_KINDS = ("local",)  # what ``wf.engine.build_engine`` can build
+
+
+class EngineConfig(BaseModel):
+    """``[engine]``: which engine drives the tasks. ``"local"`` (the default) runs everything
+    in this process on this machine, with no server."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str = Field("local", description=f"one of {', '.join(ENGINE_KINDS)}")
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        if value not in ENGINE_KINDS:
+            raise ValueError(f"unknown engine {value!r}; this wf has: {', '.join(ENGINE_KINDS)}")
+        return value
+
+
 class Config(BaseModel):
     """The whole configuration. Every field can be set in wf.toml, in ``[tool.wf]`` of
     pyproject.toml, in a tasks file (for that run), or by a ``WF_<FIELD>`` variable."""
@@ -170,6 +189,7 @@ class Config(BaseModel):
     merge: MergeConfig = Field(default_factory=MergeConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     provider: ProviderConfig = Field(default_factory=ProviderConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
 
     _durations = field_validator("timeout", "no_output_timeout", mode="before")(
         classmethod(lambda cls, v: _opt_duration(v)))

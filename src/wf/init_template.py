@@ -96,6 +96,11 @@ blame = true
 # repo = "owner/name"
 remote = "origin"
 
+# Which engine drives the tasks: "local" runs them in this process, on this machine, with no
+# server (the only kind so far).
+[engine]
+kind = "local"
+
 # Rules checked when a branch enters the merge queue. Globs are gitignore-like ("**" crosses
 # folders, "*" does not). A denial names the rule and is never retried.
 [policy]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 TASK_ID_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 
@@ -116,6 +116,13 @@ class FailureKind(StrEnum):
 
 NEVER_RETRIED = frozenset({FailureKind.CONFIG_ERROR, FailureKind.POLICY_DENIED,
                            FailureKind.DEPENDENCY_CONFLICT})
+
+
+class RandomSource(Protocol):
+    """Where decisions draw randomness from (retry jitter): a ``random.Random`` locally, a
+    Temporal workflow's deterministic one there. Never the global ``random``."""
+
+    def uniform(self, a: float, b: float) -> float: ...
 
 
 def task_stream(task_id: str) -> str:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from wf.model import NEVER_RETRIED, FailureKind, check_task_id, parse_duration
+from wf.model import (
+    NEVER_RETRIED,
+    FailureKind,
+    RandomSource,
+    check_task_id,
+    parse_duration,
+)
 
 
 class RetryPolicy(BaseModel):
@@ -34,15 +39,17 @@ class RetryPolicy(BaseModel):
     def _durations(cls, value: Any) -> float:
         return parse_duration(value)
 
-    def delay(self, failed_attempt: int, rng: random.Random | None = None) -> float:
-        """Seconds to wait after attempt number ``failed_attempt`` (1-based) failed."""
+    def delay(self, failed_attempt: int, rng: RandomSource) -> float:
+        """Seconds to wait after attempt number ``failed_attempt`` (1-based) failed; the
+        jitter is drawn from ``rng`` (there is no global fallback: replay needs the same
+        source, a Temporal workflow's own)."""
         try:
             base = self.initial_interval * self.backoff_coefficient ** max(0, failed_attempt - 1)
         except OverflowError:  # thousands of retries with no limit: the cap applies
             base = float("inf")
         base = min(base, self.maximum_interval) if self.maximum_interval else min(base, 86400.0)
         if self.jitter and base:
-            spread = (rng or random).uniform(-self.jitter, self.jitter)
+            spread = rng.uniform(-self.jitter, self.jitter)
             base = base * (1.0 + spread)
             if self.maximum_interval:
                 base = min(base, self.maximum_interval)

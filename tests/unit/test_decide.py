@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wf.engine.decide import Outcome, classify_exit, plan_after_attempt, readiness
+from wf.engine.decide import Outcome, classify_exit, plan_after_attempt
+from wf.engine.schedule import readiness
 from wf.model import AttemptState, FailureKind
 from wf.spec import RetryPolicy
 

@@ -37,8 +37,8 @@ def _drive(repo: api.Repo, specs: list | None, *, as_json: bool, command: str) -
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     view = RunView(as_json=as_json, live=sys.stdout.isatty(), logs_dir=repo.logs_dir)
     try:
-        result = api.run(repo, specs, command=command, observers=[view.on_events],
-                         on_engine=view.attach)
+        view.start(*(api.projection(repo) if view.live else (None, 0)))
+        result = api.run(repo, specs, command=command, observers=[view.on_events])
     finally:
         view.close()
     if not as_json:

@@ -29,6 +29,7 @@ from wf.cli.output import (
 from wf.errors import UsageError
 from wf.model import Event, format_duration
 from wf.scope import current_run, display_order, run_start
+from wf.store.projections import Projection, apply
 
 
 def tasks_table(tasks: list[dict[str, Any]], logs_dir: Path, now: float,
@@ -148,12 +149,17 @@ def _heartbeat_interval(text: str | None) -> float:
 
 
 class RunView:
-    """Chooses the presentation and is handed to ``wf.api.run`` as observer and engine hook."""
+    """Chooses the presentation and is handed to ``wf.api.run`` as an observer of the events
+    the engine commits. The live table is the log's projection as it was when the view
+    started (``start``), with every observed event folded in by the store's reducer: the
+    view knows nothing of the engine but its events."""
 
     def __init__(self, *, as_json: bool, live: bool, logs_dir: Path) -> None:
         self.as_json, self.logs_dir = as_json, logs_dir
         self.live: Live | None = None
-        self.engine: Any = None
+        self.p = Projection()
+        self.seq = 0  # the last event folded
+        self.queue_paused: str | None = None  # the queue's last pause in this run
         self._lock = threading.Lock()
         self.heartbeat: Heartbeat | None = None
         if live and not as_json:
@@ -166,12 +172,27 @@ class RunView:
         with self._lock:
             console.print(escape(line), soft_wrap=True)
 
-    def attach(self, engine: Any) -> None:
-        self.engine = engine
+    def start(self, projection: Projection | None, seq: int) -> None:
+        """Show the log as ``projection`` (folded up to ``seq``) and what follows it."""
+        with self._lock:
+            self.p, self.seq = projection or Projection(), seq
         if self.live:
             self.live.start()
 
+    def _fold(self, events: list[Event]) -> None:
+        for e in events:
+            if e.seq <= self.seq:
+                continue
+            apply(self.p, e)
+            self.seq = e.seq
+            if e.type == "queue.paused":
+                self.queue_paused = e.data.get("reason")
+            elif e.type == "run.started":
+                self.queue_paused = None
+
     def on_events(self, events: list[Event]) -> None:
+        with self._lock:
+            self._fold(events)
         if self.live:
             return
         with self._lock:
@@ -186,14 +207,14 @@ class RunView:
                     self.heartbeat.saw(e, printed=bool(line))
 
     def __rich__(self) -> Group:
-        p = self.engine.p if self.engine else None
-        tasks = current_run(p.tasks.values(), run_start(p.runs.values())) if p else []
-        entries = list(p.queue.values()) if p else []
+        with self._lock:
+            p = self.p
+            tasks = current_run(p.tasks.values(), run_start(p.runs.values()))
+            entries = list(p.queue.values())
         parts: list[Any] = []
         queue_part = []
         if entries:
-            queue = self.engine.queue
-            queue_part.append(queue_lines(entries, queue.paused if queue is not None else None))
+            queue_part.append(queue_lines(entries, self.queue_paused))
         if tasks or not entries:  # a run of the queue alone has no task to show
             # Header, blank line, summary and the queue's lines always fit on the screen.
             room = console.size.height - 3 - sum(q.count("\n") + 1 for q in queue_part)

@@ -1,0 +1,27 @@
+"""Engines: the one place an engine is built from ``[engine] kind``.
+
+``base.py`` defines the ``Engine`` protocol; ``local.py`` is the engine on one machine. The
+decisions both interpreters share are ``decide.py``, ``schedule.py``, ``attempt_plan.py`` and
+``signal_rules.py``; the side effects they ask for are ``activities.py``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from wf.api import Repo
+    from wf.engine.base import Clock, Engine
+
+
+def build_engine(repo: Repo, *, clock: Clock | None = None, rng: random.Random | None = None,
+                 environ: Mapping[str, str] | None = None) -> Engine:
+    """The engine ``[engine] kind`` names (the config validated the kind already)."""
+    kind = repo.config.engine.kind
+    if kind == "local":
+        from wf.engine.local import LocalEngine
+
+        return LocalEngine(repo, clock=clock, rng=rng, environ=environ)
+    raise AssertionError(f"engine kind {kind!r} passed validation but has no builder")

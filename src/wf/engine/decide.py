@@ -1,50 +1,23 @@
-"""Pure decisions of the engine: no I/O, no clock of their own, no randomness but what is
-passed in. The local engine calls these; a Temporal workflow can call the same ones."""
+"""Pure decisions about attempts: how one ended, and what the task does next.
+
+No I/O, no clock of their own, no randomness but what is passed in (``tests/unit/
+test_decision_purity.py`` checks what they import). The local engine calls these; a Temporal
+workflow calls the same ones. Scheduling is in ``schedule.py``, the preparation of an attempt
+in ``attempt_plan.py``, signals in ``signal_rules.py``.
+"""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from wf.model import AttemptState, FailureKind, NewEvent, task_stream
+from wf.model import AttemptState, FailureKind, NewEvent, RandomSource, task_stream
 from wf.spec import RetryPolicy
 
 if TYPE_CHECKING:
     from wf.agents.adapter import Verdict
-
-FAILED_DEP_STATES = frozenset({"failed", "cancelled", "blocked"})
-
-
-@dataclass(frozen=True)
-class Readiness:
-    ready: bool
-    blocked_by: str | None = None  # a dependency that can no longer succeed
-    blocked_state: str | None = None
-
-
-def readiness(task: Mapping[str, Any], tasks: Mapping[str, Mapping[str, Any]],
-              now: float, *, deps_must_land: bool = False) -> Readiness:
-    """Whether a queued or retrying task may start an attempt now. With ``deps_must_land``
-    (the merge queue enqueues every success) a dependency counts once it has landed."""
-    if task["state"] == "retrying":
-        return Readiness(ready=(task["next_retry_at"] or 0) <= now)
-    if task["state"] != "queued":
-        return Readiness(ready=False)
-    for dep in task["depends_on"] or ():
-        dep_row = tasks.get(dep)
-        if dep_row is None:
-            return Readiness(ready=False, blocked_by=dep, blocked_state="unknown")
-        # An evicted dependency's work is on its branch, but it will not land by itself.
-        if dep_row["state"] in FAILED_DEP_STATES or (deps_must_land
-                                                      and dep_row["state"] == "evicted"):
-            return Readiness(ready=False, blocked_by=dep, blocked_state=dep_row["state"])
-        if dep_row["state"] != "merged" and (deps_must_land
-                                             or dep_row["state"] not in ("done", "evicted")):
-            return Readiness(ready=False)
-    return Readiness(ready=True)
-
+    from wf.engine.activities import AttemptReport
 
 @dataclass(frozen=True)
 class Outcome:
@@ -99,7 +72,7 @@ def classify_exit(record: Mapping[str, Any], *, changed: bool, commit: str | Non
 
 
 def plan_after_attempt(task: Mapping[str, Any], n: int, outcome: Outcome, policy: RetryPolicy,
-                       rng: random.Random) -> list[NewEvent]:
+                       rng: RandomSource) -> list[NewEvent]:
     """The events that close attempt ``n`` and decide what the task does next, appended in one
     transaction so that a crash can never leave an attempt closed but the task undecided.
     A retry is due ``delay`` seconds after that transaction's timestamp (the projection's
@@ -127,3 +100,38 @@ def plan_after_attempt(task: Mapping[str, Any], n: int, outcome: Outcome, policy
            else f"{in_budget} of {policy.maximum_attempts} attempts used")
     return [finished, NewEvent(stream, "task.failed", {
         "n": n, "kind": str(kind), "error": outcome.error, "why": why})]
+
+
+def close_attempt(task: Mapping[str, Any], n: int, outcome: Outcome, policy: RetryPolicy,
+                  rng: RandomSource, *, enqueue: bool) -> list[NewEvent]:
+    """``plan_after_attempt``, and, when the merge queue takes every success (``enqueue``:
+    ``[merge] auto`` with the queue running), the success's ``queue.entered`` in the same
+    transaction, so that no run sees the task done but not yet queued."""
+    events = plan_after_attempt(task, n, outcome, policy, rng)
+    if outcome.succeeded and enqueue:
+        events.append(enqueue_event(task, outcome.commit))
+    return events
+
+
+def enqueue_event(task: Mapping[str, Any], head: str | None) -> NewEvent:
+    """The task's branch joins the merge queue at ``head``."""
+    return NewEvent(task_stream(task["id"]), "queue.entered",
+                    {"branch": task["branch"], "head": head})
+
+
+def infra_outcome(message: str) -> Outcome:
+    """An activity failed on wf's side (git, a file): the attempt fails ``infra``, retried."""
+    return Outcome(AttemptState.FAILED, FailureKind.INFRA, message)
+
+
+def attempt_outcome(report: AttemptReport) -> Outcome:
+    """How the attempt ended, from what ``run_attempt`` found."""
+    code = report.record.get("exit_code")
+    if report.ended == "stopped" and report.stop is not None:
+        return Outcome(report.stop.state, report.stop.kind, report.stop.error, exit_code=code)
+    if report.ended == "lost":
+        return Outcome(AttemptState.FAILED, FailureKind.LOST, report.error)
+    if report.ended == "worktree_gone":  # not the agent's doing as far as wf can tell: retried
+        return Outcome(AttemptState.FAILED, FailureKind.INFRA, report.error, exit_code=code)
+    return classify_exit(report.record, changed=report.changed, commit=report.commit,
+                         last_line=report.last_line, verdict=report.verdict)

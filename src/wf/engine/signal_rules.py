@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from wf.model import SignalKind
+from wf.model import NewEvent, SignalKind, task_stream
 from wf.store.projections import QUEUE_IN_LINE
 
 QUEUE_SIGNALS = frozenset({SignalKind.ENQUEUE, SignalKind.DEQUEUE, SignalKind.REQUEUE,
@@ -105,3 +105,66 @@ def _judge_queue_signal(kind: str, tid: str, task: Mapping[str, Any] | None,
     if where not in QUEUE_IN_LINE:
         return _refuse(f"it is not in the queue ({where or 'it never entered'})", shown)
     return APPLIES
+
+
+@dataclass(frozen=True)
+class SignalOutcome:
+    """What the engine does with a signal: ``result`` (recorded in ``signal.handled``), the
+    events to append with it, and whether to stop the task's running attempt."""
+
+    result: str
+    events: tuple[NewEvent, ...] = ()
+    stop_attempt: bool = False
+
+
+def decide_signal(kind: str, tid: str, data: Mapping[str, Any],
+                  tasks: Mapping[str, Mapping[str, Any]], queue: Mapping[str, Mapping[str, Any]],
+                  *, queue_enabled: bool, running: bool) -> SignalOutcome:
+    """The outcome of signal ``kind`` for ``tid``, given the projection's tasks and queue rows
+    and whether the engine drives an attempt of the task (``running``)."""
+    verdict = judge_signal(kind, tid, tasks.get(tid), queue.get(tid),
+                           queue_enabled=queue_enabled, running=running,
+                           branch=data.get("branch"))
+    if not verdict.applies:
+        return SignalOutcome(verdict.reason)
+    stream = task_stream(tid)
+    if kind == SignalKind.CANCEL:
+        if running:
+            return SignalOutcome("cancelling", stop_attempt=True)
+        return SignalOutcome("cancelled", (NewEvent(stream, "task.cancelled", {
+            "kind": "cancelled", "error": "cancelled by signal"}),))
+    if kind == SignalKind.RETRY:
+        return SignalOutcome("requeued", tuple(requeue_with_dependents(tid, tasks)))
+    if kind in (SignalKind.ENQUEUE, SignalKind.REQUEUE):
+        task = tasks.get(tid)
+        if task is not None:
+            return SignalOutcome("ok", (NewEvent(stream, "queue.entered", {
+                "branch": task["branch"], "head": task["commit_sha"]}),))
+        branch = data.get("branch") or queue[tid]["branch"]
+        return SignalOutcome("ok", (NewEvent(stream, "queue.entered",
+                                             {"branch": branch, "head": None}),))
+    if kind == SignalKind.DEQUEUE:
+        return SignalOutcome("ok", (NewEvent(stream, "queue.removed",
+                                             {"detail": "removed by wf queue rm"}),))
+    if kind == SignalKind.APPROVE:
+        return SignalOutcome("ok", (NewEvent(stream, "queue.approved", {"by": data.get("by")}),))
+    return SignalOutcome("ok", (NewEvent(stream, "queue.evicted", {  # reject
+        "kind": "rejected", "detail": data.get("reason") or "rejected"}),))
+
+
+def requeue_with_dependents(tid: str, tasks: Mapping[str, Mapping[str, Any]]) -> list[NewEvent]:
+    """``wf retry``: ``tid`` with a fresh retry budget, and the tasks it blocked,
+    transitively (depth first, each once)."""
+    out: list[NewEvent] = []
+    seen: set[str] = set()
+
+    def visit(t: str) -> None:
+        seen.add(t)
+        out.append(NewEvent(task_stream(t), "task.requeued", {"reason": "retry"}))
+        for other, row in tasks.items():
+            if (other not in seen and row["state"] == "blocked"
+                    and t in (row["depends_on"] or ())):
+                visit(other)
+
+    visit(tid)
+    return out
