@@ -4,7 +4,7 @@ handling (retry, then pause) as itself, not as an exception group that ends the 
 from __future__ import annotations
 
 from wf.errors import GitError, StoreError
-from wf.merge_queue.runner import _sole_wf_error
+from wf.merge_queue.queue_loop import _sole_wf_error
 
 
 def test_a_group_of_wf_errors_gives_its_first():

@@ -34,7 +34,7 @@ from wf.store.projections import Projection, apply
 if TYPE_CHECKING:
     from wf.config import Config
     from wf.engine.activities import TaskActivities
-    from wf.merge_queue.runner import QueueRunner as QueueLoop
+    from wf.merge_queue.queue_loop import QueueLoop
     from wf.store import EventStore, GroupCommitWriter
     from wf.worktrees import WorktreeManager
 
@@ -93,10 +93,9 @@ class Scheduler:
             "run_id": run_id, "pid": os.getpid(), "host": os.uname().nodename, "argv": argv}))
         async with anyio.create_task_group() as tg:
             if self.merge_target:
-                from wf.merge_queue.runner import QueueRunner
+                from wf.merge_queue.queue_loop import QueueLoop
 
-                self.queue = QueueRunner(self, target=self.merge_target,
-                                         logs_dir=self.d.logs_dir.parent / "queue")
+                self.queue = QueueLoop.for_scheduler(self, self.merge_target)
                 tg.start_soon(self.queue.open_repository)  # while signals are read
             # Adopt running attempts first, so a waiting cancel finds them; then act on
             # waiting signals, so the queue's first round sees every entry already sent.
