@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from wf.errors import Refused, UsageError, WfError
 from wf.model import TERMINAL_STATES, NewEvent, task_stream
+from wf.repository import get_task, open_store
 from wf.store.projections import QUEUE_IN_LINE
 
 if TYPE_CHECKING:
-    from wf.api import Repo
+    from wf.repository import Repo
+    from wf.store import EventStore
     from wf.worktrees import WorktreeManager
 
 CLEAN_WORKERS = 4  # worktrees `wf clean` removes at once: deleting files is I/O-bound
@@ -32,7 +34,6 @@ def clean(repo: Repo, task_ids: list[str], *, force: bool = False, orphans: bool
     ``{"kind", "task", "result"}`` (``"name"`` for orphans, ``"forgotten"`` with ``forget``).
     ``forget`` needs task ids and refuses (Refused) a task that is not finished or whose
     branch waits in the merge queue, before anything is removed."""
-    from wf.api import get_task, open_store
     from wf.worktrees import WorktreeManager
 
     if forget and not task_ids:
@@ -84,7 +85,7 @@ def _check_forgettable(row: dict[str, Any], entry: dict[str, Any] | None) -> Non
                       f"({entry['state']})", hint=f"`wf queue rm {tid}` first")
 
 
-def _clean_task(store: Any, wt: WorktreeManager, row: dict[str, Any], *, force: bool,
+def _clean_task(store: EventStore, wt: WorktreeManager, row: dict[str, Any], *, force: bool,
                 forget: bool) -> dict[str, Any]:
     tid = row["id"]
     item: dict[str, Any] = {"kind": "task", "task": tid}

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from wf.agents.builtin import builtin_agents
 from wf.agents.runner import resolve_program
-from wf.api import Repo, open_store
 from wf.config import Config
 from wf.configload import build_specs, load_tasks_file, prompt_tasks
 from wf.errors import ConfigError
+from wf.repository import Repo, open_store
 from wf.spec import TaskSpec
 
 

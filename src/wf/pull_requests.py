@@ -15,10 +15,12 @@ from wf import gitx
 from wf.errors import ConfigError, NotFound
 from wf.model import NewEvent, task_stream
 from wf.providers.pulls import PullRequestRequest, describe, open_or_update
+from wf.repository import get_task
 
 if TYPE_CHECKING:
-    from wf.api import Repo
     from wf.providers.base import Forge
+    from wf.repository import Repo
+    from wf.store import EventStore
 
 UNFINISHED = ("queued", "running", "retrying")
 
@@ -35,12 +37,11 @@ def pr_base(repo: Repo, task: Mapping[str, Any]) -> str:
     return base
 
 
-def open_task_pr(repo: Repo, store: Any, task_id: str, *, forge: Forge | None = None,
+def open_task_pr(repo: Repo, store: EventStore, task_id: str, *, forge: Forge | None = None,
                  draft: bool = False, labels: Sequence[str] = (), reviewers: Sequence[str] = (),
                  environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Push ``task_id``'s branch and open or update its PR/MR. Blocking (git and HTTP)."""
     from wf import providers
-    from wf.api import get_task
 
     task = get_task(store, task_id)
     if task["state"] in UNFINISHED:

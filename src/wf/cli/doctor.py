@@ -49,11 +49,11 @@ def doctor(as_json: Annotated[bool, typer.Option("--json", help="machine-readabl
 def _config():
     """(config, repository root) when run inside a repository (for its [agents.X]), else
     (None, None)."""
-    from wf import api
     from wf.errors import WfError
+    from wf.repository import open_repo
 
     try:
-        repo = api.open_repo()
+        repo = open_repo()
         return repo.config, repo.root
     except WfError:
         return None, None

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from wf.api import Repo
+    from wf.repository import Repo
     from wf.engine.base import Clock, Engine
 
 

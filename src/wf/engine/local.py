@@ -21,7 +21,7 @@ from wf.errors import ConfigError, GitError, Interrupted
 from wf.model import RUN_STREAM, Event, NewEvent, SignalKind, task_stream
 
 if TYPE_CHECKING:
-    from wf.api import Repo
+    from wf.repository import Repo
     from wf.spec import TaskSpec
     from wf.store import EventStore, GroupCommitWriter
 
@@ -38,7 +38,7 @@ class LocalEngine:
         self.environ = dict(os.environ if environ is None else environ)
 
     def submit(self, specs: Sequence[TaskSpec]) -> list[Event]:
-        from wf.api import open_store
+        from wf.repository import open_store
 
         store = open_store(self.repo)
         try:
@@ -47,13 +47,13 @@ class LocalEngine:
             store.close()
 
     def signal(self, kind: SignalKind, task_id: str, **data: Any) -> Event:
-        from wf.api import send_signal
+        from wf.signals import record_signal
 
-        return send_signal(self.repo, kind, task_id, **data)[0]
+        return record_signal(self.repo, kind, task_id, **data)[0]
 
     def events(self, since: int = 0, *, stream: str | None = None,
                limit: int | None = None) -> list[Event]:
-        from wf.api import open_store
+        from wf.repository import open_store
 
         if not self.repo.db_path.exists():
             return []
@@ -67,7 +67,7 @@ class LocalEngine:
             observers: Sequence[Observer] = ()) -> RunOutcome:
         import anyio
 
-        from wf.api import EngineLock, open_store
+        from wf.repository import EngineLock, open_store
         from wf.engine.scheduler import EngineDeps, Scheduler
         from wf.store import GroupCommitWriter
         from wf.worktrees import WorktreeManager

@@ -48,6 +48,9 @@ class EventStore(Protocol):
 
     def runs(self) -> list[dict[str, Any]]: ...
 
+    def queue(self) -> list[dict[str, Any]]:
+        """The merge queue's entries, in the order they entered."""
+
     def projection(self) -> Projection:
         """Every projection table's current rows."""
 

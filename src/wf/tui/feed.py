@@ -12,11 +12,14 @@ included.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from wf import api
 from wf.model import Event
+from wf.repository import Repo, open_store
 from wf.store.projections import Projection, apply
+
+if TYPE_CHECKING:
+    from wf.store import EventStore
 
 # Events an agent adapter may write about what the agent says and does (issue 5's contract).
 TRANSCRIPT_TYPES = ("agent.message", "agent.tool")
@@ -27,12 +30,12 @@ READ_CHUNK = 2000  # events per read, so a long log loads without one long pause
 class Feed:
     """Follows one repository's event log from sequence number ``seq`` on."""
 
-    def __init__(self, repo: api.Repo) -> None:
+    def __init__(self, repo: Repo) -> None:
         self.repo = repo
         self.p = Projection()
         self.seq = 0  # the last event folded
         self.transcripts: dict[str, deque[Event]] = {}
-        self._store: Any = None
+        self._store: EventStore | None = None
 
     def read_new(self, since: int | None = None) -> list[Event]:
         """Events after ``since`` (default: the last folded), at most ``READ_CHUNK``. An empty
@@ -40,7 +43,7 @@ class Feed:
         if self._store is None:
             if not self.repo.db_path.exists():
                 return []
-            self._store = api.open_store(self.repo, create=False)
+            self._store = open_store(self.repo, create=False)
         return self._store.read(self.seq if since is None else since, limit=READ_CHUNK)
 
     def fold(self, events: list[Event]) -> set[str]:
