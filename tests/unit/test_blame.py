@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from wf.merge_queue.blame import blamed, named_paths, read_log, subject_of
+from wf.merge_queue.activities import read_log
+from wf.merge_queue.blame import blamed, named_paths, subject_of
 
 TRACEBACK = """\
 $ python -m pytest -q

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from wf import gitx
 from wf.errors import WfError
 from wf.merge_queue.admission import Admission, check_admission
-from wf.merge_queue.blame import blamed, read_log
+from wf.merge_queue.blame import LOG_TAIL, blamed
 from wf.merge_queue.candidates import Chain, ChainBuilder, Conflict, Entry, Fork
 from wf.merge_queue.checks import CheckResult, CheckSlots
 from wf.merge_queue.landing import LandOutcome, land_local, land_push
@@ -172,3 +172,16 @@ def _fork_of(db: Any, verdict: Admission, head: str | None) -> Fork | None:
     except WfError:
         return None
     return None if own is None else Fork(verdict.target_commit, verdict.fork, own)
+
+
+def read_log(path: str | Path | None) -> str:
+    """The end of a check's log, or "" when there is none."""
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - LOG_TAIL))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 LOG_TAIL = 1 << 20  # only the last MiB of a log is read: failures are reported at the end
 _TOKEN = re.compile(r"[\w.+@~/-]+")
@@ -50,19 +49,6 @@ def named_paths(text: str) -> set[str]:
             out.add(token[start + 1:])
             start = token.find("/", start + 1)
     return out
-
-
-def read_log(path: str | Path | None) -> str:
-    """The end of a check's log, or "" when there is none."""
-    if not path:
-        return ""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, 2)
-            f.seek(max(0, f.tell() - LOG_TAIL))
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
 
 
 def stem(path: str) -> str:

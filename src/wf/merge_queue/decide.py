@@ -14,9 +14,8 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from wf.merge_queue.candidates import Conflict, Entry
 from wf.merge_queue.planner import Estimate
 from wf.model import NewEvent, task_stream
 from wf.store.projections import QUEUE_WAITING
@@ -24,6 +23,9 @@ from wf.store.projections import QUEUE_WAITING
 QUEUE_STREAM = "queue"
 INFRA_BACKOFF = (1.0, 2.0, 4.0)  # seconds between tries of a failing check or git; then a pause
 REFUSED_RETRY = 2.0  # seconds between attempts to land on a dirty checked-out target
+
+if TYPE_CHECKING:
+    from wf.merge_queue.candidates import Conflict, Entry
 
 Rows = Mapping[str, Mapping[str, Any]]
 
