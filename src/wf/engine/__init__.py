@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from wf.repository import Repo
     from wf.engine.base import Clock, Engine
+    from wf.repository import Repo
 
 
 def build_engine(repo: Repo, *, clock: Clock | None = None, rng: random.Random | None = None,

@@ -168,6 +168,9 @@ class AttemptControl(Protocol):
     def cancel_requested(self) -> bool:
         """Whether the attempt must be stopped (``wf cancel``)."""
 
+    def heartbeat(self) -> None:
+        """The attempt is alive and watched (a Temporal activity heartbeats here)."""
+
     def wait(self, seconds: float, fd: int | None) -> None:
         """Sleep up to ``seconds``; return early when ``fd`` (the agent's pidfd) is readable
         or a cancel arrives. Raises AttemptAbandoned when the engine is gone."""
@@ -287,6 +290,7 @@ class _Attempt:
                 stop = deadline_passed(now, inp.started, last, inp.timeout, inp.no_output_timeout)
                 if stop is not None:
                     break
+                self.control.heartbeat()
                 poll = OWN_POLL if proc is not None or pidfd is not None else ADOPTED_POLL
                 self.control.wait(next_look(now, inp.started, last, inp.timeout,
                                             inp.no_output_timeout, poll=poll), pidfd)

@@ -52,6 +52,7 @@ class LocalControl:
         self.cancel_reason: str | None = None
         self.gone = threading.Event()  # the engine no longer waits for this attempt
         self._r, self._w = os.pipe()  # written to wake the attempt's thread
+        os.set_blocking(self._r, False)
         self._append: Any = None
         self._token: Any = None
         self._tid, self._n = "", 0
@@ -103,6 +104,9 @@ class LocalControl:
     def cancel_requested(self) -> bool:
         return self.cancel_reason is not None
 
+    def heartbeat(self) -> None:
+        """Nothing to tell: the local engine sees its attempt's thread alive."""
+
     def wait(self, seconds: float, fd: int | None) -> None:
         if self.gone.is_set():
             raise AttemptAbandoned
@@ -110,8 +114,7 @@ class LocalControl:
         if self.gone.is_set():
             raise AttemptAbandoned
         with contextlib.suppress(BlockingIOError, OSError):
-            os.set_blocking(self._r, False)
-            os.read(self._r, 1024)
+            os.read(self._r, 1024)  # drain the wake-ups
 
 
 @dataclass

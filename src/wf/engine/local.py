@@ -67,8 +67,8 @@ class LocalEngine:
             observers: Sequence[Observer] = ()) -> RunOutcome:
         import anyio
 
-        from wf.repository import EngineLock, open_store
         from wf.engine.scheduler import EngineDeps, Scheduler
+        from wf.repository import EngineLock, open_store
         from wf.store import GroupCommitWriter
         from wf.worktrees import WorktreeManager
 
