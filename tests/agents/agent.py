@@ -10,6 +10,7 @@ Modes:
   silent SECONDS  print one line, then say nothing for SECONDS, then commit
   hang            print a line, then sleep forever
   gated FILE      print a line, wait until FILE exists, then commit
+  marker FILE     exit 1 while FILE does not exist, then commit
   flood MB        print MB megabytes of output, then commit
 Every run appends "<task> <attempt> <pid>" to $WF_TEST_JOURNAL if set (via argv[3]).
 """
@@ -69,6 +70,11 @@ elif mode == "gated":
     print("waiting for the gate", flush=True)
     while not os.path.exists(arg):
         time.sleep(0.05)
+    write_and_commit()
+elif mode == "marker":
+    if not os.path.exists(arg):
+        print(f"no {arg} yet", flush=True)
+        sys.exit(1)
     write_and_commit()
 elif mode == "hang":
     while True:

@@ -1,0 +1,200 @@
+"""Harnesses for the engine contract suite (``test_engine.py``): one class per engine kind.
+
+A harness builds its engine for a real repository, runs it with a bound on time, and does the
+one thing the ``Engine`` protocol has no method for: killing the engine in the middle of an
+attempt. Everything else the tests do goes through the protocol (submit, signal, run, events),
+so a second engine joins the suite with one entry in ``ENGINES`` and one class in
+``HARNESSES``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wf.api import Repo, open_repo
+from wf.engine import build_engine
+from wf.engine.base import Engine, Observer, RunOutcome
+from wf.errors import WfError
+from wf.model import Event, SignalKind, task_stream
+from wf.planning import plan_tasks_file
+from wf.spec import TaskSpec
+
+RUN_BOUND = 30.0  # seconds an engine.run may take before the test fails instead of hanging
+
+# The data fields that say what happened, not when or where (no seq, ts, pid, path, commit).
+DOMAIN_FIELDS = ("n", "state", "failure_kind", "kind", "dependency", "reason", "delay")
+TERMINAL_EVENTS = frozenset({"task.succeeded", "task.failed", "task.cancelled", "task.blocked"})
+
+
+class ShiftedClock:
+    """The engine's clock: the wall clock plus an offset the test moves forward, so a timer
+    an hour away fires as soon as the test says that hour has passed."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+class Watcher:
+    """An observer that keeps every committed event and runs the actions registered with
+    ``when`` once, on a thread of their own, for the first matching event (an observer must
+    not block the engine). An action's exception is kept and re-raised by ``check``."""
+
+    def __init__(self) -> None:
+        self.seen: list[Event] = []
+        self.errors: list[BaseException] = []
+        self._actions: list[tuple[str, str | None, Callable[[Event], Any]]] = []
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def when(self, type_: str, task_id: str | None, action: Callable[[Event], Any]) -> None:
+        with self._lock:
+            self._actions.append((type_, task_id, action))
+
+    def __call__(self, events: list[Event]) -> None:
+        with self._lock:
+            self.seen += events
+            for event in events:
+                for rule in list(self._actions):
+                    type_, task_id, action = rule
+                    if event.type == type_ and task_id in (None, event.task_id):
+                        self._actions.remove(rule)
+                        thread = threading.Thread(target=self._act, args=(action, event),
+                                                  daemon=True)
+                        self._threads.append(thread)
+                        thread.start()
+
+    def _act(self, action: Callable[[Event], Any], event: Event) -> None:
+        try:
+            action(event)
+        except BaseException as exc:  # noqa: BLE001  (re-raised in the test by check())
+            self.errors.append(exc)
+
+    def check(self) -> None:
+        for thread in self._threads:
+            thread.join(RUN_BOUND)
+        if self.errors:
+            raise self.errors[0]
+
+
+class EngineHarness:
+    """What every engine's harness does the same way; subclasses say how to build the engine
+    and how to kill it mid-attempt."""
+
+    kind: str = ""
+
+    def __init__(self, root: Path, tmp: Path) -> None:
+        self.root = root
+        self.tasks_path = tmp / "tasks.toml"  # outside the repo: the main worktree stays clean
+        self.clock = ShiftedClock()
+        self.repo: Repo = open_repo(root)
+        self.engine: Engine = self.build(self.repo)
+
+    def build(self, repo: Repo) -> Engine:
+        raise NotImplementedError
+
+    def kill_mid_attempt(self) -> None:
+        """Run the tasks file until the first agent has spawned, then kill the engine with no
+        chance to clean up, leaving that agent running."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the engine holds outside the repository (nothing, locally)."""
+
+    # -- what the tests call ----------------------------------------------------------------
+    def plan(self, text: str) -> list[TaskSpec]:
+        """Write ``text`` as the tasks file (config sections and ``[[task]]`` tables) with
+        ``[engine] kind`` set to this harness's kind; rebuild the engine with the run's config
+        and return the specs, as ``wf run FILE`` does."""
+        self.tasks_path.write_text(f'[engine]\nkind = "{self.kind}"\n' + text)
+        self.repo, specs = plan_tasks_file(open_repo(self.root), self.tasks_path)
+        self.engine = self.build(self.repo)
+        return specs
+
+    def run(self, specs: Sequence[TaskSpec] | None, *,
+            observers: Sequence[Observer] = ()) -> RunOutcome:
+        """``engine.run`` bounded by RUN_BOUND: past it, every unfinished task is cancelled
+        so the engine can end, and the test fails instead of hanging. What a ``Watcher``'s
+        actions raised is raised here too."""
+        result: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                result["outcome"] = self.engine.run(specs, command="contract test",
+                                                    observers=observers)
+            except BaseException as exc:  # noqa: BLE001  (re-raised in the test's thread)
+                result["error"] = exc
+
+        thread = threading.Thread(target=target, name="engine-run", daemon=True)
+        thread.start()
+        thread.join(RUN_BOUND)
+        if thread.is_alive():
+            self._cancel_unfinished()
+            thread.join(RUN_BOUND)
+            raise AssertionError(f"engine.run did not return within {RUN_BOUND}s")
+        for observer in observers:
+            if isinstance(observer, Watcher):
+                observer.check()
+        if "error" in result:
+            raise result["error"]
+        return result["outcome"]
+
+    def _cancel_unfinished(self) -> None:
+        last: dict[str, str] = {}  # each task's latest submission, requeue or end
+        for e in self.engine.events():
+            if e.task_id and e.type in {*TERMINAL_EVENTS, "task.submitted", "task.requeued"}:
+                last[e.task_id] = e.type
+        for tid, type_ in sorted(last.items()):
+            if type_ not in TERMINAL_EVENTS:
+                with contextlib.suppress(WfError):  # best effort: the test fails either way
+                    self.engine.signal(SignalKind.CANCEL, tid)
+
+    def domain(self, task_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """The task stream's events in order as (type, the DOMAIN_FIELDS it has); the agent's
+        own ``agent.*`` output is left out."""
+        return [(e.type, {k: e.data[k] for k in DOMAIN_FIELDS if k in e.data})
+                for e in self.engine.events(stream=task_stream(task_id))
+                if not e.type.startswith("agent.")]
+
+    def types(self, task_id: str) -> list[str]:
+        return [t for t, _ in self.domain(task_id)]
+
+
+
+class LocalHarness(EngineHarness):
+    """The local engine in this process; killed mid-attempt as ``wf run`` in a subprocess
+    that SIGKILLs itself once the first ``attempt.spawned`` is committed."""
+
+    kind = "local"
+
+    def build(self, repo: Repo) -> Engine:
+        return build_engine(repo, clock=self.clock, rng=random.Random(0))
+
+    def kill_mid_attempt(self) -> None:
+        proc = subprocess.run([sys.executable, "-m", "wf", "run", str(self.tasks_path)],
+                              check=False, cwd=self.root, capture_output=True, text=True, timeout=RUN_BOUND,
+                              env={**os.environ, "WF_CRASH_AFTER": "attempt.spawned"})
+        assert proc.returncode == -signal.SIGKILL, proc.stderr
+
+
+HARNESSES: dict[str, type[EngineHarness]] = {"local": LocalHarness}
+
+# The one list the suite is parametrised over: a new engine is one more entry here.
+ENGINES = [pytest.param("local", id="local")]
