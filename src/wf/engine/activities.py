@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when stopping an attempt
 OWN_POLL = 1.0  # how often a running attempt's output is read and its deadlines looked at
 ADOPTED_POLL = 0.2  # the same for an adopted attempt where no pidfd tells of its exit
+CLAIM_WAIT = 10.0  # how long a spawned supervisor may take to claim its attempt
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ class RunAttempt:
     max_log_bytes: int = 0
     adopt: bool = False
     session: str | None = None  # the agent session the attempt resumes
+    spawned: tuple[int, int | None] | None = None  # (pid, start time) the log recorded
 
 
 @dataclass
@@ -260,7 +262,7 @@ class _Attempt:
     def _adopt(self) -> AttemptReport:
         files = self.files
         if files.read_exit() is None:
-            claim = files.read_claim()
+            claim = files.read_claim() or self._claim_of_spawned()
             if claim is None and files.claim_as_lost():
                 return AttemptReport("lost", error="wf stopped before the agent started")
             claim = claim or files.read_claim()
@@ -271,6 +273,20 @@ class _Attempt:
                 return AttemptReport(
                     "lost", error="the agent vanished (machine restarted or killed outside wf)")
         return self._finish()
+
+    def _claim_of_spawned(self) -> tuple[int, int] | None:
+        """The claim of a supervisor the log says was spawned and that still runs but has
+        not claimed the attempt yet (the engine stopped right after spawning it): wait for
+        its claim, at most ``CLAIM_WAIT`` seconds, instead of declaring a live agent lost."""
+        if self.inp.spawned is None or not runner.is_alive(*self.inp.spawned):
+            return None
+        deadline = time.monotonic() + CLAIM_WAIT
+        while time.monotonic() < deadline and runner.is_alive(*self.inp.spawned):
+            claim = self.files.read_claim()
+            if claim is not None or self.files.read_exit() is not None:
+                return claim
+            self.control.wait(0.02, None)
+        return self.files.read_claim()
 
     def _watch(self, pid: int, proc: subprocess.Popen[bytes] | None) -> AttemptReport:
         inp, files = self.inp, self.files

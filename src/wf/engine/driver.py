@@ -11,6 +11,7 @@ lets the thread go without recording anything more, leaving the agent to the nex
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import threading
 from dataclasses import dataclass, field
@@ -247,6 +248,10 @@ async def _run_attempt(s: Scheduler, active: Active, n: int, *, adopt: bool,
         commit_message=f"wf: {tid}: {first_line(spec.prompt)}", adapter=spec.adapter,
         timeout=spec.timeout, no_output_timeout=spec.no_output_timeout,
         max_log_bytes=s.d.config.log_max_bytes, adopt=adopt, session=session)
+    if adopt:
+        row = s.p.attempts[(tid, n)]
+        spawned = (row["pid"], row["pid_start"]) if row.get("pid") else None
+        inp = dataclasses.replace(inp, spawned=spawned)
     control = active.control
     control.bind(s.append, tid, n)
 
