@@ -1,7 +1,7 @@
 """Configuration models: ``wf.toml`` / ``[tool.wf]`` and the sections a tasks file may override.
 
-Loading, env overrides and error formatting live in ``wf.configload``; this module only says
-what a valid configuration is.
+Loading and env overrides live in ``wf.configload``, tasks files in ``wf.taskload``, error
+formatting in ``wf.configerrors``; this module only says what a valid configuration is.
 """
 
 from __future__ import annotations

@@ -9,10 +9,10 @@ from pathlib import Path
 from wf.agents.builtin import builtin_agents
 from wf.agents.runner import resolve_program
 from wf.config import Config
-from wf.configload import build_specs, load_tasks_file, prompt_tasks
 from wf.errors import ConfigError
 from wf.repository import Repo, open_store
 from wf.spec import TaskSpec
+from wf.taskload import build_specs, load_tasks_file, prompt_tasks
 
 
 def _with_overrides(config: Config, agent: str | None, max_parallel: int | None) -> Config:

@@ -1,4 +1,5 @@
-"""wf.configload: repo config, env overrides, tasks files, task resolution, error messages."""
+"""wf.configload, wf.taskload and wf.configerrors: repo config, env overrides, tasks files, task
+resolution, error messages."""
 
 from __future__ import annotations
 
@@ -15,18 +16,11 @@ from hypothesis import strategies as st
 
 from wf.config import AgentConfig, Config, TaskConfig
 from wf.init_template import INIT_TEMPLATE
-from wf.configload import (
-    ENV_VARS,
-    build_specs,
-    find_repo_config_file,
-    load_config,
-    load_tasks_file,
-    prompt_slug,
-    prompt_tasks,
-)
+from wf.configload import ENV_VARS, find_repo_config_file, load_config
 from wf.errors import ConfigError
 from wf.model import FailureKind
 from wf.spec import RetryPolicy
+from wf.taskload import build_specs, load_tasks_file, prompt_slug, prompt_tasks
 
 BUILTINS = {"shell": AgentConfig(command=("sh", "-c", "{prompt}")),
             "demo": AgentConfig(command=("python", "demo.py", "{task_id}"), timeout=60)}

@@ -1,8 +1,9 @@
 """Task worktrees: create-or-adopt, setup (``.worktreeinclude``, port), backups, removal, gc."""
 
+from wf.worktrees.backups import BACKUP_PREFIX
 from wf.worktrees.include import INCLUDE_FILE, copy_included_files, files_to_include
+from wf.worktrees.locks import fetch, repo_lock
 from wf.worktrees.manager import (
-    BACKUP_PREFIX,
     BRANCH_PREFIX,
     Changes,
     DeleteResult,
@@ -10,8 +11,6 @@ from wf.worktrees.manager import (
     RemoveResult,
     WorktreeInfo,
     WorktreeManager,
-    fetch,
-    repo_lock,
 )
 from wf.worktrees.processes import processes_in, stop_processes_in
 

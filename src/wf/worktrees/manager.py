@@ -7,41 +7,34 @@ folder wf did not create is never touched, a dirty worktree is only removed with
 after its changes were saved under ``refs/wf-backup/<task-id>/<unix-ts>``, and a branch with
 commits found nowhere else is only deleted with ``force`` and after the same kind of backup.
 
-``git worktree add/remove/prune`` race with each other (a concurrent add can fail reading another
-add's half-written ``.git/worktrees/<name>/commondir``, and so can ``git worktree list``), so they
-run under :func:`repo_lock`: a lock per repository in this process plus an ``flock`` shared with
-other processes.
+``git worktree add/remove/prune`` run under the repository's worktree lock
+(``wf.worktrees.locks``; ``repo_lock`` and ``fetch`` are also importable from here). Backup refs
+and branch safety are in ``wf.worktrees.backups``; ports and the setup command in
+``wf.worktrees.setup``.
 
 All methods block; the engine calls them from worker threads.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
-import re
-import subprocess
-import tempfile
-import threading
 import time
-import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import IO, Literal
+from typing import Literal
 
 from wf import gitx
 from wf.errors import ConfigError, GitError
-from wf.model import check_task_id
+from wf.worktrees import backups, setup
+from wf.worktrees.backups import checked_task_id
 from wf.worktrees.include import INCLUDE_FILE, copy_included_files
-from wf.worktrees.processes import processes_in, stop_processes_in, wait_exit
+from wf.worktrees.locks import fetch, repo_lock
+from wf.worktrees.processes import processes_in, stop_processes_in
 
 BRANCH_PREFIX = "wf/"
-BACKUP_PREFIX = "refs/wf-backup/"
-OUTPUT_TAIL_CHARS = 4000
-_LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 POPULATING = "wf: populating"  # lock reason of a worktree registered but not checked out yet
 
 
@@ -88,60 +81,6 @@ class Changes:
     dirty: bool
 
 
-_thread_locks: dict[tuple[str, str], threading.Lock] = {}
-_thread_locks_guard = threading.Lock()
-
-
-@contextmanager
-def repo_lock(common_dir: Path, name: str, *, shared: bool = False) -> Iterator[None]:
-    """Hold lock ``name`` of the repository whose git common dir is ``common_dir``, against
-    other threads of this process and other processes (``<common_dir>/wf/<name>.lock``).
-
-    ``shared`` holders exclude exclusive ones but not each other. An ``flock`` belongs to
-    its open file, so one taken through a fresh ``open`` excludes other threads as well as
-    other processes; the thread lock only queues this process's exclusive holders."""
-    if shared:
-        with _flock(common_dir, name, fcntl.LOCK_SH):
-            yield
-        return
-    with _thread_locks_guard:
-        lock = _thread_locks.setdefault((str(common_dir), name), threading.Lock())
-    with lock, _flock(common_dir, name, fcntl.LOCK_EX):
-        yield
-
-
-def fetch(root: Path, remote: str, ref: str, *,
-          credentials: tuple[str, str] | None = None) -> None:
-    """:func:`wf.gitx.fetch`, one at a time and never beside a ``git worktree add``.
-
-    Concurrent fetches fight over the same ref locks. And a fetch checks that what it received
-    connects to every worktree's HEAD, while an add writes a placeholder HEAD (the null id)
-    before the real one: a fetch at that moment fails with ``bad object
-    worktrees/<name>/HEAD``. Adds are quick, so a fetch holds the worktree lock shared."""
-    common = gitx.common_dir(root)
-    with repo_lock(common, "fetch"), repo_lock(common, "worktree", shared=True):
-        gitx.fetch(root, remote, ref, credentials=credentials)
-
-
-@contextmanager
-def _flock(common_dir: Path, name: str, mode: int) -> Iterator[None]:
-    lock_dir = common_dir / "wf"
-    lock_dir.mkdir(exist_ok=True)
-    fd = os.open(lock_dir / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, mode)
-        yield
-    finally:
-        os.close(fd)  # releases the flock
-
-
-def _checked(task_id: str) -> str:
-    try:
-        return check_task_id(task_id)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
-
-
 class WorktreeManager:
     """Worktrees of one repository. ``repo_root`` is the top of its main working tree (where
     ``.worktreeinclude`` is read); task worktrees go in ``worktree_root``."""
@@ -171,10 +110,10 @@ class WorktreeManager:
         return repo_lock(self._common_dir, name, shared=shared)
 
     def branch_for(self, task_id: str) -> str:
-        return BRANCH_PREFIX + _checked(task_id)
+        return BRANCH_PREFIX + checked_task_id(task_id)
 
     def path_for(self, task_id: str) -> Path:
-        return self.worktree_root / _checked(task_id)
+        return self.worktree_root / checked_task_id(task_id)
 
     # --- create or adopt ---------------------------------------------------------------
 
@@ -311,38 +250,14 @@ class WorktreeManager:
     def port_for(self, task_id: str, taken: set[int]) -> int:
         """A port for the task: the same one every time unless it is ``taken``, then the next
         free one above it (wrapping within the range)."""
-        low, high = self.port_range
-        size = high - low + 1
-        start = zlib.crc32(_checked(task_id).encode()) % size
-        for step in range(size):
-            port = low + (start + step) % size
-            if port not in taken:
-                return port
-        raise ConfigError(f"no free port left in {low}-{high}")
+        return setup.port_for(checked_task_id(task_id), self.port_range, taken)
 
     def run_setup(self, path: Path, command: Sequence[str], env: Mapping[str, str],
                   timeout: float | None,
                   check_cancelled: Callable[[], None] = lambda: None) -> tuple[bool, str]:
-        """Run ``command`` (argv, no shell) in ``path`` with exactly the environment ``env``.
-        Returns (exit code was 0, last ~4000 characters of its output). On timeout the
-        command's whole process group is killed; so it is when ``check_cancelled`` raises
-        (see ``wait_exit``), and the exception goes on."""
-        if not command:
-            return True, ""
-        with tempfile.TemporaryFile() as out:
-            try:
-                proc = subprocess.Popen(
-                    list(command), cwd=path, env=dict(env), stdin=subprocess.DEVNULL,
-                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                )
-            except OSError as exc:
-                return False, f"cannot run setup command {command[0]!r}: {exc.strerror or exc}"
-            code = wait_exit(proc, timeout, check_cancelled=check_cancelled)
-            if code is None:
-                return False, _tail(out) + f"\n[wf] setup timed out after {timeout:g}s"
-            if code != 0:
-                return False, _tail(out) + f"\n[wf] setup exited with code {code}"
-            return True, _tail(out)
+        """Run the task's setup ``command`` in ``path``: see :func:`wf.worktrees.setup.run_setup`.
+        Returns (exit code was 0, the tail of its output)."""
+        return setup.run_setup(path, command, env, timeout, check_cancelled)
 
     # --- inspect and reset -------------------------------------------------------------
 
@@ -359,20 +274,10 @@ class WorktreeManager:
 
     def save_backup(self, path: Path, task_id: str, label: str | None = None,
                     base: str | None = None) -> str | None:
-        """Save the worktree's state (HEAD plus uncommitted and untracked changes, as a commit
-        whose parent is HEAD) under ``refs/wf-backup/<task-id>/<ts>[-<label>]`` without moving
-        the branch or touching the index. Returns None when there is nothing to save: no
-        uncommitted changes and HEAD is ``base`` (or ``base`` is not given)."""
-        head = gitx.head(path)
-        tree = gitx.snapshot_tree(path)
-        if tree != gitx.tree_of(path, head):
-            message = f"wf backup of {task_id}" + (f" ({label})" if label else "")
-            commit = gitx.commit_tree(path, tree, [head], message)
-        elif base is None or gitx.resolve_commit(path, base) == head:
-            return None
-        else:
-            commit = head
-        return self._write_backup_ref(task_id, commit, label)
+        """Save the worktree's state (HEAD plus uncommitted and untracked changes) under
+        ``refs/wf-backup/<task-id>/<ts>[-<label>]``; None when there is nothing to save. See
+        :func:`wf.worktrees.backups.save_backup`."""
+        return backups.save_backup(self.repo_root, path, task_id, label, base, self._clock)
 
     def reset_to(self, path: Path, commit: str) -> None:
         """Hard-reset the worktree to ``commit`` and delete untracked files; ignored files (a
@@ -380,19 +285,7 @@ class WorktreeManager:
         gitx.reset_hard(path, commit)
 
     def _write_backup_ref(self, task_id: str, commit: str, label: str | None = None) -> str:
-        if label is not None and not _LABEL_RE.fullmatch(label):
-            raise ValueError(f"invalid backup label {label!r}")
-        stem = f"{BACKUP_PREFIX}{_checked(task_id)}/{int(self._clock())}"
-        stem += f"-{label}" if label else ""
-        for n in range(100):
-            ref = stem if n == 0 else f"{stem}.{n}"
-            try:
-                gitx.update_ref(self.repo_root, ref, commit, old="", message="wf: backup")
-                return ref
-            except GitError:
-                if gitx.rev_parse(self.repo_root, ref) is None:
-                    raise
-        raise GitError(f"too many backups of {task_id} at {stem}")
+        return backups.write_backup_ref(self.repo_root, task_id, commit, label, self._clock)
 
     # --- remove ------------------------------------------------------------------------
 
@@ -460,23 +353,7 @@ class WorktreeManager:
         return self._safety(tip, targets)
 
     def _safety(self, tip: str, targets: Sequence[str] | None) -> tuple[bool, str]:
-        root = self.repo_root
-        if targets is None:
-            current = gitx.current_branch(root)
-            targets = [current] if current else []
-        present = [t for t in targets if gitx.rev_parse(root, t) is not None]
-        missing = gitx.count_unreachable(root, tip, present, remotes_too=True)
-        if missing:
-            where = " or ".join(targets) if targets else "any target branch"
-            plural = "s" if missing != 1 else ""
-            return False, f"{missing} commit{plural} not merged into {where} or pushed"
-        merged = next((t for t in present if gitx.is_ancestor(root, tip, t)), None)
-        if merged:
-            return True, f"merged into {merged}"
-        pushed = gitx.remote_tracking_branches_containing(root, tip)
-        if pushed:
-            return True, f"pushed to {pushed[0].removeprefix('refs/remotes/')}"
-        return True, "every commit is merged or pushed"
+        return backups.branch_safety(self.repo_root, tip, targets)
 
     def delete_branch(self, task_id: str, *, force: bool = False,
                       targets: Sequence[str] | None = None) -> DeleteResult:
@@ -542,8 +419,3 @@ def _raise_if_dirty(exc: gitx.GitCommandError, path: Path) -> None:
 def _entry_at(entries: list[gitx.WorktreeEntry], path: Path) -> gitx.WorktreeEntry | None:
     return next((e for e in entries if e.path.resolve() == path), None)
 
-
-def _tail(out: IO[bytes]) -> str:
-    size = out.seek(0, os.SEEK_END)
-    out.seek(max(0, size - 4 * OUTPUT_TAIL_CHARS))
-    return out.read().decode("utf-8", "replace")[-OUTPUT_TAIL_CHARS:]
