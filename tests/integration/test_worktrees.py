@@ -17,6 +17,7 @@ import pytest
 from helpers import clone, commit_files, git
 
 from wf import gitx
+from wf.engine.attempt_plan import port_for
 from wf.errors import ConfigError, GitError
 from wf.worktrees import Changes, WorktreeManager, fetch, repo_lock
 from wf.worktrees.manager import POPULATING
@@ -344,21 +345,23 @@ def test_worktreeinclude_never_writes_through_a_tracked_symlink(
 # --- ports and setup -------------------------------------------------------------------
 
 
-def test_port_is_stable_and_probes_past_taken(repo: Path, tmp_path: Path) -> None:
-    manager = WorktreeManager(repo, tmp_path / "wt", port_range=(30000, 30009))
-    port = manager.port_for("alpha", set())
+def test_port_is_stable_and_probes_past_taken() -> None:
+    def port_of(tid: str, taken: set[int]) -> int:
+        return port_for(tid, taken, (30000, 30009))
+
+    port = port_of("alpha", set())
     assert 30000 <= port <= 30009
-    assert manager.port_for("alpha", set()) == port
-    assert manager.port_for("alpha", {port}) == (port + 1 if port < 30009 else 30000)
+    assert port_of("alpha", set()) == port
+    assert port_of("alpha", {port}) == (port + 1 if port < 30009 else 30000)
     all_but_one = set(range(30000, 30010)) - {port - 1 if port > 30000 else 30009}
-    assert manager.port_for("alpha", all_but_one) == (port - 1 if port > 30000 else 30009)
+    assert port_of("alpha", all_but_one) == (port - 1 if port > 30000 else 30009)
     with pytest.raises(ConfigError, match="no free port"):
-        manager.port_for("alpha", set(range(30000, 30010)))
+        port_of("alpha", set(range(30000, 30010)))
 
 
 def test_port_does_not_depend_on_python_hash_seed(repo: Path, tmp_path: Path) -> None:
-    code = ("import sys; from pathlib import Path; from wf.worktrees import WorktreeManager; "
-            "print(WorktreeManager(Path(sys.argv[1]), Path(sys.argv[2])).port_for('alpha', set()))")
+    code = ("from wf.engine.attempt_plan import port_for; "
+            "print(port_for('alpha', set(), (20000, 29999)))")
     ports = {
         subprocess.run([sys.executable, "-c", code, str(repo), str(tmp_path)], text=True,
                        capture_output=True, check=True,

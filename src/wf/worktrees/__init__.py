@@ -1,4 +1,4 @@
-"""Task worktrees: create-or-adopt, setup (``.worktreeinclude``, port), backups, removal, gc."""
+"""Task worktrees: create-or-adopt, `.worktreeinclude`, the setup command, backups, removal, gc."""
 
 from wf.worktrees.backups import BACKUP_PREFIX
 from wf.worktrees.include import INCLUDE_FILE, copy_included_files, files_to_include

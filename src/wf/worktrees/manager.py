@@ -28,7 +28,7 @@ from typing import Literal
 
 from wf import gitx
 from wf.errors import ConfigError, GitError
-from wf.worktrees import backups, setup
+from wf.worktrees import backups, setup_command
 from wf.worktrees.backups import checked_task_id
 from wf.worktrees.include import INCLUDE_FILE, copy_included_files
 from wf.worktrees.locks import fetch, repo_lock
@@ -247,17 +247,12 @@ class WorktreeManager:
 
     # --- setup -------------------------------------------------------------------------
 
-    def port_for(self, task_id: str, taken: set[int]) -> int:
-        """A port for the task: the same one every time unless it is ``taken``, then the next
-        free one above it (wrapping within the range)."""
-        return setup.port_for(checked_task_id(task_id), self.port_range, taken)
-
     def run_setup(self, path: Path, command: Sequence[str], env: Mapping[str, str],
                   timeout: float | None,
                   check_cancelled: Callable[[], None] = lambda: None) -> tuple[bool, str]:
-        """Run the task's setup ``command`` in ``path``: see :func:`wf.worktrees.setup.run_setup`.
+        """Run the task's setup ``command`` in ``path``: see :func:`wf.worktrees.setup_command.run_setup`.
         Returns (exit code was 0, the tail of its output)."""
-        return setup.run_setup(path, command, env, timeout, check_cancelled)
+        return setup_command.run_setup(path, command, env, timeout, check_cancelled)
 
     # --- inspect and reset -------------------------------------------------------------
 

@@ -1,7 +1,7 @@
-"""Setting a task's worktree up: the port it is given and the setup command run in it.
+"""Setting a task's worktree up: the setup command run in it, with its output kept.
 
-Both are plain functions of their arguments; ``WorktreeManager.port_for`` and
-``WorktreeManager.run_setup`` call them with the manager's port range and task id checks.
+``WorktreeManager.run_setup`` calls it. (The task's port is a decision:
+``engine.attempt_plan.port_for``.)
 """
 
 from __future__ import annotations
@@ -9,28 +9,13 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-from wf.errors import ConfigError
 from wf.worktrees.processes import wait_exit
 
 OUTPUT_TAIL_CHARS = 4000
-
-
-def port_for(task_id: str, port_range: tuple[int, int], taken: set[int]) -> int:
-    """A port in ``port_range`` for the task: the same one every time unless it is ``taken``,
-    then the next free one above it (wrapping within the range)."""
-    low, high = port_range
-    size = high - low + 1
-    start = zlib.crc32(task_id.encode()) % size
-    for step in range(size):
-        port = low + (start + step) % size
-        if port not in taken:
-            return port
-    raise ConfigError(f"no free port left in {low}-{high}")
 
 
 def run_setup(path: Path, command: Sequence[str], env: Mapping[str, str],
