@@ -10,7 +10,8 @@ from pathlib import Path
 import anyio
 
 from wf.config import Config
-from wf.merge_queue.pr_landing import PrLanding, judge_checks
+from wf.merge_queue.forge_decide import judge_checks
+from wf.merge_queue.pr_landing import PrLanding
 from wf.providers.base import ForgeChecks, PullRequest
 
 PR = PullRequest(3, "https://forge/pr/3", "open", "c0ffee")
@@ -51,8 +52,8 @@ def wait(land: PrLanding, forge: ScriptedChecks, ci_config: str | None = ".gitla
         recorded.extend(e.data for e in events)  # type: ignore[attr-defined]
 
     async def main() -> ForgeChecks:
-        return await land._wait_for_checks(forge, PR, "c0ffee", "task:t", record,  # type: ignore[arg-type]
-                                           ci_config=ci_config)
+        land.acts.forge = forge  # type: ignore[assignment]
+        return await land._wait_for_checks(PR, "c0ffee", "task:t", record, ci_config=ci_config)
 
     return anyio.run(main), recorded
 

@@ -5,7 +5,8 @@ entries a failing log names, land (move or push the target), fetch. None decides
 next and none appends an event: ``queue_loop.py`` asks ``decide.py`` and records. Each is safe
 to run again: chains are built in the object database and cached, a check of a tree already
 tested is free, a landing is a compare-and-swap that reports ``landed`` when it already was.
-(``land = "pr"`` goes through ``pr_landing.py``, which talks to the forge.)
+(``land = "pr"`` goes through ``pr_landing.py``, whose forge side effects are
+``forge_activities.py``.)
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from wf.merge_queue.planner import Estimate
 from wf.model import NewEvent, task_stream
@@ -237,6 +237,18 @@ def landing_size(planned: int, *, through_forge: bool) -> int:
 
 
 @dataclass(frozen=True)
+class LandOutcome:
+    """What a landing found (``landing.py``, or the forge's for ``land = "pr"``). ``evicted``
+    (land = "pr" only): the forge refused the entry; ``kind`` says why. ``commit`` is the
+    target's new commit when it is not the candidate (a merge made by the forge)."""
+
+    status: Literal["landed", "moved", "refused", "evicted"]
+    detail: str
+    commit: str | None = None
+    kind: str | None = None
+
+
+@dataclass(frozen=True)
 class Landed:
     """What a landing's outcome records (``events``), where the target now is (``base``;
     None: the landing did not happen, plan again on what git says), whether the refusal is
@@ -248,7 +260,7 @@ class Landed:
     wait: float = 0.0
 
 
-def landing_outcome(outcome: Any, *, entries: Sequence[Entry], base: str, commit: str,
+def landing_outcome(outcome: LandOutcome, *, entries: Sequence[Entry], base: str, commit: str,
                     target: str, last_refusal: str | None) -> tuple[Landed, tuple[NewEvent, ...]]:
     """(what the landing's outcome records first, what it records after) for a landing of
     ``entries`` from ``base`` to ``commit``. Two appends on purpose: a crash between moving

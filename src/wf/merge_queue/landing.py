@@ -12,24 +12,16 @@ landing is refused before anything moves, and the entry stays queued.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from wf import gitx
 from wf.errors import GitError
+from wf.merge_queue.decide import LandOutcome
 from wf.worktrees.manager import repo_lock
 
-
-@dataclass(frozen=True)
-class LandOutcome:
-    """``evicted`` (land = "pr" only): the forge refused the entry; ``kind`` says why. ``commit``
-    is the target's new commit when it is not the candidate (a merge made by the forge)."""
-
-    status: Literal["landed", "moved", "refused", "evicted"]
-    detail: str
-    commit: str | None = None
-    kind: str | None = None
+# LandOutcome lives in the pure decide.py (the forge's decisions build it too); callers
+# import it from here as well.
+__all__ = ["LandOutcome", "land_local", "land_push"]
 
 
 def land_local(root: Path, target: str, old: str, new: str) -> LandOutcome:

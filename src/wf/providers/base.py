@@ -17,7 +17,7 @@ from wf.providers.remote import ForgeTarget
 
 # "none": the forge reports nothing on the head (yet). Right after a push that is the usual
 # answer, so it is never "passed" by itself: the merge queue decides what it means
-# (``wf.merge_queue.pr_landing.judge_checks``) from the head's CI configuration and a grace.
+# (``wf.merge_queue.forge_decide.judge_checks``) from the head's CI configuration and a grace.
 ChecksState = Literal["pending", "success", "failure", "none"]
 
 
