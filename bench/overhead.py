@@ -198,6 +198,7 @@ class Profiler:
 
         from wf import gitx
         from wf.agents import runner
+        from wf.gitx import commands, commits, refs, worktrees
         from wf.worktrees import manager
 
         real_git, real_lock = gitx.run_git, manager.repo_lock
@@ -207,8 +208,8 @@ class Profiler:
             """The gitx function called and the first wf function outside gitx that called it."""
             f: Any = sys._getframe(2)
             inner = f.f_code.co_name
-            while f is not None and f.f_globals.get("__name__") == "wf.gitx":
-                inner = f.f_code.co_name  # the outermost gitx function, not a helper like _out
+            while f is not None and str(f.f_globals.get("__name__", "")).startswith("wf.gitx."):
+                inner = f.f_code.co_name  # the outermost gitx function, not a helper like output
                 f = f.f_back
             while f is not None and not str(f.f_globals.get("__name__", "")).startswith("wf."):
                 f = f.f_back  # through anyio's worker thread, when called via to_thread
@@ -220,7 +221,7 @@ class Profiler:
             try:
                 return real_git(args, **kw)
             finally:
-                prof.add(f"git {gitx._command_name(args)} [{caller()}]", time.perf_counter() - t)
+                prof.add(f"git {commands.command_name(args)} [{caller()}]", time.perf_counter() - t)
 
         @contextmanager
         def repo_lock(common_dir: Path, name: str, *, shared: bool = False) -> Any:
@@ -246,7 +247,8 @@ class Profiler:
                     prof.add(f"py {name}", time.perf_counter() - t)
             setattr(module, name, wrapper)
 
-        gitx.run_git = run_git
+        for module in (gitx, commands, commits, refs, worktrees):  # each imports it by name
+            module.run_git = run_git
         manager.repo_lock = repo_lock
         timed(manager, "stop_processes_in")
         timed(manager, "copy_included_files")

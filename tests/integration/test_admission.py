@@ -1,5 +1,5 @@
 """Admission to the merge queue against real repositories: commits, policy, conflicts, and the
-git plumbing under it (``merge-tree``, ``diff --numstat``)."""
+object work under it (``gitx.ObjectDb``'s in-memory merges and change counts)."""
 
 from __future__ import annotations
 
@@ -259,7 +259,7 @@ def test_binary_files_count_as_files_not_lines(repo: Path) -> None:
     git(repo, "commit", "--quiet", "-m", "a binary")
     git(repo, "checkout", "--quiet", "main")
     assert admit(repo, "wf/bin", PolicyConfig(max_changed_lines=1)).verdict == "admit"
-    assert gitx.diff_numstat(repo, "main", "wf/bin") == (
+    assert gitx.object_db(repo).diff_numstat("main", "wf/bin") == (
         gitx.ChangedFile("logo.png", None, None),)
 
 
@@ -280,24 +280,24 @@ def test_unknown_branch_is_a_git_error(repo: Path) -> None:
         admit(repo, "wf/nope")
 
 
-# --- the git plumbing --------------------------------------------------------------------
+# --- the object work under it ------------------------------------------------------------
 
 
 def test_merge_tree_with_a_name_that_is_no_commit_is_an_error_not_a_conflict(
         repo: Path) -> None:
-    # git 2.39 exits 1 here, the same code as for a conflict
-    with pytest.raises(gitx.GitCommandError, match="not something we can merge"):
-        gitx.merge_tree(repo, "main", "no-such-branch")
-    with pytest.raises(gitx.GitCommandError):
-        gitx.merge_tree(repo, "main", git(repo, "rev-parse", "main^{tree}"))
+    db = gitx.object_db(repo)
+    with pytest.raises(GitError, match="unknown revision 'no-such-branch'"):
+        db.merge_tree("main", "no-such-branch")
+    with pytest.raises(GitError, match="not a commit of this repository"):
+        db.merge_tree("main", git(repo, "rev-parse", "main^{tree}"))
 
 
 def test_merge_tree_of_unrelated_histories_is_an_error(tmp_path: Path) -> None:
     one = make_repo(tmp_path / "one", {"a": "a\n"})
     git(one, "fetch", "--quiet", str(make_repo(tmp_path / "two", {"b": "b\n"})),
         "main:other")
-    with pytest.raises(gitx.GitCommandError, match="unrelated histories"):
-        gitx.merge_tree(one, "main", "other")
+    with pytest.raises(GitError, match="other shares no history with main"):
+        gitx.object_db(one).merge_tree("main", "other")
 
 
 def test_diff_numstat_reports_renames_binaries_and_odd_names(repo: Path) -> None:
@@ -306,13 +306,14 @@ def test_diff_numstat_reports_renames_binaries_and_odd_names(repo: Path) -> None
     odd = "tab\there/new\nline ü.txt"
     make_branch(repo, "wf/a", {"new/name.py": body + "one more\n", odd: "x\ny\n"},
                 rename=(("old/name.py", "new/name.py"),), delete=("README.md",))
-    changes = sorted(gitx.diff_numstat(repo, "main", "wf/a"), key=lambda c: c.path)
+    db = gitx.object_db(repo)
+    changes = sorted(db.diff_numstat("main", "wf/a"), key=lambda c: c.path)
     assert changes == [
         gitx.ChangedFile("README.md", 0, 1),
         gitx.ChangedFile("new/name.py", 1, 0, old_path="old/name.py"),
         gitx.ChangedFile(odd, 2, 0),
     ]
-    assert gitx.diff_numstat(repo, "main", "main") == ()
+    assert db.diff_numstat("main", "main") == ()
 
 
 def test_without_the_tree_admission_decides_the_same_and_writes_nothing(repo: Path) -> None:

@@ -106,7 +106,9 @@ def test_branches_and_compare_and_swap(repo: Path) -> None:
         gitx.update_ref(repo, "refs/heads/wf/a", tip, old=tip)  # wf/a is not at tip
     gitx.update_ref(repo, "refs/heads/wf/a", tip, old=gitx.rev_parse(repo, "main~1"))
     assert gitx.rev_parse(repo, "wf/a") == tip
-    gitx.delete_branch(repo, "wf/a")
+    with pytest.raises(GitError):
+        gitx.delete_ref(repo, "refs/heads/wf/a", gitx.rev_parse(repo, "main~1"))  # moved since
+    gitx.delete_ref(repo, "refs/heads/wf/a", tip)
     assert not gitx.branch_exists(repo, "wf/a")
 
 

@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from wf import gitx
 from wf.agents.runner import agent_environment
@@ -54,7 +53,7 @@ class CheckSlots:
     def __init__(self, root: Path, worktree_root: Path, logs_dir: Path, count: int) -> None:
         self.root, self.worktree_root, self.logs_dir = root, worktree_root, logs_dir
         self.count = count
-        self.repos: dict[int, Any] = {}  # slot -> its worktree opened by pygit2
+        self.checkouts: dict[int, gitx.WorktreeCheckout] = {}  # opened in-process
         self.locks = [threading.Lock() for _ in range(count)]  # a slot is set up once at a time
         self.used: set[int] = set()  # slots a check was prepared in: warm() leaves them alone
 
@@ -99,24 +98,12 @@ class CheckSlots:
 
     def _checkout(self, slot: int, path: Path, commit: str) -> None:
         """``git checkout -f --detach COMMIT && git clean -fd`` in the slot's worktree."""
-        import pygit2
-
-        strategy = (pygit2.enums.CheckoutStrategy.FORCE
-                    | pygit2.enums.CheckoutStrategy.REMOVE_UNTRACKED)
-        try:
-            repo = self.repos.get(slot)
-            if repo is None:
-                repo = self.repos[slot] = pygit2.Repository(str(path))
-                # The engine lock makes this process the only user of its slots: a lock file
-                # in one is left by an engine killed in the middle of a checkout.
-                for name in ("index.lock", "HEAD.lock"):
-                    (Path(repo.path) / name).unlink(missing_ok=True)
-            target = repo[gitx.check_rev(commit)].peel(pygit2.Commit)
-            repo.checkout_tree(target.tree, strategy=strategy)
-            repo.set_head(target.id)
-        except (KeyError, ValueError, pygit2.GitError) as exc:
-            self.repos.pop(slot, None)
-            raise gitx.GitError(f"checkout of {commit[:10]} in {path}: {exc}") from exc
+        # The engine lock makes this process the only user of its slots, as WorktreeCheckout
+        # requires (it deletes lock files a killed checkout left).
+        checkout = self.checkouts.get(slot)
+        if checkout is None:
+            checkout = self.checkouts[slot] = gitx.WorktreeCheckout(path)
+        checkout.checkout(commit)
 
     def run(self, slot: int, commit: str, tree: str, checks: Sequence[Sequence[str]], *,
             timeout: float | None, environ: Mapping[str, str],

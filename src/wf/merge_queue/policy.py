@@ -82,7 +82,7 @@ class ChangeSummary:
 
     @classmethod
     def from_diff(cls, changes: Iterable[ChangedFile]) -> ChangeSummary:
-        """Summarise :func:`wf.gitx.diff_numstat` records; binary files count 0 lines."""
+        """Summarise :meth:`wf.gitx.ObjectDb.diff_numstat` records; binary files count 0 lines."""
         changes = tuple(changes)
         return cls(
             files=tuple(c.path for c in changes),
