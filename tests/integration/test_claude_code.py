@@ -1,24 +1,23 @@
-"""The real Claude Code (installed from npm by .ci/run into .ci/node/) run as wf's ``claude``
-agent against a stub Messages API on 127.0.0.1: ``wf run --agent claude`` with no agent
-configuration, in real worktrees."""
+"""The real Claude Code (tests/real_clis.py: installed by .ci/run) run as wf's ``claude`` agent
+against a stub Messages API on 127.0.0.1, in real worktrees: what only Claude Code is tested
+for, `wf run --agent claude` with no agent configuration among it. What it shares with the
+other CLIs (401, 429, resuming a session) is in test_agent_clis_real.py."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 import pytest
 from helpers import git
-from runwf import ci_cli, events, run_agent_tasks, status, wf
+from real_clis import cli_env, installed
+from runwf import events, run_agent_tasks, status, wf
 from stub_anthropic import StubAnthropic
 
-CLAUDE_DIR = ci_cli("claude")
-pytestmark = pytest.mark.skipif(CLAUDE_DIR is None,
-                                reason="Claude Code not installed (.ci/run installs it)")
+pytestmark = installed("claude")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def stub():
     with StubAnthropic() as server:
         yield server
@@ -26,23 +25,11 @@ def stub():
 
 @pytest.fixture
 def claude_env(stub, tmp_path):
-    home = tmp_path / "home"
-    home.mkdir()
-    return {
-        "PATH": f"{CLAUDE_DIR}{os.pathsep}{os.environ['PATH']}",
-        "HOME": str(home),
-        "ANTHROPIC_BASE_URL": stub.url,
-        "ANTHROPIC_API_KEY": "test",
-        "DISABLE_AUTOUPDATER": "1",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "DISABLE_TELEMETRY": "1",
-        "CLAUDE_CODE_MAX_RETRIES": "1",
-        "GH_TOKEN": "forge-secret-never-passed",
-    }
+    return cli_env("claude", stub, tmp_path / "home")
 
 
-def run_tasks(repo, env, prompts, *, attempts=3, extra=""):
-    return run_agent_tasks(repo, env, "claude", *prompts, attempts=attempts, settings=extra)
+def run_tasks(repo, env, prompts, *, attempts=3):
+    return run_agent_tasks(repo, env, "claude", *prompts, attempts=attempts)
 
 
 def test_claude_writes_a_file_that_wf_commits_with_usage_and_session(repo, claude_env):
@@ -80,32 +67,10 @@ def test_parallel_tasks_each_change_their_own_worktree(repo, claude_env):
     assert len({rows[t]["session_id"] for t in rows}) == 3
 
 
-def test_rate_limit_is_retried_after_the_reported_delay(repo, claude_env):
-    # Two 429s with retry-after 1: Claude Code's own retry takes the second one, then gives up.
-    proc = run_tasks(repo, claude_env, ["limited note [fail 429 x2 after 1]"])
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    [retry] = events(repo, "task.retry_scheduled")
-    assert retry["data"]["kind"] == "transient" and "429" in retry["data"]["error"]
-    assert retry["data"]["retry_after"] == 1.0 and retry["data"]["delay"] >= 1.0
-    started = [e["ts"] for e in events(repo, "attempt.started")]
-    assert started[1] >= retry["ts"] + retry["data"]["delay"]  # the timer waited it all
-    assert status(repo)["t1"]["state"] == "done"
-
-
 def test_overloaded_529_is_transient(repo, claude_env):
     proc = run_tasks(repo, claude_env, ["busy note [fail 529 x2]"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert [e["data"]["kind"] for e in events(repo, "task.retry_scheduled")] == ["transient"]
-
-
-def test_auth_error_is_not_retried_and_says_what_to_set(repo, claude_env):
-    proc = run_tasks(repo, claude_env, ["secret note [fail 401 x99]"])
-    assert proc.returncode == 1
-    row = status(repo)["t1"]
-    assert (row["state"], row["attempts"], row["last_failure_kind"]) == \
-        ("failed", 1, "config_error")
-    assert "ANTHROPIC_API_KEY" in row["last_error"] and "\n" not in row["last_error"]
-    assert "forge-secret" not in json.dumps(events(repo))
 
 
 def test_bad_request_is_an_agent_error(repo, claude_env):
@@ -123,21 +88,6 @@ def test_a_denied_tool_is_not_success(repo, claude_env):
     assert (row["state"], row["attempts"], row["last_failure_kind"]) == \
         ("failed", 1, "policy_denied")
     assert "Bash" in row["last_error"]
-
-
-def test_a_retry_resumes_the_failed_attempts_session(repo, claude_env, stub):
-    proc = run_tasks(repo, claude_env, ["resumed note [fail 400 x1]"],
-                     extra="resume = true")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    sessions = [e["data"]["session_id"] for e in events(repo, "agent.session")
-                if e["data"]["n"] == 1]
-    spawned = {e["data"]["n"]: e["data"] for e in events(repo, "attempt.spawned")}
-    assert spawned[1]["resumed_session"] is None
-    assert spawned[2]["resumed_session"] == sessions[0]
-    # What Claude Code sent on the second attempt carries the first attempt's conversation.
-    resumed = [r for r in stub.message_requests()
-               if "resumed note" in json.dumps(r["body"]["messages"])]
-    assert sum(1 for m in resumed[-1]["body"]["messages"] if m["role"] == "user") > 1
 
 
 def test_doctor_finds_claude_code_and_its_credentials(repo, claude_env):
