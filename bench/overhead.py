@@ -197,7 +197,7 @@ class Profiler:
         from contextlib import contextmanager
 
         from wf import gitx
-        from wf.agents import runner
+        from wf.agents import process
         from wf.gitx import commands, commits, refs, worktrees
         from wf.worktrees import manager
 
@@ -252,7 +252,7 @@ class Profiler:
         manager.repo_lock = repo_lock
         timed(manager, "stop_processes_in")
         timed(manager, "copy_included_files")
-        timed(runner, "spawn")
+        timed(process, "spawn")
 
 
 def wf_child(repo: Path, tasks_file: Path, profile: bool = False) -> dict[str, Any]:
@@ -260,14 +260,14 @@ def wf_child(repo: Path, tasks_file: Path, profile: bool = False) -> dict[str, A
     import resource
     import sqlite3
 
-    from wf import api, planning
+    from wf import api, task_input
 
     prof = Profiler() if profile else None
     if prof:
         prof.install()
     t0 = time.perf_counter()
     repo_obj = api.open_repo(repo)
-    repo_obj, specs = planning.plan_tasks_file(repo_obj, tasks_file)
+    repo_obj, specs = task_input.plan_tasks_file(repo_obj, tasks_file)
     t1, c1 = time.perf_counter(), cpu_seconds()
     if prof:
         prof.phase = "run"

@@ -131,7 +131,7 @@ def attempt_log(repo: Repo, task_id: str,
                 attempt: int | None = None) -> tuple[Path, int, bool, str | None]:
     """(log path, attempt number, whether that attempt is still running, the adapter that
     reads the agent's output or None)."""
-    from wf.agents.runner import AttemptFiles
+    from wf.agents.process import AttemptFiles
 
     store = open_store(repo, create=False)
     try:

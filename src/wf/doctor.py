@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from wf.agents.builtin import adapters
-from wf.agents.runner import agent_environment, resolve_program
+from wf.agents.process import agent_environment, resolve_program
 from wf.config import AgentConfig, Config
 
 FORGE_TOKEN_NAMES = ("GH_TOKEN", "GITHUB_TOKEN", "GITLAB_TOKEN")

@@ -202,7 +202,7 @@ def _command_of(pid: int) -> str | None:
 
 
 def _started_at(pid: int) -> float | None:
-    from wf.agents.runner import process_starttime
+    from wf.agents.process import process_starttime
 
     ticks = process_starttime(pid)
     try:

@@ -28,7 +28,7 @@ from wf.engine import build_engine
 from wf.engine.base import Engine, Observer, RunOutcome
 from wf.errors import WfError
 from wf.model import Event, SignalKind, task_stream
-from wf.planning import plan_tasks_file
+from wf.task_input import plan_tasks_file
 from wf.spec import TaskSpec
 
 RUN_BOUND = 30.0  # seconds an engine.run may take before the test fails instead of hanging

@@ -12,7 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
-from wf.agents import runner
+from wf.agents import process
 from wf.engine.activities import AgentEnvironment, RunAttempt, TaskActivities
 
 # Claims the attempt after 0.5 s (as "PID STARTTIME", like the shim), then writes its exit
@@ -61,13 +61,13 @@ class Control:
 def test_a_spawned_supervisor_that_has_not_claimed_yet_is_adopted_not_lost(
         tmp_path: Path) -> None:
     logs = tmp_path / "logs"
-    files = runner.AttemptFiles.of(logs, "t", 1)
+    files = process.AttemptFiles.of(logs, "t", 1)
     files.prefix.parent.mkdir(parents=True)
     worktree = tmp_path / "wt"
     worktree.mkdir()
     proc = subprocess.Popen([sys.executable, "-c", LATE_SUPERVISOR, str(files.prefix)])
     try:
-        spawned = (proc.pid, runner.process_starttime(proc.pid))
+        spawned = (proc.pid, process.process_starttime(proc.pid))
         acts = TaskActivities(worktrees=None, environ={}, logs_dir=logs)  # type: ignore[arg-type]
         control = Control()
         report = acts.run_attempt(RunAttempt(
@@ -83,10 +83,10 @@ def test_a_spawned_supervisor_that_has_not_claimed_yet_is_adopted_not_lost(
 
 def test_a_spawned_supervisor_that_is_gone_without_a_claim_is_lost(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
-    files = runner.AttemptFiles.of(logs, "t", 1)
+    files = process.AttemptFiles.of(logs, "t", 1)
     files.prefix.parent.mkdir(parents=True)
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    spawned = (proc.pid, runner.process_starttime(proc.pid) or 1)
+    spawned = (proc.pid, process.process_starttime(proc.pid) or 1)
     proc.wait()
     acts = TaskActivities(worktrees=None, environ={}, logs_dir=logs)  # type: ignore[arg-type]
     report = acts.run_attempt(RunAttempt(

@@ -9,7 +9,7 @@ import pytest
 
 from wf.agents import adapter as a
 from wf.agents.builtin import builtin_agents, find_adapter, resolve_agent
-from wf.agents.runner import agent_environment, fill_placeholders
+from wf.agents.process import agent_environment, fill_placeholders
 from wf.config import AgentConfig
 from wf.engine.decide import classify_exit
 from wf.model import FailureKind

@@ -10,7 +10,7 @@ import sys
 def test_core_and_cli_import_neither_textual_temporalio_forge_clients_nor_pygit2():
     code = (
         "import sys\n"
-        "import wf.api, wf.engine.local, wf.store, wf.worktrees, wf.configload, wf.planning\n"
+        "import wf.api, wf.engine.local, wf.store, wf.worktrees, wf.configload, wf.task_input\n"
         "import wf.merge_queue.queue_loop, wf.providers, wf.pull_requests\n"
         "from wf.cli import _register; _register()\n"
         "import wf.gitx\n"

@@ -7,7 +7,7 @@ import json
 import os
 
 from wf.agents.builtin import find_adapter
-from wf.agents.runner import AttemptFiles
+from wf.agents.process import AttemptFiles
 from wf.agents.transcript import TranscriptRecorder
 
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from wf.agents.adapter import EVENT_KINDS, Adapter, Entry, Verdict, clip
-from wf.agents.runner import AttemptFiles
+from wf.agents.process import AttemptFiles
 from wf.model import FailureKind, NewEvent, task_stream
 
 

@@ -92,7 +92,7 @@ def run(
     as_json: JsonOpt = False,
 ) -> int:
     """Run tasks, each in its own worktree and branch, until every one has ended."""
-    from wf.planning import plan_prompt, plan_tasks_file
+    from wf.task_input import plan_prompt, plan_tasks_file
 
     if (tasks_file is None) == (prompt is None):
         raise UsageError("give either a tasks file or -p PROMPT", hint="see `wf run --help`")
@@ -155,7 +155,7 @@ def demo(
     if not as_json:
         note(f"demo repository: {root}")
     repo = api.open_repo(root)
-    from wf.planning import plan_tasks_file
+    from wf.task_input import plan_tasks_file
 
     repo, specs = plan_tasks_file(repo, root / "tasks.toml")
     code = _drive(repo, specs, as_json=as_json, command="wf demo")

@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from wf.agents.builtin import find_adapter
-from wf.agents.runner import AttemptFiles
+from wf.agents.process import AttemptFiles
 from wf.cli.output import (
     ENTRY_STYLE,
     console,

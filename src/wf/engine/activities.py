@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from wf import gitx
-from wf.agents import runner
+from wf.agents import process
 from wf.agents.builtin import find_adapter
-from wf.agents.runner import AttemptFiles
+from wf.agents.process import AttemptFiles
 from wf.agents.transcript import TranscriptRecorder
 from wf.engine.attempt_plan import CANCELLED_BY_SIGNAL, Stop, deadline_passed, next_look
 from wf.model import NewEvent
@@ -52,7 +52,7 @@ class AgentEnvironment:
     pass_env: Sequence[str] = ()
 
     def build(self, environ: Mapping[str, str]) -> dict[str, str]:
-        return runner.agent_environment(environ, wf_vars=self.wf_vars, extra=self.extra,
+        return process.agent_environment(environ, wf_vars=self.wf_vars, extra=self.extra,
                                         pass_env=self.pass_env)
 
 
@@ -253,10 +253,10 @@ class _Attempt:
     def run(self) -> AttemptReport:
         if self.inp.adopt:
             return self._adopt()
-        proc = runner.spawn(list(self.inp.argv), cwd=Path(self.inp.path),
+        proc = process.spawn(list(self.inp.argv), cwd=Path(self.inp.path),
                             env=self.inp.env.build(self.acts.environ), files=self.files,
                             max_log_bytes=self.inp.max_log_bytes)
-        self.control.spawned(proc.pid, runner.process_starttime(proc.pid), self.inp.session)
+        self.control.spawned(proc.pid, process.process_starttime(proc.pid), self.inp.session)
         return self._watch(proc.pid, proc)
 
     def _adopt(self) -> AttemptReport:
@@ -266,7 +266,7 @@ class _Attempt:
             if claim is None and files.claim_as_lost():
                 return AttemptReport("lost", error="wf stopped before the agent started")
             claim = claim or files.read_claim()
-            if claim and runner.is_alive(*claim):
+            if claim and process.is_alive(*claim):
                 self.control.adopted(claim[0])
                 return self._watch(claim[0], None)
             if files.read_exit() is None:
@@ -278,10 +278,10 @@ class _Attempt:
         """The claim of a supervisor the log says was spawned and that still runs but has
         not claimed the attempt yet (the engine stopped right after spawning it): wait for
         its claim, at most ``CLAIM_WAIT`` seconds, instead of declaring a live agent lost."""
-        if self.inp.spawned is None or not runner.is_alive(*self.inp.spawned):
+        if self.inp.spawned is None or not process.is_alive(*self.inp.spawned):
             return None
         deadline = time.monotonic() + CLAIM_WAIT
-        while time.monotonic() < deadline and runner.is_alive(*self.inp.spawned):
+        while time.monotonic() < deadline and process.is_alive(*self.inp.spawned):
             claim = self.files.read_claim()
             if claim is not None or self.files.read_exit() is not None:
                 return claim
@@ -300,7 +300,7 @@ class _Attempt:
                 self._record_output()
                 if (proc is not None and proc.poll() is not None) or files.read_exit():
                     break
-                if proc is None and not runner.is_alive(pid, None):
+                if proc is None and not process.is_alive(pid, None):
                     break
                 now, last = time.time(), files.last_output()
                 stop = deadline_passed(now, inp.started, last, inp.timeout, inp.no_output_timeout)
@@ -327,13 +327,13 @@ class _Attempt:
 
     def _stop_group(self, pid: int, pidfd: int | None) -> None:
         """SIGTERM the attempt's process group, then SIGKILL what is left after a grace."""
-        runner.signal_group(pid, signal.SIGTERM)
+        process.signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + KILL_GRACE
-        while self.files.read_exit() is None and runner.is_alive(pid, None):
+        while self.files.read_exit() is None and process.is_alive(pid, None):
             if time.monotonic() > deadline:
                 break
             self.control.wait(0.05, pidfd)
-        runner.signal_group(pid, signal.SIGKILL)
+        process.signal_group(pid, signal.SIGKILL)
 
     def _finish(self) -> AttemptReport:
         """The agent exited: commit what it left uncommitted, and report the facts."""

@@ -21,7 +21,7 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
-from wf.agents import runner
+from wf.agents import process
 from wf.daemon_thread import in_daemon_thread
 from wf.engine import attempt_plan as plan
 from wf.engine.activities import (
@@ -198,7 +198,7 @@ async def _prepare_and_run(s: Scheduler, active: Active, n: int) -> Outcome:
             return Outcome(AttemptState.FAILED, FailureKind.SETUP_ERROR,
                            f"setup command failed: {last_line(result.output)}")
         await s.append(NewEvent(task_stream(tid), "task.setup_done", {"n": n}))
-    argv = runner.fill_placeholders(plan.agent_command(spec, todo.session),
+    argv = process.fill_placeholders(plan.agent_command(spec, todo.session),
                                     plan.placeholders(spec, task, n, prompt, todo.session))
     return await _run_attempt(s, active, n, adopt=False, argv=tuple(argv), env=env,
                               session=todo.session)

@@ -1,7 +1,7 @@
 """Whether a signal can apply to a task or queue entry: one pure function, asked twice.
 
 The engine asks it when it handles a signal, and its refusal is the ``signal.handled`` result.
-``wf.api.send_signal`` asks it before recording one, on the rows of the log's projection, so a
+``wf.signals.record_signal`` asks it before recording one, on the rows of the log's projection, so a
 command that cannot apply is refused at once (exit 1) instead of being recorded as sent and
 refused where nobody looks. Both ask the same function about the same rows, so they cannot
 disagree, except where the engine's rows have moved on by the time it reads the signal (a

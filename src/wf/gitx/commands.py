@@ -36,7 +36,7 @@ _LOCATION_VARS = (
 )
 # Forge tokens wf may hold in its own environment. git never needs them (wf hands a token to git
 # explicitly, see credential_args), hooks, which an agent can write, would inherit them, and
-# agents never get them (wf.agents.runner).
+# agents never get them (wf.agents.process).
 FORGE_TOKENS = frozenset({"GH_TOKEN", "GITHUB_TOKEN", "GH_ENTERPRISE_TOKEN",
                           "GITHUB_ENTERPRISE_TOKEN", "GITLAB_TOKEN", "GITLAB_PRIVATE_TOKEN",
                           "CI_JOB_TOKEN"})

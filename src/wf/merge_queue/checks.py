@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wf import gitx
-from wf.agents.runner import agent_environment
+from wf.agents.process import agent_environment
 from wf.worktrees.include import copy_included_files
 from wf.worktrees.manager import repo_lock
 from wf.worktrees.processes import wait_exit

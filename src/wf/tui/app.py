@@ -21,7 +21,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input, Static, TabbedContent
 
 from wf import api
-from wf.agents.runner import AttemptFiles
+from wf.agents.process import AttemptFiles
 from wf.errors import WfError
 from wf.model import Event
 from wf.scope import current_run, display_order, run_start

@@ -1,7 +1,7 @@
 """Starting, finding and stopping agent processes.
 
 An attempt's files live in ``<logs>/<task>/<n>.*`` (see ``_shim.py`` for what each holds).
-The runner never waits on an agent itself: it starts the shim in a new session and reads the
+wf never waits on an agent itself: it starts the shim in a new session and reads the
 shim's files, so an agent started by one wf process can be adopted by the next.
 """
 

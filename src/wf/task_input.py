@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from wf.agents.builtin import builtin_agents
-from wf.agents.runner import resolve_program
+from wf.agents.process import resolve_program
 from wf.config import Config
 from wf.errors import ConfigError
 from wf.repository import Repo, open_store
