@@ -121,6 +121,13 @@ def first_in_group(group: BaseExceptionGroup, kind: type[BaseException]) -> Base
     return leaf
 
 
+def sole_wf_error(group: BaseExceptionGroup) -> BaseException | None:
+    """The first WfError of ``group`` when it holds nothing else; None otherwise (a bug or an
+    interrupt beside it must not be reported as that error)."""
+    _, rest = group.split(WfError)
+    return first_in_group(group, WfError) if rest is None else None
+
+
 # How git, SQLite and the OS say that the machine refused a write.
 _RESOURCE_WORDS = {"No space left on device": "no space left on device",
                    "database or disk is full": "no space left on device",

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 
 from wf.daemon_thread import in_daemon_thread
-from wf.errors import GitError, WfError, first_in_group
+from wf.errors import GitError, WfError, sole_wf_error
 from wf.merge_queue import decide as mq
 from wf.merge_queue.activities import AdmitEntry, Land, QueueActivities, RunCheck
 from wf.merge_queue.candidates import Chain, Conflict, Entry, Fork
@@ -44,20 +44,6 @@ class QueueView(Protocol):
     queue: Mapping[str, Mapping[str, Any]]
     tasks: Mapping[str, Mapping[str, Any]]
     tested_trees: Mapping[str, Mapping[str, Any]]
-
-
-def _sole_wf_error(group: BaseExceptionGroup) -> BaseException | None:
-    """The first WfError of ``group`` when it holds nothing else; None otherwise."""
-    _, rest = group.split(WfError)
-    return first_in_group(group, WfError) if rest is None else None
-
-
-async def run_in_background_thread(work: Callable[[], None]) -> None:
-    """``work`` in a thread of its own at a lower CPU priority: work done ahead must not slow
-    the checks starting beside it. Like ``anyio.to_thread.run_sync``, the caller waits for it
-    to end even when cancelled."""
-    await in_daemon_thread(work, name="wf-mq-ahead", nice=BACKGROUND_NICE,
-                           finish_when_cancelled=True)
 
 
 class QueueLoop:
@@ -218,7 +204,7 @@ class QueueLoop:
             async with anyio.create_task_group() as tg:
                 progressed = await self._act(tg, base)
         except BaseExceptionGroup as group:  # a landing failed: as if the round itself had
-            error = _sole_wf_error(group)
+            error = sole_wf_error(group)
             if error is None:
                 raise
             raise error from group
@@ -375,8 +361,11 @@ class QueueLoop:
         checked = anyio.Event()
 
         async def extend() -> None:  # while the checks run: what later rounds may need
-            await run_in_background_thread(
-                lambda: self.acts.build_ahead(chain, entries, lead, spawned))
+            # at a lower CPU priority: work done ahead must not slow the checks beside it; like
+            # to_thread, the round waits for it even when cancelled
+            await in_daemon_thread(lambda: self.acts.build_ahead(chain, entries, lead, spawned),
+                                   name="wf-mq-ahead", nice=BACKGROUND_NICE,
+                                   finish_when_cancelled=True)
 
         async def admit_beside() -> None:  # arrivals are ready for the next round, not late
             while not checked.is_set():
