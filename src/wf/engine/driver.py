@@ -54,6 +54,9 @@ class LocalControl:
         self.gone = threading.Event()  # the engine no longer waits for this attempt
         self._r, self._w = os.pipe()  # written to wake the attempt's thread
         os.set_blocking(self._r, False)
+        os.set_blocking(self._w, False)  # a full pipe already wakes the thread: never block
+        self._fds = threading.Lock()  # closing and poking the pipe never cross
+        self._closed = False
         self._append: Any = None
         self._token: Any = None
         self._tid, self._n = "", 0
@@ -74,13 +77,19 @@ class LocalControl:
         self._poke()
 
     def close(self) -> None:
-        for fd in (self._r, self._w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        with self._fds:
+            if self._closed:
+                return
+            self._closed = True
+            for fd in (self._r, self._w):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     def _poke(self) -> None:
-        with contextlib.suppress(OSError):
-            os.write(self._w, b".")
+        # Never after close: the number may already name another file of this process.
+        with self._fds, contextlib.suppress(OSError):
+            if not self._closed:
+                os.write(self._w, b".")
 
     # -- the attempt's side --------------------------------------------------------------------
     def _record(self, *events: NewEvent) -> None:
