@@ -33,7 +33,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -43,6 +43,9 @@ from wf.merge_queue.decide import LandOutcome
 from wf.merge_queue.forge_activities import FindLatest, ForgeActivities, Merge, OpenPr
 from wf.model import task_stream
 from wf.providers.base import Forge, ForgeChecks, PullRequest
+
+if TYPE_CHECKING:
+    from wf.config import Config
 
 Record = Callable[..., Awaitable[None]]
 
@@ -57,7 +60,7 @@ class PrLanding:
     """The forge side of the queue for one target branch. The forge is built on first use, so
     a missing token surfaces as the queue's pause reason, not as a crash at start."""
 
-    def __init__(self, root: Path, config: Any, target: str, environ: Mapping[str, str], *,
+    def __init__(self, root: Path, config: Config, target: str, environ: Mapping[str, str], *,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = anyio.sleep) -> None:
         self.cfg, self.target, self.clock, self.sleep = config.merge, target, clock, sleep
