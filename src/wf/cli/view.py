@@ -191,9 +191,11 @@ class RunView:
                 self.queue_paused = None
 
     def on_events(self, events: list[Event]) -> None:
-        with self._lock:
-            self._fold(events)
+        """Called on the writer's thread with each committed batch: kept short, since the
+        next commit waits for it. Only the live table needs the events folded."""
         if self.live:
+            with self._lock:
+                self._fold(events)
             return
         with self._lock:
             for e in events:
