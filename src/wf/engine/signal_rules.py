@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from wf.engine.decide import enqueue_event
 from wf.model import NewEvent, SignalKind, task_stream
 from wf.store.projections import QUEUE_IN_LINE
 
@@ -137,9 +138,8 @@ def decide_signal(kind: str, tid: str, data: Mapping[str, Any],
         return SignalOutcome("requeued", tuple(requeue_with_dependents(tid, tasks)))
     if kind in (SignalKind.ENQUEUE, SignalKind.REQUEUE):
         task = tasks.get(tid)
-        if task is not None:
-            return SignalOutcome("ok", (NewEvent(stream, "queue.entered", {
-                "branch": task["branch"], "head": task["commit_sha"]}),))
+        if task is not None:  # the task's branch at the commit its agent made
+            return SignalOutcome("ok", (enqueue_event(task, task["commit_sha"]),))
         branch = data.get("branch") or queue[tid]["branch"]
         return SignalOutcome("ok", (NewEvent(stream, "queue.entered",
                                              {"branch": branch, "head": None}),))
