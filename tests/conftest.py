@@ -3,6 +3,7 @@ no inherited repository variables."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,12 @@ from helpers import make_origin, make_repo
 _REPO_VARS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR",
               "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_PREFIX",
               "GIT_CONFIG", "GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT")
+
+# A job started in the background by a shell without job control (`cmd &` in a script, some CI
+# runners) inherits SIGINT ignored, and so would every `wf run` the tests start: the Ctrl-C
+# tests would then test nothing. Ctrl-C's default comes back here, and with it the children's.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 TEST_NAME = "wf test"
 TEST_EMAIL = "test@wf.invalid"
