@@ -89,7 +89,11 @@ def one_run(root: Path, agents: int, sig: int) -> float:
     run = subprocess.Popen([sys.executable, "-m", "wf", "run", str(tasks)], cwd=repo, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while spawned(repo) < agents:
+    def started() -> int:  # the log says spawned, and each agent has written its pid
+        listed = len(pids.read_text().split()) if pids.exists() else 0
+        return min(spawned(repo), listed)
+
+    while started() < agents:
         if time.monotonic() > deadline or run.poll() is not None:
             raise SystemExit(f"the agents did not start: {run.stderr.read() if run.stderr else ''}")
         time.sleep(0.02)
