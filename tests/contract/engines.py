@@ -3,8 +3,7 @@
 A harness builds its engine for a real repository, runs it with a bound on time, and does the
 one thing the ``Engine`` protocol has no method for: killing the engine in the middle of an
 attempt. Everything else the tests do goes through the protocol (submit, signal, run, events),
-so a second engine joins the suite with one entry in ``ENGINES`` and one class in
-``HARNESSES``.
+so a second engine joins the suite with one class and one entry in ``ENGINES``.
 """
 
 from __future__ import annotations
@@ -194,7 +193,5 @@ class LocalHarness(EngineHarness):
         assert proc.returncode == -signal.SIGKILL, proc.stderr
 
 
-HARNESSES: dict[str, type[EngineHarness]] = {"local": LocalHarness}
-
 # The one list the suite is parametrised over: a new engine is one more entry here.
-ENGINES = [pytest.param("local", id="local")]
+ENGINES = [pytest.param(LocalHarness, id=LocalHarness.kind)]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engines import ENGINES, HARNESSES, EngineHarness, Watcher
+from engines import ENGINES, EngineHarness, Watcher
 from runwf import agent_cmd, journal_pids, pid_alive, wait_until
 
 from wf.model import SignalKind, task_stream
@@ -25,7 +25,7 @@ from wf.model import SignalKind, task_stream
 
 @pytest.fixture(params=ENGINES)
 def harness(request: pytest.FixtureRequest, repo: Path, tmp_path: Path) -> Iterator[EngineHarness]:
-    h = HARNESSES[request.param](repo, tmp_path)
+    h = request.param(repo, tmp_path)
     try:
         yield h
     finally:
