@@ -16,11 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 from wf import gitx
 from wf.errors import NotFound, UsageError
-from wf.model import Event, SignalKind
+from wf.engine.base import Observer
+from wf.model import Event
 # The CLI and the dashboard find the repository through the façade: api.open_repo().
 from wf.repository import (
     EngineLock, Repo, engine_active, find_repo, get_task, open_repo, open_store,  # noqa: F401
 )
+# Signals (wf cancel, wf retry, the queue's commands) are rows of the log: recording one needs
+# neither the engine nor, except for a queue signal, wf.toml.
+from wf.signals import entry_id_for, record_signal as send_signal  # noqa: F401
 
 if TYPE_CHECKING:
     from wf.engine.base import RunOutcome
@@ -29,9 +33,6 @@ if TYPE_CHECKING:
 
 
 # -- running ---------------------------------------------------------------------------------
-
-Observer = Callable[[list[Event]], None]
-
 
 def run(repo: Repo, specs: list[TaskSpec] | None, *, command: str,
         observers: Sequence[Observer] = ()) -> RunOutcome:
@@ -84,23 +85,6 @@ def projection(repo: Repo) -> tuple[Projection | None, int]:
         return store.projection(), store.last_seq()
     finally:
         store.close()
-
-
-def send_signal(repo: Repo, kind: SignalKind, task_id: str,
-                **data: Any) -> tuple[Event, bool]:
-    """Write a signal for the engine; (the event, whether an engine is active to act on it).
-    Refused (exit 1) when it cannot apply: see ``wf.signals.record_signal``. (Signals are rows
-    of the log, so they need neither the engine nor wf.toml: a broken config never keeps a
-    person from cancelling.)"""
-    from wf.signals import record_signal
-
-    return record_signal(repo, kind, task_id, **data)
-
-
-def entry_id_for(branch: str) -> str:
-    from wf.signals import entry_id_for as entry_id
-
-    return entry_id(branch)
 
 
 def events(repo: Repo, *, since: int = 0, follow: bool = False, poll: float = 0.2,

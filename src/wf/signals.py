@@ -27,7 +27,8 @@ def record_signal(repo: Repo, kind: SignalKind, task_id: str,
     A signal that cannot apply to the task or entry as the log has it is refused (Refused,
     exit 1) and not recorded, by the same rule the engine applies (``judge_signal``); one
     whose outcome depends on what the engine finds first (cancel of a running task) is
-    recorded."""
+    recorded. Neither the engine nor wf.toml is needed (wf.toml only for a queue signal while
+    no engine runs), so a broken config never keeps a person from cancelling."""
     from wf.engine.signal_rules import QUEUE_SIGNALS, VERBS, judge_signal
 
     store = open_store(repo, create=bool(data.get("branch")))

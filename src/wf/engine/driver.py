@@ -52,21 +52,20 @@ class LocalControl:
     def __init__(self) -> None:
         self.cancel_reason: str | None = None
         self.gone = threading.Event()  # the engine no longer waits for this attempt
-        self._r, self._w = os.pipe()  # written to wake the attempt's thread
-        os.set_blocking(self._r, False)
-        os.set_blocking(self._w, False)  # a full pipe already wakes the thread: never block
         self._fds = threading.Lock()  # closing and poking the pipe never cross
-        self._closed = False
+        self._r = self._w = -1  # the wake-up pipe: made by bind, closed by the attempt's thread
         self._append: Any = None
         self._token: Any = None
         self._tid, self._n = "", 0
-        self.bound = False
 
     def bind(self, append: Any, tid: str, n: int) -> None:
-        """Called from the event loop before the activity starts."""
+        """Called from the event loop just before the activity starts in its thread, which
+        closes the pipe when it ends (a cancel that came earlier is in ``cancel_reason``)."""
         self._append, self._tid, self._n = append, tid, n
-        self.bound = True
         self._token = anyio.lowlevel.current_token()
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._r, False)
+        os.set_blocking(self._w, False)  # a full pipe already wakes the thread: never block
 
     def request_cancel(self, reason: str) -> None:
         self.cancel_reason = reason
@@ -78,17 +77,15 @@ class LocalControl:
 
     def close(self) -> None:
         with self._fds:
-            if self._closed:
-                return
-            self._closed = True
             for fd in (self._r, self._w):
                 with contextlib.suppress(OSError):
                     os.close(fd)
+            self._r = self._w = -1
 
     def _poke(self) -> None:
         # Never after close: the number may already name another file of this process.
         with self._fds, contextlib.suppress(OSError):
-            if not self._closed:
+            if self._w >= 0:
                 os.write(self._w, b".")
 
     # -- the attempt's side --------------------------------------------------------------------
@@ -164,9 +161,6 @@ async def drive(s: Scheduler, active: Active, adopt_n: int | None) -> None:
                      infra_outcome(f"{type(exc).__name__}: {exc}"))
     except WfError as exc:  # an activity failed on wf's side: retry it
         await _close(s, tid, s.p.tasks[tid]["attempts"], infra_outcome(exc.message))
-    finally:
-        if not active.control.bound:  # else the attempt's thread closes it when it ends
-            active.control.close()
 
 
 async def _close(s: Scheduler, tid: str, n: int, outcome: Outcome) -> None:
