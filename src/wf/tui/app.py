@@ -369,7 +369,10 @@ class Dashboard(TaskCommands, App[None]):
 
     def take_tail(self, text: str, key: tuple[str, int]) -> None:
         self._tailing = False
-        if text and key == self.tail_key:
+        if key != self.tail_key:  # read for a task no longer shown: read the one that is now
+            self.follow_transcript()
+            return
+        if text:
             self.query_one(DetailPane).transcript.write_lines(text.splitlines())
 
     @work(thread=True, group="diff", exclusive=True)
