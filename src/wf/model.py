@@ -146,13 +146,16 @@ class SignalKind(StrEnum):
 @dataclass(frozen=True)
 class NewEvent:
     """An event to append. ``stream_version`` is assigned by the store unless given
-    (then the append fails with ConcurrencyError if the stream has moved on)."""
+    (then the append fails with ConcurrencyError if the stream has moved on). ``ts``: when
+    it happened, for an event recorded elsewhere first (a Temporal workflow's, mirrored);
+    None, as for every event wf records itself: the append's time."""
 
     stream: str
     type: str
     data: dict[str, Any] = field(default_factory=dict)
     expected_version: int | None = None
     idempotency_key: str | None = None
+    ts: float | None = None
 
 
 @dataclass(frozen=True)

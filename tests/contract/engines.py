@@ -16,11 +16,14 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from runwf import wait_until
 
 from wf.api import Repo, open_repo
 from wf.engine import build_engine
@@ -99,7 +102,7 @@ class EngineHarness:
 
     kind: str = ""
 
-    def __init__(self, root: Path, tmp: Path) -> None:
+    def __init__(self, root: Path, tmp: Path, request: pytest.FixtureRequest) -> None:
         self.root = root
         self.tasks_path = tmp / "tasks.toml"  # outside the repo: the main worktree stays clean
         self.clock = ShiftedClock()
@@ -122,10 +125,14 @@ class EngineHarness:
         """Write ``text`` as the tasks file (config sections and ``[[task]]`` tables) with
         ``[engine] kind`` set to this harness's kind; rebuild the engine with the run's config
         and return the specs, as ``wf run FILE`` does."""
-        self.tasks_path.write_text(f'[engine]\nkind = "{self.kind}"\n' + text)
+        self.tasks_path.write_text(self.engine_section() + text)
         self.repo, specs = plan_tasks_file(open_repo(self.root), self.tasks_path)
         self.engine = self.build(self.repo)
+        self.specs = specs
         return specs
+
+    def engine_section(self) -> str:
+        return f'[engine]\nkind = "{self.kind}"\n'
 
     def run(self, specs: Sequence[TaskSpec] | None, *,
             observers: Sequence[Observer] = ()) -> RunOutcome:
@@ -193,5 +200,98 @@ class LocalHarness(EngineHarness):
         assert proc.returncode == -signal.SIGKILL, proc.stderr
 
 
+class TemporalHarness(EngineHarness):
+    """The Temporal engine on the dev server of the ``temporal_server`` fixture, with its own
+    task queue prefix (tests in parallel share the server) and a ``wf worker`` of its own:
+    in this process for a run; for the kill, a ``wf worker`` subprocess SIGKILLed once the
+    first ``attempt.spawned`` is mirrored, after which the in-process worker's retry of the
+    attempt's activity must adopt the agent."""
+
+    kind = "temporal"
+    HEARTBEAT = "2s"  # how soon a killed worker's attempt is retried (and adopted)
+
+    def __init__(self, root: Path, tmp: Path, request: pytest.FixtureRequest) -> None:
+        pytest.importorskip("temporalio")
+        self.address: str = request.getfixturevalue("temporal_server")
+        self.queue = f"ct{uuid.uuid4().hex[:12]}"
+        self.worker: InProcessWorker | None = None
+        super().__init__(root, tmp, request)
+
+    def engine_section(self) -> str:
+        return (f'[engine]\nkind = "temporal"\naddress = "{self.address}"\n'
+                f'task_queue = "{self.queue}"\nheartbeat_timeout = "{self.HEARTBEAT}"\n')
+
+    def build(self, repo: Repo) -> Engine:
+        return build_engine(repo, clock=self.clock, rng=random.Random(0))
+
+    def run(self, specs: Sequence[TaskSpec] | None, *,
+            observers: Sequence[Observer] = ()) -> RunOutcome:
+        if self.worker is None:
+            self.worker = InProcessWorker(self.repo)
+        return super().run(specs, observers=observers)
+
+    def kill_mid_attempt(self) -> None:
+        env = {**os.environ, "WF_ENGINE": "temporal", "WF_TEMPORAL_ADDRESS": self.address,
+               "WF_TEMPORAL_TASK_QUEUE": self.queue}
+        proc = subprocess.Popen([sys.executable, "-m", "wf", "worker", "--json"], cwd=self.root,
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            assert proc.stdout is not None
+            ready = proc.stdout.readline()
+            assert '"ready"' in ready, ready + proc.stderr.read() if proc.stderr else ready
+            self.engine.submit(self.specs)
+            wait_until(lambda: any(e.type == "attempt.spawned" for e in self.engine.events()),
+                       what="the first agent's spawn", timeout=RUN_BOUND)
+        finally:
+            proc.kill()
+            proc.wait(RUN_BOUND)
+        assert proc.returncode == -signal.SIGKILL
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+
+
+class InProcessWorker:
+    """``wf worker`` for the repository in a thread of this process, until ``stop``."""
+
+    def __init__(self, repo: Repo) -> None:
+        import asyncio
+
+        from wf.temporal.worker import serve
+
+        self._loop: Any = None
+        self._stop: Any = None
+        ready = threading.Event()
+        errors: list[BaseException] = []
+
+        async def main() -> None:
+            self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+            ready.set()
+            await serve(repo, dict(os.environ), self._stop, slots=4)
+
+        def body() -> None:
+            try:
+                asyncio.run(main())
+            except BaseException as exc:  # noqa: BLE001  (re-raised by stop)
+                errors.append(exc)
+                ready.set()
+
+        self.errors = errors
+        self.thread = threading.Thread(target=body, name="wf-worker", daemon=True)
+        self.thread.start()
+        ready.wait(RUN_BOUND)
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._stop.set)
+        self.thread.join(RUN_BOUND)
+        if self.errors:
+            raise self.errors[0]
+
+
 # The one list the suite is parametrised over: a new engine is one more entry here.
-ENGINES = [pytest.param(LocalHarness, id=LocalHarness.kind)]
+ENGINES = [pytest.param(LocalHarness, id=LocalHarness.kind),
+           pytest.param(TemporalHarness, id=TemporalHarness.kind)]

@@ -25,7 +25,7 @@ from wf.model import SignalKind, task_stream
 
 @pytest.fixture(params=ENGINES)
 def harness(request: pytest.FixtureRequest, repo: Path, tmp_path: Path) -> Iterator[EngineHarness]:
-    h = request.param(repo, tmp_path)
+    h = request.param(repo, tmp_path, request)
     try:
         yield h
     finally:

@@ -1,6 +1,7 @@
 """Engines: the one place an engine is built from ``[engine] kind``.
 
-``base.py`` defines the ``Engine`` protocol; ``local.py`` is the engine on one machine. The
+``base.py`` defines the ``Engine`` protocol; ``local.py`` is the engine on one machine,
+``wf.temporal`` (the optional extra ``wf[temporal]``) the one on a Temporal server. The
 decisions both interpreters share are ``decide.py``, ``schedule.py``, ``attempt_plan.py`` and
 ``signal_rules.py``; the side effects they ask for are ``activities.py``.
 """
@@ -24,4 +25,11 @@ def build_engine(repo: Repo, *, clock: Clock | None = None, rng: random.Random |
         from wf.engine.local import LocalEngine
 
         return LocalEngine(repo, clock=clock, rng=rng, environ=environ)
+    if kind == "temporal":
+        from wf.temporal import require
+
+        require()
+        from wf.temporal.engine import TemporalEngine
+
+        return TemporalEngine(repo, clock=clock, rng=rng, environ=environ)
     raise AssertionError(f"engine kind {kind!r} passed validation but has no builder")

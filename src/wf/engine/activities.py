@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from wf import gitx
 from wf.agents import process
+from wf.agents.adapter import Verdict  # at run time: a Temporal worker converts reports by hint
 from wf.agents.builtin import find_adapter
 from wf.agents.process import AttemptFiles
 from wf.agents.transcript import TranscriptRecorder
@@ -33,7 +34,6 @@ from wf.engine.attempt_plan import CANCELLED_BY_SIGNAL, Stop, deadline_passed, n
 from wf.model import NewEvent
 
 if TYPE_CHECKING:
-    from wf.agents.adapter import Verdict
     from wf.worktrees import WorktreeManager
 
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when stopping an attempt

@@ -63,6 +63,9 @@ class LocalControl:
         closes the pipe when it ends (a cancel that came earlier is in ``cancel_reason``)."""
         self._append, self._tid, self._n = append, tid, n
         self._token = anyio.lowlevel.current_token()
+        self.open_pipe()
+
+    def open_pipe(self) -> None:
         self._r, self._w = os.pipe()
         os.set_blocking(self._r, False)
         os.set_blocking(self._w, False)  # a full pipe already wakes the thread: never block

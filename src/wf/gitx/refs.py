@@ -58,6 +58,14 @@ def current_branch(root: Path) -> str | None:
     return proc.stdout.strip().removeprefix("refs/heads/")
 
 
+def root_commit(root: Path) -> str | None:
+    """The first root commit of HEAD's history (the lowest id, if several): the same in every
+    clone of a repository; None before the first commit."""
+    proc = run_git(["rev-list", "--max-parents=0", "HEAD"], cwd=root, check=False)
+    roots = proc.stdout.split() if proc.returncode == 0 else []
+    return min(roots) if roots else None
+
+
 def rev_parse(root: Path, rev: str) -> str | None:
     """Commit sha that ``rev`` names, None if it names no commit."""
     proc = run_git(

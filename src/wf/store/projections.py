@@ -135,6 +135,8 @@ def apply(p: Projection, e: Event) -> set[tuple[str, Any]]:
              started_ts=row["started_ts"] or e.ts)
     elif t == "attempt.spawned":
         attempt(d["n"], pid=d["pid"], pid_start=d.get("pid_start"))
+        if d.get("log_path"):  # on Temporal the host that runs the attempt knows its log
+            attempt(d["n"], log_path=d["log_path"])
     elif t == "attempt.finished":
         attempt(d["n"], state=d["state"], ended_ts=e.ts, exit_code=d.get("exit_code"),
                 failure_kind=d.get("failure_kind"), error=d.get("error"),

@@ -346,7 +346,7 @@ class SqliteEventStore:
             self._versions[stream] = version
         return version
 
-    def _append_batch(self, cur: sqlite3.Cursor, batch: list[Prepared], ts: float,
+    def _append_batch(self, cur: sqlite3.Cursor, batch: list[Prepared], stamp: float,
                       written: list[Event], touched: set[tuple[str, Any]]) -> list[Event]:
         """Insert one batch's events and fold them into the cache.
 
@@ -368,6 +368,7 @@ class SqliteEventStore:
                     out.append(event_of(row))
                     continue
             version = (versions.get(ne.stream) or self._version(cur, ne.stream)) + 1
+            ts = stamp if ne.ts is None else ne.ts
             if ne.expected_version is not None and ne.expected_version != version:
                 if fresh:
                     self._forget()  # the cache holds this batch's first events

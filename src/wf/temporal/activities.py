@@ -1,0 +1,204 @@
+"""The task activities of ``wf.engine.activities``, as Temporal activities of one host.
+
+Each is the local engine's activity with a Temporal name; none decides anything. What is
+Temporal's own is here:
+
+- ``ensure_worktree`` runs on the shared queue (any host may take a new task) and says which
+  host took it; every later step of that task goes to that host's queue.
+- ``run_attempt`` is a heartbeating activity. The agent runs detached under its supervisor with
+  a claim file, so a retried activity (a worker killed, a heartbeat missed) adopts the live
+  agent instead of starting a second one: the pid travels in the heartbeat details. The agent
+  is stopped only when the workflow really asked (``cancellation_details().cancel_requested``),
+  never on a worker's shutdown or a heartbeat timeout.
+- What the attempt reports as it runs (its pid, the agent's output events) goes to the task's
+  workflow as a ``facts`` signal; the agent's log itself stays on the host.
+- wf's own errors become ApplicationErrors of the same name, in one line, so the workflow
+  records them and never a traceback; ``ConfigError`` is not retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from wf.daemon_thread import in_daemon_thread
+from wf.engine.activities import (
+    AttemptAbandoned,
+    AttemptReport,
+    EnsureWorktree,
+    ResetForRetry,
+    RunAttempt,
+    SetupResult,
+    StartResolution,
+    TaskActivities,
+)
+from wf.engine.driver import LocalControl
+from wf.errors import WfError
+from wf.model import NewEvent
+from wf.temporal.shapes import Facts, Prepared, TaskSetup
+
+if TYPE_CHECKING:
+    from wf.repository import Repo
+
+T = TypeVar("T")
+HEARTBEAT_EVERY = 1.0  # seconds; the SDK throttles what it sends (max_heartbeat_throttle_interval)
+Report = Callable[[str, dict[str, Any]], None]
+
+
+def _one_line_errors(fn: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except WfError as exc:
+            raise _application_error(exc) from None
+        except OSError as exc:
+            raise ApplicationError(f"{type(exc).__name__}: {exc}", type="OSError") from None
+    return wrapper
+
+
+def _application_error(exc: WfError) -> ApplicationError:
+    return ApplicationError(exc.message, type=type(exc).__name__,
+                            non_retryable=type(exc).__name__ == "ConfigError")
+
+
+class TemporalControl(LocalControl):
+    """``AttemptControl`` for an attempt run by a Temporal worker: the local engine's control
+    (a cancel or the worker's going wakes the attempt's thread through a pipe), with what it
+    records sent to the task's workflow as ``facts`` instead of appended to a log."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, handle: Any, task_id: str, n: int,
+                 extra: Mapping[str, Any]) -> None:
+        super().__init__()
+        self._loop, self._handle, self._extra = loop, handle, dict(extra)
+        self._tid, self._n = task_id, n
+        self.pid: tuple[int, int | None] | None = None
+        self.open_pipe()
+
+    def _record(self, *events: NewEvent) -> None:
+        if self.gone.is_set():
+            raise AttemptAbandoned
+        facts = Facts([(e.type, {**e.data, **self._extra} if e.type == "attempt.spawned"
+                        else e.data) for e in events])
+        sent = asyncio.run_coroutine_threadsafe(self._handle.signal("facts", facts), self._loop)
+        while not self.gone.is_set():
+            try:
+                sent.result(timeout=0.2)
+                return
+            except TimeoutError:
+                continue
+            except Exception as exc:  # the server or the workflow cannot take it: retry later
+                raise AttemptAbandoned from exc
+        sent.cancel()
+        raise AttemptAbandoned
+
+    def spawned(self, pid: int, pid_start: int | None, session: str | None) -> None:
+        self.pid = (pid, pid_start)
+        super().spawned(pid, pid_start, session)
+
+    def adopted(self, pid: int) -> None:
+        super().adopted(pid)
+
+
+class WorkerActivities:
+    """The activities one worker runs, bound to its clone's worktrees, logs and environment."""
+
+    def __init__(self, repo: Repo, host: str, environ: Mapping[str, str], *, slots: int,
+                 report: Report | None = None) -> None:
+        from wf.worktrees import WorktreeManager
+
+        wt = WorktreeManager(repo.root, repo.worktree_root, port_range=repo.config.port_range)
+        self.acts = TaskActivities(wt, environ, repo.logs_dir)
+        self.host = host
+        self.report: Report = report or (lambda kind, data: None)
+        # Sync activities of both queues share it (the attempts themselves run in threads
+        # of their own): enough that neither queue's limit waits on the other's.
+        self.pool = ThreadPoolExecutor(max_workers=2 * slots + 8, thread_name_prefix="wf-activity")
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [self.ensure_worktree, self.worktree_exists, self.reset_for_retry,
+                self.start_resolution, self.run_setup, self.run_attempt]
+
+    @activity.defn(name="wf.ensure_worktree")
+    @_one_line_errors
+    def ensure_worktree(self, inp: EnsureWorktree) -> Prepared:
+        ready = self.acts.ensure_worktree(inp)
+        self.report("worktree", {"task": inp.task_id, "path": ready.path})
+        return Prepared(ready.branch, ready.path, ready.created, ready.base_commit,
+                        ready.merged, self.host)
+
+    @activity.defn(name="wf.worktree_exists")
+    @_one_line_errors
+    def worktree_exists(self, path: str) -> bool:
+        return self.acts.worktree_exists(path)
+
+    @activity.defn(name="wf.reset_for_retry")
+    @_one_line_errors
+    def reset_for_retry(self, inp: ResetForRetry) -> str | None:
+        return self.acts.reset_for_retry(inp)
+
+    @activity.defn(name="wf.start_resolution")
+    @_one_line_errors
+    def start_resolution(self, inp: StartResolution) -> list[str]:
+        return list(self.acts.start_conflict_resolution(inp))
+
+    @activity.defn(name="wf.run_setup")
+    @_one_line_errors
+    def run_setup(self, inp: TaskSetup) -> SetupResult:
+        log = str(self.acts.files(inp.task_id, inp.n).log)
+        return self.acts.run_setup(replace(inp.setup, log_path=log))
+
+    @activity.defn(name="wf.run_attempt")
+    async def run_attempt(self, inp: RunAttempt) -> AttemptReport:
+        info = activity.info()
+        details = info.heartbeat_details
+        if info.attempt > 1 or details:  # a retry: adopt the agent a previous try started
+            pid = tuple(details[0]) if details and details[0] else None
+            inp = replace(inp, adopt=True, spawned=pid)  # type: ignore[arg-type]
+        handle = activity.client().get_workflow_handle(info.workflow_id,
+                                                       run_id=info.workflow_run_id)
+        log = str(self.acts.files(inp.task_id, inp.n).log)
+        control = TemporalControl(asyncio.get_running_loop(), handle, inp.task_id, inp.n,
+                                  {"log_path": log, "host": self.host})
+        self.report("attempt", {"task": inp.task_id, "n": inp.n, "adopt": inp.adopt})
+
+        def attempt() -> AttemptReport:
+            try:
+                return self.acts.run_attempt(inp, control)
+            finally:
+                control.close()
+
+        work = asyncio.ensure_future(in_daemon_thread(attempt, name=f"wf-attempt-{inp.task_id}"))
+        try:
+            report = await self._heartbeat_until(work, control)
+        except AttemptAbandoned:
+            raise ApplicationError("the worker let the attempt go; a retry adopts it",
+                                   type="AttemptAbandoned") from None
+        self.report("ended", {"task": inp.task_id, "n": inp.n, "ended": report.ended})
+        return report
+
+    async def _heartbeat_until(self, work: asyncio.Future[AttemptReport],
+                               control: TemporalControl) -> AttemptReport:
+        cancelling = False
+        while True:
+            try:
+                done, _ = await asyncio.wait({work}, timeout=HEARTBEAT_EVERY)
+                if done:
+                    return work.result()
+                activity.heartbeat(control.pid)
+            except asyncio.CancelledError:
+                why = activity.cancellation_details()
+                if why is not None and why.cancel_requested and not cancelling:
+                    cancelling = True  # the thread stops the agent's group and reports it
+                    control.request_cancel("cancelled by signal")
+                    continue
+                # Worker shutdown, heartbeat timeout: the agent runs on; a retry adopts it.
+                control.abandon()
+                raise

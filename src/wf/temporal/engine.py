@@ -1,0 +1,311 @@
+"""The Temporal engine's client side: the ``Engine`` protocol over a Temporal server.
+
+``submit``, ``signal`` and ``run`` talk to the repository's workflow (``workflows.py``); the
+work itself runs on ``wf worker`` processes, on any host with a clone. What the workflows
+record is mirrored into this clone's SQLite log (``Mirror``), with the workflows' idempotency
+keys, so ``wf status``, ``wf events`` and ``wf dash`` read one log through one reducer
+whichever engine ran the work, and listing tasks needs no worker and no server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import time
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from wf import gitx
+from wf.engine.base import Clock, Observer, RunOutcome, SystemClock
+from wf.errors import ConfigError, GitError, Interrupted, Refused, WfError
+from wf.model import Event, NewEvent, SignalKind
+from wf.temporal.shapes import Names, Settings, SignalRequest, Submit, WireEvent
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
+
+    from wf.repository import Repo
+    from wf.spec import TaskSpec
+    from wf.store import EventStore
+
+FOLLOW_POLL = 0.1  # seconds between two looks at the workflows while a run is followed
+QUERY_TIMEOUT = timedelta(seconds=3)  # a query waits for a worker to answer it, at most this
+
+
+WORKER_HINT = "start `wf worker` on a host with a clone of the repository (docs/temporal.md)"
+
+
+class WorkflowsSilent(WfError):
+    """The workflows did not answer: no worker polls the repository's queue."""
+
+
+def _silent_reason(exc: Exception) -> str:
+    return ("no wf worker answered for the repository's workflows "
+            f"({' '.join(str(exc).split())[:120]})")
+
+
+def names_for(repo: Repo) -> Names:
+    """The repository's queue and workflow names: ``[engine] task_queue`` and its root
+    commit, the same in every clone (and different for every repository)."""
+    root = gitx.root_commit(repo.root)
+    if root is None:
+        raise GitError("the repository has no commits yet", hint="commit something first")
+    return Names(repo.config.engine.task_queue, root)
+
+
+def settings_for(repo: Repo) -> Settings:
+    c = repo.config
+    return Settings(max_parallel=c.max_parallel,
+                    agent_limits={name: a.max_parallel for name, a in c.agents.items()},
+                    port_range=tuple(c.port_range), log_max_bytes=c.log_max_bytes,
+                    heartbeat_timeout=c.engine.heartbeat_timeout,
+                    host_lost_after=c.engine.host_lost_after)
+
+
+class TemporalEngine:
+    """``Engine`` on a Temporal server; the work runs on ``wf worker`` processes."""
+
+    def __init__(self, repo: Repo, *, clock: Clock | None = None,
+                 rng: random.Random | None = None,
+                 environ: Mapping[str, str] | None = None) -> None:
+        if repo.config.merge.enabled:
+            raise ConfigError("the merge queue does not run on the Temporal engine yet",
+                              hint="remove [merge] or use [engine] kind = \"local\"")
+        self.repo = repo
+        self.clock = clock or SystemClock()
+        self.environ = dict(os.environ if environ is None else environ)
+        self.names = names_for(repo)
+        self._offset_sent = 0.0
+
+    # -- the protocol ------------------------------------------------------------------------
+    def submit(self, specs: Sequence[TaskSpec]) -> list[Event]:
+        async def submit(client: Client) -> list[Event]:
+            submitted, _ = await self._submit_and_mirror(client, specs)
+            return submitted
+
+        return self._call(submit)
+
+    def signal(self, kind: SignalKind, task_id: str, **data: Any) -> Event:
+        return self._call(self._signal, kind, task_id, data)
+
+    def events(self, since: int = 0, *, stream: str | None = None,
+               limit: int | None = None) -> list[Event]:
+        """The mirrored log's events, after pulling what the workflows recorded since (when
+        the server and a worker answer; otherwise what this clone has)."""
+        with contextlib.suppress(WfError):
+            self._call(self._sync)
+        store = self._store()
+        try:
+            return store.read(since, stream=stream, limit=limit)
+        finally:
+            store.close()
+
+    def run(self, specs: Sequence[TaskSpec] | None = None, *, command: str = "wf run",
+            observers: Sequence[Observer] = ()) -> RunOutcome:
+        try:
+            return self._call(self._run, specs, observers)
+        except KeyboardInterrupt:
+            raise Interrupted("stopped following; the tasks keep running on the workers",
+                              hint="`wf status` or `wf events -f` follows them again; "
+                                   "`wf cancel TASK` stops one") from None
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _call(self, fn: Any, *args: Any) -> Any:
+        async def main() -> Any:
+            from wf.temporal.connect import connect
+
+            client = await connect(self.repo.config.engine, self.environ)
+            return await fn(client, *args)
+
+        return asyncio.run(main())
+
+    def _store(self) -> EventStore:
+        from wf.repository import open_store
+
+        return open_store(self.repo)
+
+    async def _sync(self, client: Client) -> None:
+        store = self._store()
+        try:
+            await Mirror(store, client.get_workflow_handle(self.names.repo_workflow),
+                         client).sync()
+        finally:
+            store.close()
+
+    async def _ensure_started(self, client: Client) -> Any:
+        from temporalio.common import WorkflowIDConflictPolicy
+
+        from wf.temporal.workflows import RepoWorkflow
+
+        return await client.start_workflow(
+            RepoWorkflow.run, self.names.shared_queue, id=self.names.repo_workflow,
+            task_queue=self.names.shared_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+
+    async def _submit_and_mirror(self, client: Client, specs: Sequence[TaskSpec]
+                                 ) -> tuple[list[Event], list[Event]]:
+        """Submit the specs the log does not hold yet; (their ``task.submitted`` events, every
+        event the mirror wrote meanwhile)."""
+        handle = await self._ensure_started(client)
+        store = self._store()
+        try:
+            mirror = Mirror(store, handle, client)
+            before: list[Event] = []
+            with contextlib.suppress(WorkflowsSilent):  # no worker yet: submit all the same
+                before = await mirror.sync()
+            from wf.engine.local import submit_events
+
+            now = time.time()
+            wire = [WireEvent(e.stream, e.type, e.data, now, e.idempotency_key or "")
+                    for e in submit_events(store, specs)]
+            # A signal, not an update: submitting needs no worker. The log has the events at
+            # once; the workflow records them under the same keys, which the mirror skips.
+            await handle.signal("submit", Submit(wire, settings_for(self.repo)))
+            committed = mirror.write(wire)
+            return [e for e in committed if e.type == "task.submitted"], before + committed
+        finally:
+            store.close()
+
+    async def _signal(self, client: Client, kind: SignalKind, task_id: str,
+                      data: dict[str, Any]) -> Event:
+        from temporalio.client import WorkflowUpdateFailedError
+
+        handle = await self._ensure_started(client)
+        try:
+            seq = await handle.execute_update("signal", SignalRequest(str(kind), task_id, data),
+                                              result_type=int)
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            message = getattr(cause, "message", None) or str(cause)
+            details = getattr(cause, "details", ()) or ()
+            raise Refused(message, hint=details[0] if details else None) from None
+        store = self._store()
+        try:
+            mirror = Mirror(store, handle, client)
+            await mirror.sync()
+            return next(e for e in store.read(stream="signals", types=["signal.sent"])[::-1]
+                        if e.idempotency_key and e.idempotency_key.endswith(f":{seq}"))
+        finally:
+            store.close()
+
+    async def _run(self, client: Client, specs: Sequence[TaskSpec] | None,
+                   observers: Sequence[Observer]) -> RunOutcome:
+        if specs:
+            _, committed = await self._submit_and_mirror(client, specs)
+            for observer in observers:
+                observer(committed)
+        handle = await self._ensure_started(client)
+        await handle.signal("submit", Submit([], settings_for(self.repo)))
+        store = self._store()
+        try:
+            mirror = Mirror(store, handle, client)
+            scope = [s.id for s in specs] if specs else None
+            touched: set[str] = set()
+            while True:
+                await self._forward_clock(handle)
+                committed = await mirror.sync()
+                if committed:
+                    for observer in observers:
+                        observer(committed)
+                touched |= {e.task_id for e in committed if e.task_id}
+                p = store.projection()
+                ids = scope if scope is not None else sorted(
+                    t for t in touched if t in p.tasks) or [
+                    t for t, row in p.tasks.items() if row["state"] not in _ENDED]
+                rows = [p.tasks[t] for t in ids if t in p.tasks]
+                if all(r["state"] in _ENDED for r in rows) and not mirror.running:
+                    code = 0 if all(r["state"] in ("done", "merged") for r in rows) else 1
+                    return RunOutcome(code, rows, idle=not touched)
+                await asyncio.sleep(FOLLOW_POLL)
+        finally:
+            store.close()
+
+    async def _forward_clock(self, handle: Any) -> None:
+        """The engine's clock is the wall clock in use; a test's shifted clock moves the
+        workflow's timers by the same offset."""
+        offset = round(self.clock.now() - time.time(), 3)
+        if abs(offset - self._offset_sent) >= 0.5:
+            await handle.signal("clock_offset", offset)
+            self._offset_sent = offset
+
+
+_ENDED = frozenset({"done", "failed", "cancelled", "blocked", "merged", "evicted"})
+
+
+class Mirror:
+    """Copies the repository workflow's events (and the live events of the attempts running
+    now) into this clone's log, in order, each once: the workflows' idempotency keys are the
+    log's, so two mirrors (``wf run`` and ``wf dash``) can run at once."""
+
+    def __init__(self, store: EventStore, handle: Any, client: Client) -> None:
+        self.store, self.handle, self.client = store, handle, client
+        self.running: list[str] = []
+
+    async def sync(self) -> list[Event]:
+        """Pull what is new; the events newly written to this log."""
+        from temporalio.service import RPCError, RPCStatusCode
+
+        from wf.temporal.shapes import EventsPage
+
+        out: list[Event] = []
+        since = self._since()
+        while True:
+            try:
+                page: EventsPage = await self.handle.query(
+                    "events", since, result_type=EventsPage, rpc_timeout=QUERY_TIMEOUT)
+            except RPCError as exc:
+                if exc.status == RPCStatusCode.NOT_FOUND:
+                    return out  # no repository workflow yet: nothing to mirror
+                raise WorkflowsSilent(_silent_reason(exc), hint=WORKER_HINT) from None
+            out += self.write(page.events)
+            self.running = page.running
+            if page.next == since or not page.events:
+                break
+            since = page.next
+            self._save_since(since)
+        for wid in self.running:
+            live = await self._live(wid)
+            out += self.write(live)
+        return out
+
+    async def _live(self, workflow_id: str) -> list[WireEvent]:
+        from temporalio.service import RPCError
+
+        try:
+            return await self.client.get_workflow_handle(workflow_id).query(
+                "events", result_type=list[WireEvent], rpc_timeout=QUERY_TIMEOUT)
+        except RPCError:
+            return []  # not started yet, or just ended: the repository workflow has them
+
+    def write(self, events: list[WireEvent]) -> list[Event]:
+        written: list[Event] = []
+        if events:
+            [result] = self.store.append_many(
+                [[NewEvent(w.stream, w.type, w.data, idempotency_key=w.key, ts=w.ts)
+                  for w in events]], on_commit=written.extend)
+            if isinstance(result, Exception):
+                raise result
+        return written
+
+    # Where the mirror got to in the repository workflow's events, kept beside the log so a
+    # new process does not read them all again (a lost cursor costs time, never an event).
+    def _cursor_file(self) -> Path:
+        return self.store.path.parent / "temporal-mirror.json"
+
+    def _since(self) -> int:
+        try:
+            return int(json.loads(self._cursor_file().read_text()).get(self.handle.id, 0))
+        except (OSError, ValueError, AttributeError):
+            return 0
+
+    def _save_since(self, since: int) -> None:
+        path = self._cursor_file()
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({self.handle.id: since}))
+        os.replace(tmp, path)
+

@@ -1,0 +1,146 @@
+"""What travels between the Temporal engine's client, workflows and activities.
+
+Plain dataclasses the default data converter turns into JSON: no tokens, no agent output
+(logs stay on their host; only paths and short tails travel), nothing near the 2 MiB payload
+limit. Names (task queues, workflow ids) are derived here so the client, the workflows and the
+worker cannot disagree about them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from wf.engine.activities import RunSetup  # at run time: the converter reads the type hints
+
+EVENTS_PER_QUERY = 500  # bounds one query's answer (each event is well under 1 KiB)
+
+
+@dataclass(frozen=True)
+class Names:
+    """The task queues and workflow ids of one repository: ``prefix`` is ``[engine]
+    task_queue``, ``repo_key`` the repository's root commit (the same in every clone)."""
+
+    prefix: str
+    repo_key: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}.{self.repo_key[:12]}"
+
+    @property
+    def shared_queue(self) -> str:
+        return self.base
+
+    def host_queue(self, host: str) -> str:
+        return f"{self.base}.host.{host}"
+
+    @property
+    def repo_workflow(self) -> str:
+        return f"{self.base}.repo"
+
+    def task_workflow(self, task_id: str) -> str:
+        return f"{self.base}.task.{task_id}"
+
+
+@dataclass
+class Settings:
+    """What the repository workflow schedules by, from the config of the latest ``wf run``."""
+
+    max_parallel: int = 4
+    agent_limits: dict[str, int | None] = field(default_factory=dict)
+    port_range: tuple[int, int] = (20000, 29999)
+    log_max_bytes: int = 0
+    heartbeat_timeout: float = 10.0
+    host_lost_after: float = 300.0
+
+
+@dataclass
+class WireEvent:
+    """An event as a workflow recorded it: ``seq`` is the repository workflow's order,
+    ``key`` the idempotency key the client's mirror deduplicates by."""
+
+    stream: str
+    type: str
+    data: dict[str, Any]
+    ts: float
+    key: str
+    seq: int = 0
+
+
+@dataclass
+class Submit:
+    """``wf run``: the ``task.submitted`` events the client worked out, and the settings."""
+
+    events: list[WireEvent]
+    settings: Settings
+
+
+@dataclass
+class SignalRequest:
+    kind: str
+    task_id: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EventsPage:
+    """An answer of the repository workflow's ``events`` query: its events after ``since``
+    (at most EVENTS_PER_QUERY), the next ``since``, and the attempts running now (their own
+    workflows hold their live events until they end)."""
+
+    events: list[WireEvent]
+    next: int
+    running: list[str]  # workflow ids of the task workflows running an attempt
+
+
+@dataclass
+class AttemptInput:
+    """One attempt of one task, for its task workflow: the rows it starts from (the
+    repository workflow's projection), what the agent is told, and where to run."""
+
+    task: dict[str, Any]
+    attempt: dict[str, Any]
+    n: int
+    enqueue: bool
+    ports_taken: list[int]
+    settings: Settings
+    queue: str  # the shared task queue
+    host_queues: dict[str, str]  # host -> its queue
+    host: str | None  # the host holding the task's worktree, if any
+    clock_offset: float = 0.0
+
+
+@dataclass
+class AttemptResult:
+    events: list[WireEvent]
+    host: str | None
+
+
+@dataclass
+class Facts:
+    """What a running attempt's activity tells its workflow: ``attempt.spawned``,
+    ``attempt.adopted`` and ``agent.*`` events, as (type, data) pairs."""
+
+    events: list[tuple[str, dict[str, Any]]]
+
+
+@dataclass
+class Prepared:
+    """``ensure_worktree`` on some host: the worktree and the host that holds it."""
+
+    branch: str
+    path: str
+    created: bool
+    base_commit: str | None
+    merged: bool
+    host: str
+
+
+@dataclass(frozen=True)
+class TaskSetup:
+    """``run_setup`` of attempt ``n``: its output goes to that attempt's log on the host."""
+
+    task_id: str
+    n: int
+    setup: RunSetup

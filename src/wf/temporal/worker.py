@@ -1,0 +1,56 @@
+"""``wf worker``: one host's Temporal worker for a repository.
+
+It polls two task queues: the repository's shared queue (the workflows, and the first step of
+a task, which any host may take) and its own host's queue (every later step of a task whose
+worktree it holds). It runs the activities in ``activities.py`` against this clone.
+
+Stopping it (Ctrl-C, SIGTERM) stops the polling at once and lets the agents run on: each
+attempt's activity lets go of its agent without stopping it, and the worker that comes back
+(or, after ``[engine] host_lost_after``, another host) adopts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from temporalio.worker import Worker
+
+from wf.temporal.activities import WorkerActivities
+from wf.temporal.connect import connect
+from wf.temporal.engine import names_for
+from wf.temporal.workflows import RepoWorkflow, TaskWorkflow
+
+if TYPE_CHECKING:
+    from wf.repository import Repo
+
+Report = Callable[[str, dict[str, Any]], None]
+THROTTLE = timedelta(seconds=1)  # heartbeats reach the server at least this often: a cancel
+# waits for the next one (temporal.md: 2.9 s at the default throttle, 0.99 s with this)
+
+
+async def serve(repo: Repo, environ: Mapping[str, str], stop: asyncio.Event, *,
+                slots: int = 4, report: Report | None = None) -> None:
+    """Run this host's worker until ``stop`` is set."""
+    cfg = repo.config.engine
+    names = names_for(repo)
+    host = cfg.host_name()
+    client = await connect(cfg, environ)
+    acts = WorkerActivities(repo, host, environ, slots=slots, report=report)
+    common: dict[str, Any] = dict(
+        activities=acts.all(), activity_executor=acts.pool,
+        max_heartbeat_throttle_interval=THROTTLE, default_heartbeat_throttle_interval=THROTTLE,
+        graceful_shutdown_timeout=timedelta(0))
+    # The shared queue also takes the workflows; the host's own queue only this host's steps.
+    shared = Worker(client, task_queue=names.shared_queue, workflows=[RepoWorkflow, TaskWorkflow],
+                    max_concurrent_activities=slots, **common)
+    own = Worker(client, task_queue=names.host_queue(host),
+                 max_concurrent_activities=slots + 8, **common)  # + short steps
+    if report is not None:
+        report("ready", {"host": host, "queues": [names.shared_queue, names.host_queue(host)],
+                         "address": cfg.address, "namespace": cfg.namespace, "slots": slots})
+    async with shared, own:
+        await stop.wait()
+    acts.pool.shutdown(wait=False, cancel_futures=True)

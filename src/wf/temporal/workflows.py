@@ -1,0 +1,419 @@
+"""The Temporal engine's workflows: the same decisions as the local engine, durably.
+
+``RepoWorkflow`` (one per repository, id ``<prefix>.<repo>.repo``) is the scheduler: it holds
+the projection of every task, asks ``schedule.schedule`` what starts and what is blocked,
+``signal_rules`` what a person's command does, and ``schedule.sleep_for`` when a retry is due
+(a durable timer); it starts one ``TaskWorkflow`` per attempt and folds the events it returns.
+``TaskWorkflow`` (id ``<prefix>.<repo>.task.<id>``, one run per attempt) is the driver: it asks
+``attempt_plan`` and ``decide`` what to do and has the activities of ``activities.py`` do it,
+on the queue of the host that holds the task's worktree.
+
+Workflow code is deterministic: time is ``workflow.now()`` (plus the offset a test's clock
+sets), randomness ``workflow.random()``, and everything else comes in events and activity
+results. The wf modules it imports are passed through the sandbox: they are the pure
+decision modules (``tests/unit/test_decision_purity.py``) and the dataclasses activities take.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
+
+with workflow.unsafe.imports_passed_through():
+    from wf.agents import process
+    from wf.engine import attempt_plan as plan
+    from wf.engine.activities import (
+        AgentEnvironment,
+        AttemptReport,
+        EnsureWorktree,
+        ResetForRetry,
+        RunAttempt,
+        RunSetup,
+        SetupResult,
+        StartResolution,
+        first_line,
+        last_line,
+    )
+    from wf.engine.decide import Outcome, attempt_outcome, close_attempt, infra_outcome
+    from wf.engine.schedule import all_settled, schedule, sleep_for
+    from wf.engine.signal_rules import VERBS, decide_signal, judge_signal
+    from wf.model import SIGNAL_STREAM, AttemptState, Event, FailureKind, task_stream
+    from wf.spec import TaskSpec
+    from wf.store.projections import Projection, apply
+    from wf.temporal.shapes import (
+        EVENTS_PER_QUERY,
+        AttemptInput,
+        AttemptResult,
+        EventsPage,
+        Facts,
+        Prepared,
+        Settings,
+        SignalRequest,
+        Submit,
+        TaskSetup,
+        WireEvent,
+    )
+
+DAY = 86400.0
+# Activities fail on wf's side (git, a file) rarely and briefly; the agent's own failures are
+# the workflow's to count, never these retries'.
+INFRA_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(
+    seconds=10), maximum_attempts=3, non_retryable_error_types=["ConfigError"])
+# An attempt's activity is retried until it ends: each retry adopts the live agent.
+ATTEMPT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=0.5),
+                            maximum_interval=timedelta(seconds=5), maximum_attempts=0)
+
+
+class _Log:
+    """Events a workflow records: folded into its projection as they are recorded."""
+
+    def __init__(self, p: Projection, offset: float) -> None:
+        self.p, self.offset = p, offset
+        self.events: list[WireEvent] = []
+        self.versions: dict[str, int] = {}
+
+    def now(self) -> float:
+        return workflow.now().timestamp() + self.offset
+
+    def fold(self, w: WireEvent) -> WireEvent:
+        version = self.versions.get(w.stream, 0) + 1
+        self.versions[w.stream] = version
+        apply(self.p, Event(w.seq, w.stream, version, w.type, w.ts, w.data, w.key))
+        self.events.append(w)
+        return w
+
+
+@workflow.defn(name="wf.repo")
+class RepoWorkflow:
+    def __init__(self) -> None:
+        self.p = Projection()
+        self.log = _Log(self.p, 0.0)
+        self.settings = Settings()
+        self.queue = ""
+        self.host_queues: dict[str, str] = {}  # host -> queue, as workers reported them
+        self.hosts: dict[str, str] = {}  # task -> the host holding its worktree
+        self.running: dict[str, Any] = {}  # task -> its task workflow's handle (None: starting)
+        self.cancel_pending: set[str] = set()  # cancelled while its workflow was starting
+        self.signals: list[tuple[int, SignalRequest]] = []
+        self.woken = False
+        self.chain = ""
+
+    def _record(self, stream: str, type_: str, data: dict[str, Any],
+                key: str | None = None) -> WireEvent:
+        seq = len(self.log.events) + 1
+        return self.log.fold(WireEvent(stream, type_, data, self.log.now(),
+                                       key or f"tw:{self.chain}:{seq}", seq))
+
+    @workflow.run
+    async def run(self, queue: str) -> None:
+        self.queue = queue
+        # Keys of this workflow's own events: unique to this chain of runs, so a repository
+        # workflow started afresh never has its events taken for an earlier one's.
+        self.chain = workflow.info().first_execution_run_id[:12]
+        while True:
+            self._handle_signals()
+            self._start_ready()
+            due = sleep_for(self.p.tasks, self.log.now(), DAY)
+            await workflow.wait_condition(lambda: self.woken,
+                                          timeout=None if due >= DAY else max(due, 0.001))
+            self.woken = False
+
+    # -- people and the client ---------------------------------------------------------------
+    @workflow.signal(name="submit")
+    def submit(self, inp: Submit) -> None:
+        """Record the ``task.submitted`` events the log does not hold yet, and the settings
+        of the latest ``wf run`` (its tasks file may change ``max_parallel``)."""
+        self.settings = inp.settings
+        known = {e.key for e in self.log.events}
+        for e in inp.events:
+            if e.key not in known:
+                self._record(e.stream, e.type, e.data, e.key)
+        self.woken = True
+
+    @workflow.update(name="signal")
+    def signal(self, req: SignalRequest) -> int:
+        """A person's command: recorded as ``signal.sent`` and acted on by the loop."""
+        sent = self._record(SIGNAL_STREAM, "signal.sent",
+                            {"kind": req.kind, "task": req.task_id, **req.data})
+        self.signals.append((sent.seq, req))
+        self.woken = True
+        return sent.seq
+
+    @signal.validator
+    def _judge(self, req: SignalRequest) -> None:
+        verdict = judge_signal(req.kind, req.task_id, self.p.tasks.get(req.task_id),
+                               self.p.queue.get(req.task_id), queue_enabled=False,
+                               running=req.task_id in self.running,
+                               branch=req.data.get("branch"))
+        if not verdict.applies:
+            raise ApplicationError(f"cannot {VERBS.get(req.kind, req.kind)} {req.task_id}: "
+                                   f"{verdict.reason}", verdict.hint, type="Refused",
+                                   non_retryable=True)
+
+    @workflow.signal(name="clock_offset")
+    def clock_offset(self, seconds: float) -> None:
+        """The engine's injected clock moved (tests): timers count by it from now on."""
+        self.log.offset = seconds
+        self.woken = True
+
+    @workflow.signal(name="worker")
+    def worker(self, host: str, queue: str) -> None:
+        self.host_queues[host] = queue
+
+    @workflow.query(name="events")
+    def events(self, since: int) -> EventsPage:
+        page = self.log.events[since: since + EVENTS_PER_QUERY]
+        return EventsPage(page, since + len(page),
+                          sorted(f"{self.queue}.task.{tid}" for tid in self.running))
+
+    @workflow.query(name="settled")
+    def settled(self) -> bool:
+        return all_settled(self.p.tasks) and not self.running
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _handle_signals(self) -> None:
+        pending, self.signals = self.signals, []
+        for seq, req in pending:
+            out = decide_signal(req.kind, req.task_id, req.data, self.p.tasks, self.p.queue,
+                                queue_enabled=False, running=req.task_id in self.running)
+            if out.stop_attempt:
+                handle = self.running[req.task_id]
+                if handle is None:
+                    self.cancel_pending.add(req.task_id)
+                else:
+                    asyncio.create_task(handle.signal(TaskWorkflow.cancel))
+            for e in out.events:
+                self._record(e.stream, e.type, e.data, e.idempotency_key)
+            self._record(SIGNAL_STREAM, "signal.handled", {
+                "signal_seq": seq, "task": req.task_id, "result": out.result},
+                f"signal.handled:{self.chain}:{seq}")
+
+    def _start_ready(self) -> None:
+        running = {t: self.p.tasks[t]["agent"] for t in self.running}
+        plan_ = schedule(self.p.tasks, running, self.log.now(),
+                         max_parallel=self.settings.max_parallel,
+                         agent_limits=self.settings.agent_limits)
+        for e in plan_.blocked:
+            self._record(e.stream, e.type, e.data, e.idempotency_key)
+        for tid in plan_.start:
+            self._start_attempt(tid)
+
+    def _start_attempt(self, tid: str) -> None:
+        n = (self.p.tasks[tid]["attempts"] or 0) + 1
+        self._record(task_stream(tid), "attempt.started", {"n": n, "log_path": None},
+                     f"attempt.started:{tid}:{n}")
+        inp = AttemptInput(
+            task=dict(self.p.tasks[tid]), attempt=dict(self.p.attempts[(tid, n)]), n=n,
+            enqueue=False, ports_taken=sorted(plan.ports_taken(self.p.tasks, tid)),
+            settings=self.settings, queue=self.queue, host_queues=dict(self.host_queues),
+            host=self.hosts.get(tid), clock_offset=self.log.offset)
+        self.running[tid] = None
+        asyncio.create_task(self._drive(tid, inp))
+
+    async def _drive(self, tid: str, inp: AttemptInput) -> None:
+        wid = f"{self.queue}.task.{tid}"
+        try:
+            handle = await workflow.start_child_workflow(
+                TaskWorkflow.run, inp, id=wid, task_queue=self.queue,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE)
+            self.running[tid] = handle
+            if tid in self.cancel_pending:
+                self.cancel_pending.discard(tid)
+                await handle.signal(TaskWorkflow.cancel)
+            result: AttemptResult = await handle
+        except Exception as exc:  # the task workflow itself failed: close the attempt
+            result = AttemptResult([], None)
+            outcome = infra_outcome(f"task workflow failed: {exc}")
+            spec = TaskSpec.model_validate(self.p.tasks[tid]["spec"])
+            for e in close_attempt(self.p.tasks[tid], inp.n, outcome, spec.retry,
+                                   workflow.random(), enqueue=False):
+                self._record(e.stream, e.type, e.data, e.idempotency_key)
+        for w in result.events:
+            self._record(w.stream, w.type, w.data, w.key)
+        if result.host:
+            self.hosts[tid] = result.host
+        self.running.pop(tid, None)
+        self.woken = True
+
+
+@workflow.defn(name="wf.task")
+class TaskWorkflow:
+    """One attempt of one task, from its worktree to the decision that closes it."""
+
+    def __init__(self) -> None:
+        self.cancel_reason: str | None = None
+        self.attempt_task: asyncio.Task[Any] | None = None
+        self.log: _Log | None = None
+        self.pending_facts: list[Facts] = []
+
+    @workflow.run
+    async def run(self, inp: AttemptInput) -> AttemptResult:
+        tid = inp.task["id"]
+        p = Projection(tasks={tid: dict(inp.task)}, attempts={(tid, inp.n): dict(inp.attempt)})
+        self.log = _Log(p, inp.clock_offset)
+        self.inp, self.tid, self.n = inp, tid, inp.n
+        self.spec = TaskSpec.model_validate(inp.task["spec"])
+        self.host = inp.host
+        for facts in self.pending_facts:
+            self.facts(facts)
+        try:
+            outcome = await self._prepare_and_run()
+        except ActivityError as exc:
+            outcome = infra_outcome(_cause(exc))
+        self._emit_all(close_attempt(p.tasks[tid], self.n, outcome, self.spec.retry,
+                                     workflow.random(), enqueue=inp.enqueue))
+        return AttemptResult(self.log.events, self.host)
+
+    @workflow.signal(name="cancel")
+    def cancel(self) -> None:
+        self.cancel_reason = "cancelled by signal"
+        if self.attempt_task is not None:
+            self.attempt_task.cancel()
+
+    @workflow.signal(name="facts")
+    def facts(self, facts: Facts) -> None:
+        """Facts the attempt's activity reports as they happen (its pid, the agent's output)."""
+        if self.log is None:  # a signal may come before run() starts
+            self.pending_facts.append(facts)
+            return
+        for type_, data in facts.events:
+            self._emit(type_, data)
+
+    @workflow.query(name="events")
+    def events(self) -> list[WireEvent]:
+        return list(self.log.events) if self.log else []
+
+    # -- the attempt ---------------------------------------------------------------------------
+    def _emit(self, type_: str, data: dict[str, Any], key: str | None = None,
+              stream: str | None = None) -> None:
+        assert self.log is not None
+        i = len(self.log.events) + 1
+        self.log.fold(WireEvent(stream or task_stream(self.tid), type_, data, self.log.now(),
+                                key or f"tw:{self.inp.queue}:{self.tid}:{self.n}:{i}"))
+
+    def _emit_all(self, events: list[Any]) -> None:
+        for e in events:
+            self._emit(e.type, e.data, e.idempotency_key, e.stream)
+
+    @property
+    def task(self) -> dict[str, Any]:
+        assert self.log is not None
+        return self.log.p.tasks[self.tid]
+
+    def _queue(self) -> str:
+        if self.host is None:
+            return self.inp.queue
+        return self.inp.host_queues.get(self.host) or f"{self.inp.queue}.host.{self.host}"
+
+    async def _activity(self, name: str, arg: Any, result_type: type, *,
+                        timeout: float = 600.0, on_host: bool = True) -> Any:
+        return await workflow.execute_activity(
+            name, arg, result_type=result_type,
+            task_queue=self._queue() if on_host else self.inp.queue,
+            start_to_close_timeout=timedelta(seconds=timeout), retry_policy=INFRA_RETRY)
+
+    async def _prepare_and_run(self) -> Outcome:
+        spec, tid, n = self.spec, self.tid, self.n
+        failed = await self._ensure_worktree()
+        if failed is not None:
+            return failed
+        todo = plan.plan_attempt(self.task, spec, n)
+        path = self.task["worktree"]
+        prompt = spec.prompt
+        if todo.resolve:
+            target = todo.resolve["target"]
+            files = await self._activity("wf.start_resolution",
+                                         StartResolution(tid, path, n, target), list)
+            self._emit("attempt.conflict", {"n": n, "target": target, "files": list(files)})
+            prompt = plan.conflict_prompt(spec, target, files, todo.resolve)
+        elif todo.reset:
+            backup = await self._activity("wf.reset_for_retry", ResetForRetry(
+                tid, path, n, self.task["base_commit"]), str)
+            if backup:
+                self._emit("attempt.reset", {"n": n, "backup_ref": backup})
+        env = AgentEnvironment(plan.wf_variables(spec, self.task, n, prompt), spec.env,
+                               spec.pass_env)
+        if todo.setup:
+            result = await self._activity("wf.run_setup", TaskSetup(tid, n, RunSetup(
+                path, tuple(spec.setup), env, spec.timeout, "")), SetupResult,
+                timeout=spec.timeout or DAY)
+            if not result.ok:
+                return Outcome(AttemptState.FAILED, FailureKind.SETUP_ERROR,
+                               f"setup command failed: {last_line(result.output)}")
+            self._emit("task.setup_done", {"n": n})
+        if self.cancel_reason:
+            return Outcome(AttemptState.CANCELLED, None, self.cancel_reason)
+        template = plan.agent_command(spec, todo.session)
+        values = plan.placeholders(spec, self.task, n, prompt, todo.session)
+        return await self._run_attempt(tuple(process.fill_placeholders(template, values)), env, todo.session)
+
+    async def _ensure_worktree(self) -> Outcome | None:
+        spec, tid = self.spec, self.tid
+        task = self.task
+        stream = task_stream(tid)
+        if task["worktree_ready"] and task["worktree"] and self.host is not None:
+            if await self._activity("wf.worktree_exists", task["worktree"], bool):
+                return None
+            # Deleted by hand: say so; ``ensure`` makes it again from the task's branch.
+            self._emit("task.worktree_lost", {"path": task["worktree"],
+                                              "branch": task["branch"]}, stream=stream)
+        start = plan.worktree_start(spec, landed_target=None)
+        self._emit("task.worktree_requested", {
+            "branch": spec.branch, "path": None, "base_ref": spec.base,
+            "start_point": start.start_point})
+        ready: Prepared = await self._activity("wf.ensure_worktree", EnsureWorktree(
+            tid, spec.base, start.start_point, start.merge, task["base_commit"]), Prepared)
+        self.host = ready.host
+        if not ready.merged:
+            return Outcome(AttemptState.FAILED, FailureKind.DEPENDENCY_CONFLICT,
+                           f"the branches of {', '.join(spec.depends_on)} do not merge cleanly")
+        port = task["port"] or plan.port_for(tid, self.inp.ports_taken,
+                                             tuple(self.inp.settings.port_range))
+        self._emit("task.worktree_ready", {
+            "branch": ready.branch, "path": ready.path, "base_commit": ready.base_commit,
+            "port": port, "created": ready.created, "host": ready.host})
+        return None
+
+    async def _run_attempt(self, argv: tuple[str, ...], env: AgentEnvironment,
+                           session: str | None) -> Outcome:
+        spec, task, n = self.spec, self.task, self.n
+        assert self.log is not None
+        inp = RunAttempt(
+            task_id=self.tid, n=n, path=task["worktree"] or "", argv=argv, env=env,
+            started=self.log.p.attempts[(self.tid, n)]["started_ts"] or self.log.now(),
+            base_commit=task["base_commit"], branch=task["branch"] or spec.branch,
+            commit_message=f"wf: {self.tid}: {first_line(spec.prompt)}", adapter=spec.adapter,
+            timeout=spec.timeout, no_output_timeout=spec.no_output_timeout,
+            max_log_bytes=self.inp.settings.log_max_bytes, session=session)
+        heartbeat = self.inp.settings.heartbeat_timeout
+        self.attempt_task = asyncio.ensure_future(workflow.execute_activity(
+            "wf.run_attempt", inp, result_type=AttemptReport, task_queue=self._queue(),
+            start_to_close_timeout=timedelta(seconds=(spec.timeout or 30 * DAY) + 3600),
+            heartbeat_timeout=timedelta(seconds=heartbeat), retry_policy=ATTEMPT_RETRY,
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED))
+        if self.cancel_reason:
+            self.attempt_task.cancel()
+        try:
+            report = await self.attempt_task
+        except ActivityError as exc:
+            if self.cancel_reason:
+                return Outcome(AttemptState.CANCELLED, None, self.cancel_reason)
+            raise exc
+        except asyncio.CancelledError:
+            return Outcome(AttemptState.CANCELLED, None, self.cancel_reason or "cancelled")
+        return attempt_outcome(report)
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost message of an activity's failure, in one line."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    if isinstance(exc, TimeoutError) and exc.type == TimeoutType.SCHEDULE_TO_START:
+        return "no worker took the step in time"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
