@@ -18,12 +18,6 @@ temporal_app = typer.Typer(help="The Temporal engine's helpers (docs/temporal.md
                            no_args_is_help=True)
 app.add_typer(temporal_app, name="temporal")
 
-# Ctrl-C kills the server after this long: its frontend drains for at least 1 s on SIGTERM,
-# which a dev server with nobody else to hand clients to does not need, and Ctrl-C must end
-# wf within a second. Its SQLite state survives a kill (docs/temporal.md).
-QUICK_STOP = 0.5
-
-
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM stops the server as Ctrl-C does
 
@@ -41,7 +35,7 @@ def dev(
                                           "ready")] = False,
 ) -> int:
     """Run a Temporal dev server in the foreground with wf's settings; Ctrl-C stops it."""
-    from wf.temporal.devserver import start_dev_server
+    from wf.temporal.devserver import QUICK_STOP, start_dev_server
 
     default_db, namespace = _repository_defaults()
     db = (db or default_db).absolute()
@@ -56,7 +50,7 @@ def dev(
         code = server.process.wait()
     except KeyboardInterrupt:
         if server is not None:  # else start_dev_server stopped it already
-            server.stop(grace=QUICK_STOP)
+            server.stop(grace=QUICK_STOP)  # Ctrl-C must end wf within a second
         note(f"stopped the Temporal dev server; its state is kept in {db}")
         raise typer.Exit(130) from None
     raise WfError(f"the Temporal dev server exited (exit {code}): {server.last_log_line()}",
