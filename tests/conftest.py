@@ -53,6 +53,17 @@ def origin(repo: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The address ("127.0.0.1:PORT") of a Temporal dev server shared by this pytest process's
+    tests (one per xdist worker); skipped where temporalio is not installed."""
+    pytest.importorskip("temporalio")
+    from temporal_server import running_server
+
+    with running_server(tmp_path_factory.mktemp("temporal")) as server:
+        yield server.address
+
+
+@pytest.fixture(scope="session")
 def forge_specs() -> Specs:
     """The forges' OpenAPI descriptions, loaded once per session."""
     return Specs()

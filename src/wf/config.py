@@ -6,9 +6,18 @@ formatting in ``wf.configerrors``; this module only says what a valid configurat
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from wf.merge_queue.policy import PolicyConfig
 from wf.model import check_task_id, parse_duration
@@ -149,16 +158,40 @@ class ProviderConfig(BaseModel):
     remote: str = Field("origin", description="git remote that branches are pushed to")
 
 
-ENGINE_KINDS = ("local",)  # what ``wf.engine.build_engine`` can build
+ENGINE_KINDS = ("local", "temporal")  # what ``wf.engine.build_engine`` can build
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
+_HOST_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_TASK_QUEUE = re.compile(r"[a-z0-9._-]{1,64}")
 
 
 class EngineConfig(BaseModel):
     """``[engine]``: which engine drives the tasks. ``"local"`` (the default) runs everything
-    in this process on this machine, with no server."""
+    in this process on this machine, with no server; ``"temporal"`` runs them on a Temporal
+    server, with ``wf worker`` on each machine (docs/temporal.md). The other fields are the
+    Temporal engine's; the local engine ignores them."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: str = Field("local", description=f"one of {', '.join(ENGINE_KINDS)}")
+    address: str = Field("127.0.0.1:7233", description="the Temporal server's HOST:PORT")
+    namespace: str = Field("default", min_length=1, description="the Temporal namespace")
+    task_queue: str = Field("wf", description="prefix of every task queue and workflow id "
+                            "wf uses, so several repositories can share a namespace")
+    tls: bool = Field(False, description="TLS to the server (Temporal Cloud needs it); "
+                      "always on when api_key_env is set")
+    api_key_env: str | None = Field(None, description="NAME of the environment variable "
+                                    "holding the API key; the key itself is never in config")
+    host: str | None = Field(None, description="this machine's name for its own task queue; "
+                             "default: the hostname")
+    heartbeat_timeout: float = Field(10.0, ge=1.0, description="a worker whose attempt stops "
+                                     "heartbeating this long is taken as gone")
+    host_lost_after: float = Field(300.0, description="how long a task waits for the host "
+                                   "holding its worktree before it is prepared again on "
+                                   "another host")
+
+    _durations = field_validator("heartbeat_timeout", "host_lost_after", mode="before")(
+        classmethod(lambda cls, v: parse_duration(v)))
 
     @field_validator("kind")
     @classmethod
@@ -166,6 +199,58 @@ class EngineConfig(BaseModel):
         if value not in ENGINE_KINDS:
             raise ValueError(f"unknown engine {value!r}; this wf has: {', '.join(ENGINE_KINDS)}")
         return value
+
+    @field_validator("address")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        host, _, port = value.strip().rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535 \
+                or any(c.isspace() for c in host):
+            raise ValueError(f"must be HOST:PORT, e.g. \"127.0.0.1:7233\" "
+                             f"(got {value[:80]!r})")
+        return value.strip()
+
+    @field_validator("task_queue")
+    @classmethod
+    def _queue_name(cls, value: str) -> str:
+        if not _TASK_QUEUE.fullmatch(value):
+            raise ValueError(f"must be 1-64 characters of a-z 0-9 . _ - "
+                             f"(got {value[:80]!r})")
+        return value
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _variable_name(cls, value: str | None) -> str | None:
+        # The value is left out of the message: someone may have pasted the key itself here.
+        if value is not None and not _ENV_NAME.fullmatch(value):
+            raise ValueError("must be the NAME of an environment variable "
+                             "(letters, digits and _, e.g. \"TEMPORAL_API_KEY\"), never the "
+                             "key itself")
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _host_name(cls, value: str | None) -> str | None:
+        if value is not None and not _HOST_NAME.fullmatch(value):
+            raise ValueError(f"must be 1-128 characters of A-Z a-z 0-9 . _ - "
+                             f"(got {value[:80]!r})")
+        return value
+
+    @field_validator("host_lost_after")
+    @classmethod
+    def _after_heartbeat(cls, value: float, info: ValidationInfo) -> float:
+        heartbeat = info.data.get("heartbeat_timeout")  # absent when it was invalid itself
+        if heartbeat is not None and value < heartbeat:
+            raise ValueError(f"must be at least heartbeat_timeout ({heartbeat:g} s): a host "
+                             "is only known lost once its heartbeats stopped")
+        return value
+
+    def host_name(self) -> str:
+        """This machine's name in task queues: ``host``, else the hostname with every
+        character outside A-Z a-z 0-9 . _ - replaced by ``-`` (never empty)."""
+        if self.host is not None:
+            return self.host
+        return re.sub(r"[^A-Za-z0-9._-]", "-", os.uname().nodename)[:128] or "localhost"
 
 
 class Config(BaseModel):

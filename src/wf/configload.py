@@ -66,8 +66,15 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "WF_RETRY_BACKOFF_COEFFICIENT": ("retry", "backoff_coefficient"),
     "WF_RETRY_MAXIMUM_INTERVAL": ("retry", "maximum_interval"),
     "WF_RETRY_JITTER": ("retry", "jitter"),
+    "WF_ENGINE": ("engine", "kind"),
+    "WF_TEMPORAL_ADDRESS": ("engine", "address"),
+    "WF_TEMPORAL_NAMESPACE": ("engine", "namespace"),
+    "WF_TEMPORAL_TASK_QUEUE": ("engine", "task_queue"),
+    "WF_TEMPORAL_HOST": ("engine", "host"),
 }
-_TEXT_VARS = frozenset({"WF_BASE", "WF_AGENT", "WF_WORKTREE_ROOT"})
+_TEXT_VARS = frozenset({"WF_BASE", "WF_AGENT", "WF_WORKTREE_ROOT", "WF_ENGINE",
+                        "WF_TEMPORAL_ADDRESS", "WF_TEMPORAL_NAMESPACE",
+                        "WF_TEMPORAL_TASK_QUEUE", "WF_TEMPORAL_HOST"})
 
 
 def find_repo_config_file(repo_root: Path) -> Path | None:

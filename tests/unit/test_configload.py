@@ -121,6 +121,8 @@ def test_env_overrides_every_variable(tmp_path: Path) -> None:
         "WF_LOG_MAX_BYTES": "65536", "WF_RETRY_MAXIMUM_ATTEMPTS": "0",
         "WF_RETRY_INITIAL_INTERVAL": "1m", "WF_RETRY_BACKOFF_COEFFICIENT": "1.5",
         "WF_RETRY_MAXIMUM_INTERVAL": "600", "WF_RETRY_JITTER": "0",
+        "WF_ENGINE": "temporal", "WF_TEMPORAL_ADDRESS": "tc.example:7233",
+        "WF_TEMPORAL_NAMESPACE": "ns", "WF_TEMPORAL_TASK_QUEUE": "wf-x", "WF_TEMPORAL_HOST": "h1",
     }
     assert set(env) == set(ENV_VARS)
     config = load_config(tmp_path, env=env)
