@@ -245,7 +245,7 @@ class TemporalHarness(EngineHarness):
                        what="the first agent's spawn", timeout=RUN_BOUND)
         finally:
             proc.kill()
-            proc.wait(RUN_BOUND)
+            proc.communicate(timeout=RUN_BOUND)  # and close its pipes
         assert proc.returncode == -signal.SIGKILL
 
     def close(self) -> None:

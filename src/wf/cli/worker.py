@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -36,8 +36,8 @@ def _line(kind: str, data: dict[str, Any]) -> str:
 
 @app.command()
 def worker(
-    slots: Annotated[int, typer.Option("--slots", min=1, help="attempts this host runs at once "
-                                       "(default: max_parallel)")] = 0,
+    slots: Annotated[Optional[int], typer.Option(  # noqa: UP045 (typer reads the hint)
+        "--slots", min=1, help="attempts this host runs at once (default: max_parallel)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
 ) -> int:
     """Run this host's Temporal worker: take the repository's tasks and run their agents here."""
@@ -67,6 +67,9 @@ def worker(
                     report=report)
 
     asyncio.run(main())
-    report("stopped", {}) if as_json else console.print(
-        "worker stopped; its agents run on, and the next worker adopts them", markup=False)
+    if as_json:
+        report("stopped", {})
+    else:
+        console.print("worker stopped; its agents run on, and the next worker adopts them",
+                      markup=False)
     return 0

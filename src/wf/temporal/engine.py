@@ -208,7 +208,10 @@ class TemporalEngine:
             touched: set[str] = set()
             while True:
                 await self._forward_clock(handle)
-                committed = await mirror.sync()
+                try:
+                    committed = await mirror.sync()
+                except WorkflowsSilent:  # a worker restarting: the work waits for one
+                    committed = []
                 if committed:
                     for observer in observers:
                         observer(committed)

@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from wf.temporal.activities import WorkerActivities
 from wf.temporal.connect import connect
@@ -31,6 +32,14 @@ THROTTLE = timedelta(seconds=1)  # heartbeats reach the server at least this oft
 # waits for the next one (temporal.md: 2.9 s at the default throttle, 0.99 s with this)
 
 
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox, with wf's modules passed through: the workflows use only its pure
+    decisions and plain dataclasses, and one copy of each class keeps the data converter's
+    types the workflows' (re-imported in the sandbox, a report's enums failed to convert)."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("wf"))
+
+
 async def serve(repo: Repo, environ: Mapping[str, str], stop: asyncio.Event, *,
                 slots: int = 4, report: Report | None = None) -> None:
     """Run this host's worker until ``stop`` is set."""
@@ -42,10 +51,13 @@ async def serve(repo: Repo, environ: Mapping[str, str], stop: asyncio.Event, *,
     common: dict[str, Any] = dict(
         activities=acts.all(), activity_executor=acts.pool,
         max_heartbeat_throttle_interval=THROTTLE, default_heartbeat_throttle_interval=THROTTLE,
-        graceful_shutdown_timeout=timedelta(0))
+        graceful_shutdown_timeout=timedelta(0),
+        # A killed worker's workflows are sticky to its own queue until this passes; queries
+        # (the mirror's) wait that long for a worker that will never answer.
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=1))
     # The shared queue also takes the workflows; the host's own queue only this host's steps.
     shared = Worker(client, task_queue=names.shared_queue, workflows=[RepoWorkflow, TaskWorkflow],
-                    max_concurrent_activities=slots, **common)
+                    workflow_runner=workflow_runner(), max_concurrent_activities=slots, **common)
     own = Worker(client, task_queue=names.host_queue(host),
                  max_concurrent_activities=slots + 8, **common)  # + short steps
     if report is not None:
