@@ -8,6 +8,7 @@ commands such as ``wf status`` start fast.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -15,16 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wf import gitx
-from wf.errors import NotFound, UsageError
 from wf.engine.base import Observer
-from wf.model import Event
+from wf.errors import NotFound, UsageError
+from wf.model import Event, SignalKind
 # The CLI and the dashboard find the repository through the façade: api.open_repo().
-from wf.repository import (
-    EngineLock, Repo, engine_active, find_repo, get_task, open_repo, open_store,  # noqa: F401
+from wf.repository import (  # noqa: F401
+    EngineLock, Repo, engine_active, find_repo, get_task, open_repo, open_store,
 )
-# Signals (wf cancel, wf retry, the queue's commands) are rows of the log: recording one needs
-# neither the engine nor, except for a queue signal, wf.toml.
-from wf.signals import entry_id_for, record_signal as send_signal  # noqa: F401
+from wf.signals import entry_id_for, record_signal  # noqa: F401  (entry_id_for: the CLI's)
 
 if TYPE_CHECKING:
     from wf.engine.base import RunOutcome
@@ -49,7 +48,55 @@ def run(repo: Repo, specs: list[TaskSpec] | None, *, command: str,
     return build_engine(repo).run(specs, command=command, observers=observers)
 
 
+def send_signal(repo: Repo, kind: SignalKind, task_id: str, **data: Any) -> tuple[Event, bool]:
+    """A person's command (cancel, retry, the queue's): (the ``signal.sent`` event, whether an
+    engine is there to act on it).
+
+    On the local engine a signal is a row of the log, which the running engine (or the next)
+    consumes: recording one needs neither the engine nor, except for a queue signal, wf.toml,
+    so a broken config never keeps a person from cancelling. On Temporal it goes to the
+    repository's workflow, which judges it by the same rule and acts on it at once."""
+    if _engine_kind(repo) == "temporal":
+        from wf.engine import build_engine
+
+        return build_engine(repo).signal(kind, task_id, **data), True
+    return record_signal(repo, kind, task_id, **data)
+
+
+def _engine_kind(repo: Repo) -> str:
+    """``[engine] kind``; "local" when wf.toml cannot be read (what needs it says so)."""
+    from wf.errors import ConfigError
+
+    try:
+        return repo.config.engine.kind
+    except ConfigError:
+        return "local"
+
+
 # -- reading ---------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def mirrored(repo: Repo, *, interval: float = 0.5) -> Iterator[None]:
+    """While the block runs, keep this clone's log up to date with the engine's: on Temporal a
+    thread pulls the workflows' events every ``interval`` seconds (``wf events -f``,
+    ``wf dash``); on the local engine the log is the engine's own, and nothing is done."""
+    if _engine_kind(repo) != "temporal":
+        yield
+        return
+    from wf.temporal.engine import MirrorThread
+
+    with MirrorThread(repo, interval=interval):
+        yield
+
+
+def refresh(repo: Repo) -> None:
+    """Pull what the engine recorded since (Temporal), within about a second; with no server or
+    worker answering, the log is read as this clone has it."""
+    if _engine_kind(repo) == "temporal":
+        from wf.temporal.engine import refresh_mirror
+
+        refresh_mirror(repo)
+
 
 STATUS_FIELDS = ("id", "state", "agent", "attempts", "branch", "worktree", "last_error",
                  "last_failure_kind", "next_retry_at", "depends_on", "base_commit", "commit_sha",
@@ -63,6 +110,7 @@ def status(repo: Repo, *, all_tasks: bool = False) -> list[dict[str, Any]]:
     ones first."""
     from wf.scope import current_run, display_order, run_start
 
+    refresh(repo)
     if not repo.db_path.exists():
         return []
     store = open_store(repo)

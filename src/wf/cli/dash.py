@@ -27,7 +27,8 @@ def dash(all_tasks: AllOpt = False, as_json: JsonOpt = False) -> int:
     _need_terminal()
     from wf.tui import run_dashboard
 
-    run_dashboard(repo, all_tasks=all_tasks)
+    with api.mirrored(repo):
+        run_dashboard(repo, all_tasks=all_tasks)
     return 0
 
 

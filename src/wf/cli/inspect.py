@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from typing import Annotated, Optional
@@ -13,7 +14,13 @@ from rich.table import Table
 from wf import api
 from wf.cli import app
 from wf.cli.output import (
-    console, event_text, note, pr_cell, print_json, styled_state, transcript_line,
+    console,
+    event_text,
+    note,
+    pr_cell,
+    print_json,
+    styled_state,
+    transcript_line,
 )
 from wf.model import format_duration
 
@@ -183,13 +190,20 @@ def events(
 ) -> int:
     """The event log, oldest first."""
     repo = api.open_repo()
+    if not follow:
+        api.refresh(repo)
     try:
-        for e in api.events(repo, since=since, follow=follow):
-            if as_json:
-                print_json(e.to_json())
-            else:
-                line = event_text(e)
-                console.print(f"[dim]{e.seq:>6}[/] {escape(line)}", soft_wrap=True)
+        with api.mirrored(repo) if follow else contextlib.nullcontext():
+            for e in api.events(repo, since=since, follow=follow):
+                _print_event(e, as_json)
     except KeyboardInterrupt:
         return 0
     return 0
+
+
+def _print_event(e: api.Event, as_json: bool) -> None:
+    if as_json:
+        print_json(e.to_json())
+    else:
+        line = event_text(e)
+        console.print(f"[dim]{e.seq:>6}[/] {escape(line)}", soft_wrap=True)

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import random
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -24,12 +25,12 @@ from wf import gitx
 from wf.engine.base import Clock, Observer, RunOutcome, SystemClock
 from wf.errors import ConfigError, GitError, Interrupted, Refused, WfError
 from wf.model import Event, NewEvent, SignalKind
+from wf.repository import Repo, open_store
 from wf.temporal.shapes import Names, Settings, SignalRequest, Submit, WireEvent
 
 if TYPE_CHECKING:
     from temporalio.client import Client
 
-    from wf.repository import Repo
     from wf.spec import TaskSpec
     from wf.store import EventStore
 
@@ -125,8 +126,6 @@ class TemporalEngine:
         return asyncio.run(main())
 
     def _store(self) -> EventStore:
-        from wf.repository import open_store
-
         return open_store(self.repo)
 
     async def _sync(self, client: Client) -> None:
@@ -245,8 +244,10 @@ class Mirror:
     now) into this clone's log, in order, each once: the workflows' idempotency keys are the
     log's, so two mirrors (``wf run`` and ``wf dash``) can run at once."""
 
-    def __init__(self, store: EventStore, handle: Any, client: Client) -> None:
+    def __init__(self, store: EventStore, handle: Any, client: Client, *,
+                 timeout: timedelta = QUERY_TIMEOUT) -> None:
         self.store, self.handle, self.client = store, handle, client
+        self.timeout = timeout
         self.running: list[str] = []
 
     async def sync(self) -> list[Event]:
@@ -260,7 +261,7 @@ class Mirror:
         while True:
             try:
                 page: EventsPage = await self.handle.query(
-                    "events", since, result_type=EventsPage, rpc_timeout=QUERY_TIMEOUT)
+                    "events", since, result_type=EventsPage, rpc_timeout=self.timeout)
             except RPCError as exc:
                 if exc.status == RPCStatusCode.NOT_FOUND:
                     return out  # no repository workflow yet: nothing to mirror
@@ -281,7 +282,7 @@ class Mirror:
 
         try:
             return await self.client.get_workflow_handle(workflow_id).query(
-                "events", result_type=list[WireEvent], rpc_timeout=QUERY_TIMEOUT)
+                "events", result_type=list[WireEvent], rpc_timeout=self.timeout)
         except RPCError:
             return []  # not started yet, or just ended: the repository workflow has them
 
@@ -312,3 +313,77 @@ class Mirror:
         tmp.write_text(json.dumps({self.handle.id: since}))
         os.replace(tmp, path)
 
+
+
+REFRESH_BOUND = 1.5  # seconds a read-only command waits for the workflows before reading
+_refreshed: dict[str, float] = {}  # repository -> when this process last refreshed its mirror
+
+
+def refresh_mirror(repo: Repo) -> bool:
+    """One bounded pull of the workflows' events into the clone's log (``wf status``): once a
+    second at most per process; False when the server or a worker did not answer in time."""
+    key = str(repo.root)
+    if time.monotonic() - _refreshed.get(key, -10.0) < 1.0:
+        return True
+    _refreshed[key] = time.monotonic()
+
+    async def pull() -> None:
+        from wf.temporal.connect import connect
+
+        names = names_for(repo)
+        client = await connect(repo.config.engine, os.environ, timeout=REFRESH_BOUND)
+        store = open_store(repo)
+        try:
+            await Mirror(store, client.get_workflow_handle(names.repo_workflow), client,
+                         timeout=timedelta(seconds=REFRESH_BOUND)).sync()
+        finally:
+            store.close()
+
+    try:
+        asyncio.run(asyncio.wait_for(pull(), REFRESH_BOUND * 2))
+    except (WfError, TimeoutError, RuntimeError):
+        return False
+    return True
+
+
+class MirrorThread:
+    """Keeps the clone's log up to date with the workflows, in a thread of its own, while a
+    command shows the log live (``wf events -f``, ``wf dash``). It never stops the command: a
+    server or worker that does not answer only leaves the log as it was."""
+
+    def __init__(self, repo: Repo, *, interval: float = 0.5) -> None:
+        self.repo, self.interval = repo, interval
+        self.stopping = threading.Event()
+        self.error: str | None = None
+        self.thread = threading.Thread(target=self._body, name="wf-mirror", daemon=True)
+
+    def __enter__(self) -> MirrorThread:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()  # a daemon thread: the command never waits for a slow server
+
+    def _body(self) -> None:
+        with contextlib.suppress(Exception):
+            asyncio.run(self._loop())
+
+    async def _loop(self) -> None:
+        from wf.temporal.connect import connect
+
+        names = names_for(self.repo)
+        client = None
+        while not self.stopping.is_set():
+            try:
+                if client is None:
+                    client = await connect(self.repo.config.engine, os.environ)
+                store = open_store(self.repo)
+                try:
+                    await Mirror(store, client.get_workflow_handle(names.repo_workflow),
+                                 client).sync()
+                finally:
+                    store.close()
+                self.error = None
+            except WfError as exc:
+                self.error = exc.message
+            await asyncio.sleep(self.interval)

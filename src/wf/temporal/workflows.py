@@ -350,7 +350,8 @@ class TaskWorkflow:
             return Outcome(AttemptState.CANCELLED, None, self.cancel_reason)
         template = plan.agent_command(spec, todo.session)
         values = plan.placeholders(spec, self.task, n, prompt, todo.session)
-        return await self._run_attempt(tuple(process.fill_placeholders(template, values)), env, todo.session)
+        argv = tuple(process.fill_placeholders(template, values))
+        return await self._run_attempt(argv, env, todo.session)
 
     async def _ensure_worktree(self) -> Outcome | None:
         spec, tid = self.spec, self.tid
