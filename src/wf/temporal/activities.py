@@ -20,19 +20,22 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from wf import gitx
 from wf.daemon_thread import in_daemon_thread
 from wf.engine.activities import (
     AttemptAbandoned,
     AttemptReport,
-    EnsureWorktree,
     ResetForRetry,
     RunAttempt,
     SetupResult,
@@ -42,7 +45,7 @@ from wf.engine.activities import (
 from wf.engine.driver import LocalControl
 from wf.errors import WfError
 from wf.model import NewEvent
-from wf.temporal.shapes import Facts, Prepared, TaskSetup
+from wf.temporal.shapes import Facts, Prepare, Prepared, PushBranch, TaskSetup
 
 if TYPE_CHECKING:
     from wf.repository import Repo
@@ -50,6 +53,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 HEARTBEAT_EVERY = 1.0  # seconds; the SDK throttles what it sends (max_heartbeat_throttle_interval)
 Report = Callable[[str, dict[str, Any]], None]
+CLAIM_TTL = 60.0  # seconds a task taken here holds a slot before its attempt starts
 
 
 def _one_line_errors(fn: Callable[..., T]) -> Callable[..., T]:
@@ -120,19 +124,56 @@ class WorkerActivities:
         self.report: Report = report or (lambda kind, data: None)
         # Sync activities of both queues share it (the attempts themselves run in threads
         # of their own): enough that neither queue's limit waits on the other's.
+        self.slots = slots
+        self.running: set[str] = set()  # tasks whose attempt runs here now
+        self.claimed: dict[str, float] = {}  # tasks taken here whose attempt has not started
+        self._slots_lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=2 * slots + 8, thread_name_prefix="wf-activity")
 
     def all(self) -> list[Callable[..., Any]]:
-        return [self.ensure_worktree, self.worktree_exists, self.reset_for_retry,
+        return [self.ensure_worktree, self.push_branch, self.worktree_exists, self.reset_for_retry,
                 self.start_resolution, self.run_setup, self.run_attempt]
+
+    def _take(self, task_id: str) -> None:
+        """Take a new task for this host, or refuse it as busy (retried at once by Temporal,
+        so a host with a free slot takes it): a host runs at most ``slots`` attempts."""
+        with self._slots_lock:
+            now = time.monotonic()
+            self.claimed = {t: at for t, at in self.claimed.items() if now - at < CLAIM_TTL}
+            if task_id not in self.claimed and len(self.running) + len(
+                    self.claimed.keys() - self.running) >= self.slots:
+                raise ApplicationError(f"host {self.host} has no free slot", type="HostBusy",
+                                       next_retry_delay=timedelta(seconds=0.2))
+            self.claimed[task_id] = now
 
     @activity.defn(name="wf.ensure_worktree")
     @_one_line_errors
-    def ensure_worktree(self, inp: EnsureWorktree) -> Prepared:
-        ready = self.acts.ensure_worktree(inp)
-        self.report("worktree", {"task": inp.task_id, "path": ready.path})
+    def ensure_worktree(self, inp: Prepare) -> Prepared:
+        self._take(inp.worktree.task_id)
+        root = self.acts.worktrees.repo_root
+        try:
+            for ref in inp.fetch:
+                remote, branch = ref.split("/", 1)
+                gitx.fetch(root, remote, branch)
+            ready = self.acts.ensure_worktree(inp.worktree)
+        except BaseException:
+            with self._slots_lock:
+                self.claimed.pop(inp.worktree.task_id, None)
+            raise
+        self.report("worktree", {"task": inp.worktree.task_id, "path": ready.path})
         return Prepared(ready.branch, ready.path, ready.created, ready.base_commit,
                         ready.merged, self.host)
+
+    @activity.defn(name="wf.push_branch")
+    @_one_line_errors
+    def push_branch(self, inp: PushBranch) -> str | None:
+        """The branch on the remote (``origin/wf/a``), or None when this clone has no such
+        remote (one clone, nothing to share)."""
+        root = self.acts.worktrees.repo_root
+        if gitx.remote_url(root, inp.remote) is None:
+            return None
+        gitx.push_branch(root, inp.remote, inp.commit, inp.branch)
+        return f"{inp.remote}/{inp.branch}"
 
     @activity.defn(name="wf.worktree_exists")
     @_one_line_errors
@@ -168,6 +209,16 @@ class WorkerActivities:
         control = TemporalControl(asyncio.get_running_loop(), handle, inp.task_id, inp.n,
                                   {"log_path": log, "host": self.host})
         self.report("attempt", {"task": inp.task_id, "n": inp.n, "adopt": inp.adopt})
+        with self._slots_lock:
+            self.running.add(inp.task_id)
+            self.claimed.pop(inp.task_id, None)
+        try:
+            return await self._run_attempt(inp, control)
+        finally:
+            with self._slots_lock:
+                self.running.discard(inp.task_id)
+
+    async def _run_attempt(self, inp: RunAttempt, control: TemporalControl) -> AttemptReport:
 
         def attempt() -> AttemptReport:
             try:

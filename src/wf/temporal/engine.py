@@ -65,7 +65,7 @@ def settings_for(repo: Repo) -> Settings:
                     agent_limits={name: a.max_parallel for name, a in c.agents.items()},
                     port_range=tuple(c.port_range), log_max_bytes=c.log_max_bytes,
                     heartbeat_timeout=c.engine.heartbeat_timeout,
-                    host_lost_after=c.engine.host_lost_after)
+                    host_lost_after=c.engine.host_lost_after, remote=c.merge.remote)
 
 
 class TemporalEngine:

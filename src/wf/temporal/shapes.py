@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from wf.engine.activities import RunSetup  # at run time: the converter reads the type hints
+from wf.engine.activities import EnsureWorktree, RunSetup  # at run time: the converter
+# reads the type hints
 
 EVENTS_PER_QUERY = 500  # bounds one query's answer (each event is well under 1 KiB)
 
@@ -53,6 +54,7 @@ class Settings:
     log_max_bytes: int = 0
     heartbeat_timeout: float = 10.0
     host_lost_after: float = 300.0
+    remote: str = "origin"  # where a host pushes a finished task's branch, when its clone has it
 
 
 @dataclass
@@ -109,12 +111,14 @@ class AttemptInput:
     host_queues: dict[str, str]  # host -> its queue
     host: str | None  # the host holding the task's worktree, if any
     clock_offset: float = 0.0
+    pushed: dict[str, str] = field(default_factory=dict)  # task -> its branch on the remote
 
 
 @dataclass
 class AttemptResult:
     events: list[WireEvent]
-    host: str | None
+    host: str | None  # None: the host was lost, the next attempt is prepared anew
+    pushed: str | None = None  # the task's branch on the shared remote, e.g. origin/wf/a
 
 
 @dataclass
@@ -135,6 +139,26 @@ class Prepared:
     base_commit: str | None
     merged: bool
     host: str
+
+
+@dataclass(frozen=True)
+class Prepare:
+    """``ensure_worktree``, with the remote-tracking refs among its start point and merges
+    fetched first (a dependency finished on another host reaches this one through them)."""
+
+    worktree: EnsureWorktree
+    fetch: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PushBranch:
+    """Push the task's branch at ``commit`` to ``remote`` (the merge queue's host and a host
+    that prepares the task again fetch it there)."""
+
+    task_id: str
+    branch: str
+    commit: str
+    remote: str
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,9 @@ with workflow.unsafe.imports_passed_through():
         AttemptResult,
         EventsPage,
         Facts,
+        Prepare,
         Prepared,
+        PushBranch,
         Settings,
         SignalRequest,
         Submit,
@@ -64,6 +66,11 @@ DAY = 86400.0
 # the workflow's to count, never these retries'.
 INFRA_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(
     seconds=10), maximum_attempts=3, non_retryable_error_types=["ConfigError"])
+# A task's first step goes to any host; a busy one refuses it and another takes it. Git
+# failing there is the attempt's infra failure, which the task's own retry policy counts.
+TAKE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=0.2), maximum_interval=timedelta(
+    seconds=2), maximum_attempts=0, non_retryable_error_types=["ConfigError", "GitError",
+                                                               "OSError", "ResourceError"])
 # An attempt's activity is retried until it ends: each retry adopts the live agent.
 ATTEMPT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=0.5),
                             maximum_interval=timedelta(seconds=5), maximum_attempts=0)
@@ -97,6 +104,7 @@ class RepoWorkflow:
         self.queue = ""
         self.host_queues: dict[str, str] = {}  # host -> queue, as workers reported them
         self.hosts: dict[str, str] = {}  # task -> the host holding its worktree
+        self.pushed: dict[str, str] = {}  # task -> its branch on the shared remote
         self.running: dict[str, Any] = {}  # task -> its task workflow's handle (None: starting)
         self.cancel_pending: set[str] = set()  # cancelled while its workflow was starting
         self.signals: list[tuple[int, SignalRequest]] = []
@@ -211,7 +219,7 @@ class RepoWorkflow:
             task=dict(self.p.tasks[tid]), attempt=dict(self.p.attempts[(tid, n)]), n=n,
             enqueue=False, ports_taken=sorted(plan.ports_taken(self.p.tasks, tid)),
             settings=self.settings, queue=self.queue, host_queues=dict(self.host_queues),
-            host=self.hosts.get(tid), clock_offset=self.log.offset)
+            host=self.hosts.get(tid), clock_offset=self.log.offset, pushed=dict(self.pushed))
         self.running[tid] = None
         asyncio.create_task(self._drive(tid, inp))
 
@@ -237,6 +245,10 @@ class RepoWorkflow:
             self._record(w.stream, w.type, w.data, w.key)
         if result.host:
             self.hosts[tid] = result.host
+        else:  # lost (or never reached): the next attempt is prepared on whichever host takes it
+            self.hosts.pop(tid, None)
+        if result.pushed:
+            self.pushed[tid] = result.pushed
         self.running.pop(tid, None)
         self.woken = True
 
@@ -259,15 +271,48 @@ class TaskWorkflow:
         self.inp, self.tid, self.n = inp, tid, inp.n
         self.spec = TaskSpec.model_validate(inp.task["spec"])
         self.host = inp.host
+        self.pushed: str | None = None
         for facts in self.pending_facts:
             self.facts(facts)
         try:
             outcome = await self._prepare_and_run()
+            if outcome.succeeded and outcome.commit:
+                await self._push(outcome.commit)
+        except _HostLost as lost:
+            outcome = self._host_lost(lost.host)
         except ActivityError as exc:
             outcome = infra_outcome(_cause(exc))
         self._emit_all(close_attempt(p.tasks[tid], self.n, outcome, self.spec.retry,
                                      workflow.random(), enqueue=inp.enqueue))
-        return AttemptResult(self.log.events, self.host)
+        return AttemptResult(self.log.events, self.host, self.pushed)
+
+    def _host_lost(self, host: str) -> Outcome:
+        """The host holding the worktree took no step for ``host_lost_after``: the next
+        attempt is prepared on another host, from the branch this one pushed if any."""
+        wait = self.inp.settings.host_lost_after
+        start = self.inp.pushed.get(self.tid) or self.spec.base
+        self._emit("task.host_lost", {"n": self.n, "host": host, "after": wait,
+                                      "start_from": start})
+        self.host = None
+        return infra_outcome(f"host {host} took no step for {wait:g}s; the next attempt is "
+                             f"prepared on another host from {start}")
+
+    async def _push(self, commit: str) -> None:
+        """Share the finished branch: the merge queue's host, and a host that prepares the
+        task again, fetch it from the remote. Not pushing (no such remote, or it refused)
+        leaves the work on this host's branch, and is said."""
+        spec = self.spec
+        try:
+            ref = await self._activity("wf.push_branch", PushBranch(
+                self.tid, spec.branch, commit, self.inp.settings.remote), str)
+        except ActivityError as exc:
+            self._emit("task.push_failed", {"n": self.n, "remote": self.inp.settings.remote,
+                                            "error": _cause(exc)})
+            return
+        if ref:
+            self.pushed = ref
+            self._emit("task.pushed", {"n": self.n, "remote": self.inp.settings.remote,
+                                       "branch": spec.branch, "commit": commit})
 
     @workflow.signal(name="cancel")
     def cancel(self) -> None:
@@ -310,12 +355,26 @@ class TaskWorkflow:
             return self.inp.queue
         return self.inp.host_queues.get(self.host) or f"{self.inp.queue}.host.{self.host}"
 
+    def _host_bound(self) -> dict[str, Any]:
+        """A step sent to the host that holds the worktree waits for it ``host_lost_after``
+        at most (a timeout Temporal does not retry); a first step goes to any host."""
+        if self.host is None:
+            return {"task_queue": self.inp.queue}
+        return {"task_queue": self._queue(), "schedule_to_start_timeout": timedelta(
+            seconds=self.inp.settings.host_lost_after)}
+
     async def _activity(self, name: str, arg: Any, result_type: type, *,
-                        timeout: float = 600.0, on_host: bool = True) -> Any:
-        return await workflow.execute_activity(
-            name, arg, result_type=result_type,
-            task_queue=self._queue() if on_host else self.inp.queue,
-            start_to_close_timeout=timedelta(seconds=timeout), retry_policy=INFRA_RETRY)
+                        timeout: float = 600.0) -> Any:
+        host = self.host
+        try:
+            return await workflow.execute_activity(
+                name, arg, result_type=result_type, **self._host_bound(),
+                start_to_close_timeout=timedelta(seconds=timeout),
+                retry_policy=INFRA_RETRY if host is not None else TAKE_RETRY)
+        except ActivityError as exc:
+            if host is not None and _not_started(exc):
+                raise _HostLost(host) from None
+            raise
 
     async def _prepare_and_run(self) -> Outcome:
         spec, tid, n = self.spec, self.tid, self.n
@@ -364,11 +423,18 @@ class TaskWorkflow:
             self._emit("task.worktree_lost", {"path": task["worktree"],
                                               "branch": task["branch"]}, stream=stream)
         start = plan.worktree_start(spec, landed_target=None)
+        # Branches finished on other hosts are on the remote; this task's own, when a lost
+        # host pushed it, is where it starts again.
+        pushed = self.inp.pushed
+        start_point = pushed.get(tid) or (start.start_point and pushed.get(
+            start.start_point.removeprefix("wf/"), start.start_point))
+        merge = tuple(pushed.get(m.removeprefix("wf/"), m) for m in start.merge)
+        fetch = tuple(r for r in (start_point, *merge) if r and r in pushed.values())
         self._emit("task.worktree_requested", {
             "branch": spec.branch, "path": None, "base_ref": spec.base,
-            "start_point": start.start_point})
-        ready: Prepared = await self._activity("wf.ensure_worktree", EnsureWorktree(
-            tid, spec.base, start.start_point, start.merge, task["base_commit"]), Prepared)
+            "start_point": start_point})
+        ready: Prepared = await self._activity("wf.ensure_worktree", Prepare(EnsureWorktree(
+            tid, spec.base, start_point, merge, task["base_commit"]), fetch), Prepared)
         self.host = ready.host
         if not ready.merged:
             return Outcome(AttemptState.FAILED, FailureKind.DEPENDENCY_CONFLICT,
@@ -392,8 +458,9 @@ class TaskWorkflow:
             timeout=spec.timeout, no_output_timeout=spec.no_output_timeout,
             max_log_bytes=self.inp.settings.log_max_bytes, session=session)
         heartbeat = self.inp.settings.heartbeat_timeout
+        host = self.host
         self.attempt_task = asyncio.ensure_future(workflow.execute_activity(
-            "wf.run_attempt", inp, result_type=AttemptReport, task_queue=self._queue(),
+            "wf.run_attempt", inp, result_type=AttemptReport, **self._host_bound(),
             start_to_close_timeout=timedelta(seconds=(spec.timeout or 30 * DAY) + 3600),
             heartbeat_timeout=timedelta(seconds=heartbeat), retry_policy=ATTEMPT_RETRY,
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED))
@@ -404,10 +471,24 @@ class TaskWorkflow:
         except ActivityError as exc:
             if self.cancel_reason:
                 return Outcome(AttemptState.CANCELLED, None, self.cancel_reason)
+            if host is not None and _not_started(exc):
+                raise _HostLost(host) from None
             raise exc
         except asyncio.CancelledError:
             return Outcome(AttemptState.CANCELLED, None, self.cancel_reason or "cancelled")
         return attempt_outcome(report)
+
+
+class _HostLost(Exception):
+    def __init__(self, host: str) -> None:
+        super().__init__(host)
+        self.host = host
+
+
+def _not_started(exc: ActivityError) -> bool:
+    """Whether the step failed because no worker of its host took it in time."""
+    cause = exc.cause
+    return isinstance(cause, TimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_START
 
 
 def _cause(exc: BaseException) -> str:

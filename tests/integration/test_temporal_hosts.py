@@ -1,0 +1,151 @@
+"""Two hosts on one Temporal server: two ``wf worker`` processes, each with its own clone of a
+shared bare remote, and the client in the first clone.
+
+Tasks spread over both hosts (a host with no free slot refuses a new task and the other takes
+it); every step of a task runs on the host that holds its worktree; finished branches reach
+the remote. A host whose worker dies and never comes back loses its task to the other host
+after ``host_lost_after``, which the log says (``task.host_lost``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from runwf import agent_cmd, journal_pids, pid_alive, wait_until
+
+from wf.api import open_repo
+from wf.engine import build_engine
+from wf.model import Event
+from wf.task_input import plan_tasks_file
+
+pytest.importorskip("temporalio")
+
+BOUND = 60.0
+
+
+class Host:
+    """A clone of the remote and its ``wf worker`` (``--slots``), as host ``name``."""
+
+    def __init__(self, name: str, clone: Path, env: dict[str, str], slots: int) -> None:
+        self.name, self.clone = name, clone
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "wf", "worker", "--json", "--slots", str(slots)], cwd=clone,
+            env={**env, "WF_TEMPORAL_HOST": name}, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True)
+        assert self.proc.stdout is not None
+        ready = self.proc.stdout.readline()
+        assert '"ready"' in ready, ready
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.communicate(timeout=BOUND)
+
+
+@pytest.fixture
+def hosts(repo: Path, origin: Path, tmp_path: Path, temporal_server: str,
+          ) -> Iterator[tuple[Path, dict[str, str], list[Host]]]:
+    """(the client's clone, the workers' environment, the two hosts h1 and h2)."""
+    queue = f"hosts{os.getpid()}{tmp_path.name[-6:].replace('_', '')}".lower()
+    env = {**os.environ, "WF_ENGINE": "temporal", "WF_TEMPORAL_ADDRESS": temporal_server,
+           "WF_TEMPORAL_TASK_QUEUE": queue}
+    other = tmp_path / "b"
+    subprocess.run(["git", "clone", "-q", str(origin), str(other)], check=True)
+    started: list[Host] = []
+    try:
+        started.append(Host("h1", repo, env, slots=1))
+        started.append(Host("h2", other, env, slots=1))
+        yield repo, env, started
+    finally:
+        for host in started:
+            if host.proc.poll() is None:
+                host.kill()
+
+
+def tasks_file(tmp_path: Path, env: dict[str, str], agent: str, ids: list[str],
+               extra: str = "") -> Path:
+    path = tmp_path / "tasks.toml"
+    text = (f'max_parallel = 4\n[engine]\nkind = "temporal"\n'
+            f'address = "{env["WF_TEMPORAL_ADDRESS"]}"\n'
+            f'task_queue = "{env["WF_TEMPORAL_TASK_QUEUE"]}"\n{extra}'
+            f'[retry]\nmaximum_attempts = 2\ninitial_interval = "50ms"\n'
+            f'[agents.g]\ncommand = {agent}\n')
+    for tid in ids:
+        text += f'\n[[task]]\nid = "{tid}"\nprompt = "work on {tid}"\nagent = "g"\n'
+    path.write_text(text)
+    return path
+
+
+def host_of(events: list[Event], type_: str, tid: str) -> list[str]:
+    return [e.data.get("host") for e in events if e.type == type_ and e.task_id == tid]
+
+
+def test_tasks_spread_over_hosts_run_where_their_worktree_is_and_push_their_branch(
+        hosts: tuple[Path, dict[str, str], list[Host]], origin: Path, tmp_path: Path) -> None:
+    root, env, _ = hosts
+    gate, journal = tmp_path / "gate", tmp_path / "journal"
+    path = tasks_file(tmp_path, env, agent_cmd("gated", str(gate), journal), ["a", "b"])
+    repo, specs = plan_tasks_file(open_repo(root), path)
+    engine = build_engine(repo, environ=env)
+    seen: list[Event] = []
+
+    def watch(events: list[Event]) -> None:
+        seen.extend(events)
+        if sum(e.type == "attempt.spawned" for e in seen) == 2:
+            gate.touch()  # both agents run at once: one slot each, so one on each host
+
+    out = engine.run(specs, observers=[watch])
+    assert out.exit_code == 0, out.tasks
+    events = engine.events()
+    where = {tid: host_of(events, "task.worktree_ready", tid) for tid in ("a", "b")}
+    assert sorted(h for hs in where.values() for h in hs) == ["h1", "h2"]
+    for tid in ("a", "b"):  # every attempt ran on the host that holds its worktree
+        assert host_of(events, "attempt.spawned", tid) == where[tid]
+        [pushed] = [e for e in events if e.type == "task.pushed" and e.task_id == tid]
+        [done] = [e for e in events if e.type == "task.succeeded" and e.task_id == tid]
+        remote = subprocess.run(["git", "rev-parse", f"wf/{tid}"], cwd=origin, text=True,
+                                capture_output=True, check=True).stdout.strip()
+        assert remote == pushed.data["commit"] == done.data["commit"]
+
+
+def test_a_host_that_never_comes_back_loses_its_task_to_the_other(
+        hosts: tuple[Path, dict[str, str], list[Host]], tmp_path: Path) -> None:
+    root, env, (h1, h2) = hosts
+    gate, journal = tmp_path / "gate", tmp_path / "journal"
+    extra = 'heartbeat_timeout = "1s"\nhost_lost_after = "2s"\n'
+    path = tasks_file(tmp_path, env, agent_cmd("gated", str(gate), journal), ["a", "b"],
+                      extra=extra)
+    repo, specs = plan_tasks_file(open_repo(root), path)
+    engine = build_engine(repo, environ=env)
+    seen: list[Event] = []
+    killed: list[str] = []
+
+    def watch(events: list[Event]) -> None:
+        seen.extend(events)
+        spawned = [e for e in seen if e.type == "attempt.spawned"]
+        if len(spawned) == 2 and not killed:
+            victim = next(e for e in spawned if e.data["host"] == "h2")
+            killed.append(victim.task_id or "")
+            h2.kill()  # and never again
+            gate.touch()
+
+    try:
+        out = engine.run(specs, observers=[watch])
+    finally:
+        gate.touch()
+        for pid in journal_pids(journal, "a") + journal_pids(journal, "b"):
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)  # the dead host's agent, left running
+    assert out.exit_code == 0, out.tasks
+    [lost_task] = killed
+    events = engine.events()
+    [lost] = [e for e in events if e.type == "task.host_lost"]
+    assert lost.task_id == lost_task and lost.data["host"] == "h2"
+    assert lost.data["start_from"] == "main"  # h2 had pushed nothing for it
+    assert host_of(events, "attempt.spawned", lost_task) == ["h2", "h1"]
+    wait_until(lambda: h1.proc.poll() is None, what="h1 still serving")
