@@ -211,7 +211,10 @@ def test_a_saved_history_replays_under_the_sandbox(path: Path) -> None:
 
 
 def _load(name: str) -> Any:
-    """tests/fixtures/temporal/impure.py as module ``name``."""
+    """tests/fixtures/temporal/impure.py as module ``name`` (the sandbox imports a workflow's
+    module again by its name: ``impure`` must be on the path)."""
+    if str(FIXTURES) not in sys.path:
+        sys.path.append(str(FIXTURES))
     spec = importlib.util.spec_from_file_location(name, FIXTURES / "impure.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -240,7 +243,7 @@ async def _outcome(client: Client, workflow: Any, queue: str) -> str:
             await handle.terminate("test over")
 
 
-@pytest.mark.parametrize("module_name", ["impure_workflows", "wf.impure_workflows"])
+@pytest.mark.parametrize("module_name", ["impure", "wf.impure"])
 def test_the_sandbox_refuses_a_workflow_that_reads_the_wall_clock(
         temporal_server: str, module_name: str) -> None:
     # Under a name of its own, and under wf's package like the engine's own workflows.
@@ -259,7 +262,7 @@ def test_the_sandbox_refuses_a_workflow_that_reads_the_wall_clock(
     finally:
         sys.modules.pop(module_name, None)
     assert pure == "completed"  # the control: the same worker runs a deterministic workflow
-    assert "datetime.datetime.now" in impure and "restricted" in impure.lower(), impure
+    assert "Cannot access datetime.datetime.now" in impure, impure
 
 
 # -- 4. the dev server killed and restarted ---------------------------------------------------
