@@ -254,9 +254,10 @@ class TemporalHarness(EngineHarness):
 
 
 class InProcessWorker:
-    """``wf worker`` for the repository in a thread of this process, until ``stop``."""
+    """``wf worker`` for the repository in a thread of this process, until ``stop``; its
+    environment is ``environ`` (default: this process's)."""
 
-    def __init__(self, repo: Repo) -> None:
+    def __init__(self, repo: Repo, environ: dict[str, str] | None = None) -> None:
         import asyncio
 
         from wf.temporal.worker import serve
@@ -269,7 +270,8 @@ class InProcessWorker:
         async def main() -> None:
             self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
             ready.set()
-            await serve(repo, dict(os.environ), self._stop, slots=4)
+            await serve(repo, dict(os.environ if environ is None else environ), self._stop,
+                        slots=4)
 
         def body() -> None:
             try:

@@ -17,6 +17,7 @@ decision modules (``tests/unit/test_decision_purity.py``) and the dataclasses ac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 from typing import Any
 
@@ -127,8 +128,11 @@ class RepoWorkflow:
             self._handle_signals()
             self._start_ready()
             due = sleep_for(self.p.tasks, self.log.now(), DAY)
-            await workflow.wait_condition(lambda: self.woken,
-                                          timeout=None if due >= DAY else max(due, 0.001))
+            # A timeout is the retry timer firing, not an error (it raises; uncaught, it
+            # failed the workflow and lost the repository's projection).
+            with contextlib.suppress(asyncio.TimeoutError):
+                await workflow.wait_condition(lambda: self.woken,
+                                              timeout=None if due >= DAY else max(due, 0.001))
             self.woken = False
 
     # -- people and the client ---------------------------------------------------------------

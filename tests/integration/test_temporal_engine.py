@@ -1,0 +1,369 @@
+"""The Temporal engine end to end: real repositories, real script agents, the real dev server.
+
+What the contract suite (tests/contract/test_engine.py) does not cover: no secret of the
+client's or the worker's environment reaches Temporal; the workflows replay their saved
+histories under the sandbox, and the sandbox does refuse a nondeterministic workflow; a
+dev server killed with kill -9 and restarted on its state file loses nothing; a worker
+stopped with Ctrl-C lets go of its agent at once and the next worker adopts it. (Cancelling
+a running agent, its process group gone, is the contract suite's ``test_cancel_stops_a_
+running_agent``.)
+
+Saved histories, ``tests/fixtures/temporal/histories/<tag>.<scenario>.<workflow>.json``,
+are recorded by running four scenarios (success, a transient failure retried, a cancel, a
+dependent blocked) on a dev server of their own::
+
+    PYTHONPATH=src python tests/fixtures/temporal/record.py [--tag TAG]
+
+Regenerate them only after a deliberate change to ``wf/temporal/workflows.py`` that keeps
+running workflows working (the change is behind ``workflow.patched()``): first check the old
+files still replay (this module), then record new ones under a new tag and commit both, so
+the histories of every released workflow version keep replaying. A replay that fails after
+an unguarded change is the point of the test (TMPRL1100: users' running workflows would
+break), never a reason to re-record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "contract"))
+from engines import EngineHarness, InProcessWorker, TemporalHarness, Watcher  # noqa: E402
+from runwf import agent_cmd, journal_pids, pid_alive, wait_until  # noqa: E402
+from test_engine import config, task  # noqa: E402
+
+temporalio = pytest.importorskip("temporalio")
+from google.protobuf.json_format import MessageToDict  # noqa: E402
+from temporalio.client import Client, WorkflowHistory  # noqa: E402
+from temporalio.worker import Replayer, Worker  # noqa: E402
+
+from wf.engine import build_engine  # noqa: E402
+from wf.model import task_stream  # noqa: E402
+from wf.temporal.devserver import free_port, start_dev_server  # noqa: E402
+from wf.temporal.worker import workflow_runner  # noqa: E402
+from wf.temporal.workflows import RepoWorkflow, TaskWorkflow  # noqa: E402
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "temporal"
+SCENARIOS = ("success", "retry", "cancel", "blocked")
+
+
+class Harness(TemporalHarness):
+    """The contract suite's Temporal harness on any server (``address``), with the client's
+    and the worker's environment ``environ`` (default: this process's)."""
+
+    def __init__(self, root: Path, tmp: Path, address: str,
+                 environ: dict[str, str] | None = None) -> None:
+        self.address, self.environ = address, environ
+        self.queue = f"it{uuid.uuid4().hex[:12]}"
+        self.worker: InProcessWorker | None = None
+        EngineHarness.__init__(self, root, tmp, None)  # type: ignore[arg-type]
+
+    def build(self, repo: Any) -> Any:
+        import random
+
+        return build_engine(repo, clock=self.clock, rng=random.Random(0), environ=self.environ)
+
+    def run(self, specs: Any, *, observers: Any = ()) -> Any:
+        if self.worker is None:
+            self.worker = InProcessWorker(self.repo, self.environ)
+        return EngineHarness.run(self, specs, observers=observers)
+
+    @property
+    def prefix(self) -> str:
+        """What every workflow id of this harness's repository starts with."""
+        return self.engine.names.base  # type: ignore[attr-defined]
+
+
+async def _executions(address: str, prefix: str) -> list[tuple[str, str]]:
+    client = await Client.connect(address)
+    found = [(w.start_time, w.id, w.run_id) async for w in
+             client.list_workflows(f'WorkflowId STARTS_WITH "{prefix}"')]
+    return [(wid, run) for _, wid, run in sorted(found)]
+
+
+def executions(address: str, prefix: str, count: int) -> list[tuple[str, str]]:
+    """(workflow id, run id) of every run of the workflows whose ids start with ``prefix``,
+    oldest first, once visibility lists ``count`` of them."""
+    def listed() -> list[tuple[str, str]] | None:
+        found = asyncio.run(_executions(address, prefix))
+        return found if len(found) >= count else None
+
+    return wait_until(listed, what=f"{count} workflow runs listed")
+
+
+async def _dump(address: str, runs: list[tuple[str, str]]) -> list[tuple[str, Any, Any]]:
+    client = await Client.connect(address)
+    out = []
+    for wid, run in runs:
+        handle = client.get_workflow_handle(wid, run_id=run)
+        history = await handle.fetch_history()
+        desc = await handle.describe()
+        described = {"raw": MessageToDict(desc.raw_description), "memo": await desc.memo(),
+                     "search": str(desc.typed_search_attributes)}
+        out.append((wid, json.loads(history.to_json()), described))
+    return out
+
+
+def dump(address: str, runs: list[tuple[str, str]]) -> list[tuple[str, Any, Any]]:
+    """(workflow id, its history as JSON, what describe() says) for each run."""
+    return asyncio.run(_dump(address, runs))
+
+
+def readable(obj: Any) -> str:
+    """Every string in a JSON value, and each one's base64 decoding where it is base64:
+    payloads (inputs, results, signals, heartbeat details, memo) are base64 in history JSON."""
+    parts: list[str] = []
+
+    def walk(o: Any) -> None:
+        if isinstance(o, dict):
+            for k, v in o.items():
+                walk(k)
+                walk(v)
+        elif isinstance(o, list):
+            for v in o:
+                walk(v)
+        elif isinstance(o, str):
+            parts.append(o)
+            try:
+                parts.append(base64.b64decode(o, validate=True).decode("utf-8", "replace"))
+            except (binascii.Error, ValueError):
+                pass
+        else:
+            parts.append(str(o))
+
+    walk(obj)
+    return "\n".join(parts)
+
+
+# -- 1. no secret reaches Temporal ------------------------------------------------------------
+SECRETS = {"GH_TOKEN": "ghp_FAKEtoken1234567890abcdefABCDEF12",
+           "GITLAB_TOKEN": "glpat-FAKEtoken-0987654321xyz",
+           "ANTHROPIC_API_KEY": "sk-ant-FAKE-api03-abcdefghijklmnopqrstuv",
+           "OPENAI_API_KEY": "sk-proj-FAKEopenai-1234567890abcdef",
+           "TEMPORAL_API_KEY": "tmprl-FAKE-apikey-5555555555"}
+ALLOWED_NAME, ALLOWED_VALUE = "PROBE_ALLOWED", "allowed-value-3b9f1c77"
+# The agent says which variables it got (names only) and the allowed one's value, in its log.
+PROBE = ("import os; print('allowed=' + os.environ.get('PROBE_ALLOWED', '-')); "
+         "print('names=' + ','.join(sorted(os.environ))); os.makedirs('notes', exist_ok=True); "
+         "open('notes/a.txt', 'w').write('probe')")
+
+
+def test_no_secret_of_the_environment_reaches_temporal(
+        repo: Path, tmp_path: Path, temporal_server: str) -> None:
+    environ = {**os.environ, **SECRETS, ALLOWED_NAME: ALLOWED_VALUE}
+    h = Harness(repo, tmp_path, temporal_server, environ)
+    try:
+        specs = h.plan(config({"probe": json.dumps([sys.executable, "-c", PROBE])})
+                       + f'pass_env = ["{ALLOWED_NAME}"]\n' + task("a", "probe"))
+        out = h.run(specs)
+    finally:
+        h.close()
+    assert out.exit_code == 0, out.tasks
+    [spawned] = [e for e in h.engine.events(stream=task_stream("a"))
+                 if e.type == "attempt.spawned"]
+    log = Path(spawned.data["log_path"]).read_text()
+    assert f"allowed={ALLOWED_VALUE}" in log  # pass_env works: the agent got the value
+    [names] = [line[6:].split(",") for line in log.splitlines() if line.startswith("names=")]
+    assert not set(SECRETS) & set(names)  # and nothing else of the worker's environment
+
+    dumped = dump(h.address, executions(h.address, h.prefix, 2))
+    assert {wid for wid, _, _ in dumped} == {f"{h.prefix}.repo", f"{h.prefix}.task.a"}
+    text = readable([[history, described] for _, history, described in dumped])
+    # The search sees into payloads: the activity's input names the pass_env variable.
+    assert ALLOWED_NAME in text and "work on a" in text
+    leaked = [name for name, value in {**SECRETS, ALLOWED_NAME: ALLOWED_VALUE}.items()
+              if value in text]
+    assert leaked == [], f"in Temporal's histories, memo or search attributes: {leaked}"
+    mirrored = b"".join(p.read_bytes() for p in (repo / ".git" / "wf").glob("wf.db*"))
+    assert not [n for n, v in SECRETS.items() if v.encode() in mirrored]
+
+
+# -- 2. saved histories replay, 3. under the sandbox ------------------------------------------
+HISTORIES = sorted((FIXTURES / "histories").glob("*.json"))
+
+
+def test_the_saved_histories_cover_every_scenario_and_both_workflows() -> None:
+    # <tag>.<scenario>.<repo|task-ID>[.<run>].json
+    names = {(p.name.split(".")[1], p.name.split(".")[2].split("-")[0]) for p in HISTORIES}
+    assert {s for s, _ in names} == set(SCENARIOS)
+    assert {w for _, w in names} == {"repo", "task"}
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
+def test_a_saved_history_replays_under_the_sandbox(path: Path) -> None:
+    replayer = Replayer(workflows=[RepoWorkflow, TaskWorkflow],
+                        workflow_runner=workflow_runner())
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    asyncio.run(replayer.replay_workflow(history))  # raises on nondeterminism or a violation
+
+
+def _load(name: str) -> Any:
+    """tests/fixtures/temporal/impure.py as module ``name`` (the sandbox imports a workflow's
+    module again by its name: ``impure`` must be on the path)."""
+    if str(FIXTURES) not in sys.path:
+        sys.path.append(str(FIXTURES))
+    spec = importlib.util.spec_from_file_location(name, FIXTURES / "impure.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+async def _outcome(client: Client, workflow: Any, queue: str) -> str:
+    """"completed" or the message of the first failed workflow task of a run of
+    ``workflow``."""
+    handle = await client.start_workflow(workflow.run, id=f"{queue}.{uuid.uuid4().hex[:8]}",
+                                         task_queue=queue)
+    deadline = time.monotonic() + 20
+    try:
+        while time.monotonic() < deadline:
+            async for event in handle.fetch_history_events():
+                if event.HasField("workflow_execution_completed_event_attributes"):
+                    return "completed"
+                if event.HasField("workflow_task_failed_event_attributes"):
+                    return event.workflow_task_failed_event_attributes.failure.message
+            await asyncio.sleep(0.05)
+        return "neither completed nor failed in 20 s"
+    finally:
+        if (await handle.describe()).status.name == "RUNNING":
+            await handle.terminate("test over")
+
+
+@pytest.mark.parametrize("module_name", ["impure", "wf.impure"])
+def test_the_sandbox_refuses_a_workflow_that_reads_the_wall_clock(
+        temporal_server: str, module_name: str) -> None:
+    # Under a name of its own, and under wf's package like the engine's own workflows.
+    module = _load(module_name)
+    queue = f"sandbox{uuid.uuid4().hex[:12]}"
+
+    async def main() -> tuple[str, str]:
+        client = await Client.connect(temporal_server)
+        async with Worker(client, task_queue=queue, workflow_runner=workflow_runner(),
+                          workflows=[module.ReadsTheWallClock, module.ReadsTheWorkflowClock]):
+            return (await _outcome(client, module.ReadsTheWorkflowClock, queue),
+                    await _outcome(client, module.ReadsTheWallClock, queue))
+
+    try:
+        pure, impure = asyncio.run(main())
+    finally:
+        sys.modules.pop(module_name, None)
+    assert pure == "completed"  # the control: the same worker runs a deterministic workflow
+    assert "Cannot access datetime.datetime.now" in impure, impure
+
+
+# -- 4. the dev server killed and restarted ---------------------------------------------------
+def test_a_dev_server_killed_mid_attempt_and_restarted_on_its_state_loses_nothing(
+        repo: Path, tmp_path: Path) -> None:
+    db, port = tmp_path / "server" / "temporal.db", free_port()
+    servers = [start_dev_server(db, port=port)]
+    journal, gate = tmp_path / "journal", tmp_path / "gate"
+    h = Harness(repo, tmp_path, servers[0].address)
+    timings: dict[str, float] = {}
+
+    def outage(_: Any) -> None:
+        wait_until(lambda: journal_pids(journal, "a"), what="the agent's start")
+        servers[0].process.kill()  # kill -9, its state file as it is
+        servers[0].process.wait()
+        started = time.monotonic()
+        servers.append(start_dev_server(db, port=port))
+        timings["restart"] = time.monotonic() - started
+        gate.touch()
+
+    watch = Watcher()
+    watch.when("attempt.spawned", "a", outage)
+    try:
+        specs = h.plan(config({"g": agent_cmd("gated", str(gate), journal)}) + task("a", "g"))
+        started = time.monotonic()
+        out = h.run(specs, observers=[watch])
+        timings["run"] = time.monotonic() - started
+    finally:
+        gate.touch()
+        h.close()
+        for server in servers:
+            server.stop()
+    print(f"timings: {timings}")
+    assert len(servers) == 2  # the outage did happen mid-attempt
+    assert out.exit_code == 0, out.tasks
+    assert h.types("a")[-1] == "task.succeeded"
+    assert len(journal_pids(journal, "a")) == 1  # the agent ran once
+    assert _git(repo, "rev-list", "--count", "main..wf/a") == "1"
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+# -- 6. Ctrl-C of a worker --------------------------------------------------------------------
+def test_ctrl_c_stops_a_worker_at_once_and_the_next_worker_adopts_its_agent(
+        repo: Path, tmp_path: Path, temporal_server: str) -> None:
+    journal, gate = tmp_path / "journal", tmp_path / "gate"
+    h = Harness(repo, tmp_path, temporal_server)
+    specs = h.plan(config({"g": agent_cmd("gated", str(gate), journal)}) + task("a", "g"))
+    env = {**os.environ, "WF_ENGINE": "temporal", "WF_TEMPORAL_ADDRESS": h.address,
+           "WF_TEMPORAL_TASK_QUEUE": h.queue}
+    proc = subprocess.Popen([sys.executable, "-m", "wf", "worker", "--json"], cwd=repo,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert '"ready"' in proc.stdout.readline()
+        h.engine.submit(specs)
+        [agent] = wait_until(lambda: journal_pids(journal, "a"), what="the agent's start")
+        wait_until(lambda: any(e.type == "attempt.spawned" for e in h.engine.events()),
+                   what="attempt.spawned mirrored")
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(10)
+        stopped = time.monotonic() - started
+        _, err = proc.communicate(timeout=10)
+        print(f"timings: worker stopped {stopped:.3f} s after SIGINT")
+        assert proc.returncode == 0, err
+        assert stopped < 1.5
+        assert pid_alive(agent)  # the agent runs on
+
+        watch = Watcher()
+        watch.when("attempt.adopted", "a", lambda _: gate.touch())
+        started = time.monotonic()
+        out = h.run(None, observers=[watch])
+        print(f"timings: adopted and done {time.monotonic() - started:.3f} s later")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        gate.touch()
+        h.close()
+    assert out.exit_code == 0, out.tasks
+    assert "attempt.adopted" in h.types("a") and h.types("a")[-1] == "task.succeeded"
+    assert journal_pids(journal, "a") == [agent]
+
+
+# -- a retry's timer ---------------------------------------------------------------------------
+def test_a_retry_timer_firing_in_the_repository_workflow_starts_the_next_attempt(
+        repo: Path, tmp_path: Path, temporal_server: str) -> None:
+    # The contract suite's retry is woken by the engine's clock moving (a signal); here the
+    # repository workflow's own durable timer (50 ms) fires with nothing else to wake it.
+    h = Harness(repo, tmp_path, temporal_server)
+    try:
+        specs = h.plan(config({"flaky": agent_cmd("flaky", "2")}, attempts=3)
+                       + task("a", "flaky"))
+        out = h.run(specs)
+    finally:
+        h.close()
+    assert out.exit_code == 0, out.tasks
+    assert [t for t in h.types("a") if t.startswith("task.")] == [
+        "task.submitted", "task.worktree_requested", "task.worktree_ready",
+        "task.retry_scheduled", "task.succeeded"]
