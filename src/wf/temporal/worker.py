@@ -33,11 +33,18 @@ THROTTLE = timedelta(seconds=1)  # heartbeats reach the server at least this oft
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
-    """The sandbox, with wf's modules passed through: the workflows use only its pure
-    decisions and plain dataclasses, and one copy of each class keeps the data converter's
-    types the workflows' (re-imported in the sandbox, a report's enums failed to convert)."""
-    return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules("wf"))
+    """The sandbox, with wf's modules passed through but the workflows' own: what the
+    workflows import (the pure decisions, the dataclasses activities take) is imported once,
+    outside, so the data converter and the workflows see the same classes (re-imported in the
+    sandbox, a report's enums failed to convert); the workflow module itself is imported in
+    the sandbox, which catches a clock, a random number or a file read in it."""
+    import pkgutil
+
+    import wf
+
+    ours = {f"wf.{m.name}" for m in pkgutil.iter_modules(wf.__path__) if m.name != "temporal"}
+    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default
+                                   .with_passthrough_modules(*ours, "wf.temporal.shapes"))
 
 
 async def serve(repo: Repo, environ: Mapping[str, str], stop: asyncio.Event, *,
