@@ -50,7 +50,6 @@ from google.protobuf.json_format import MessageToDict  # noqa: E402
 from temporalio.client import Client, WorkflowHistory  # noqa: E402
 from temporalio.worker import Replayer, Worker  # noqa: E402
 
-import wf.temporal
 from wf.engine import build_engine  # noqa: E402
 from wf.model import task_stream  # noqa: E402
 from wf.temporal.devserver import free_port, start_dev_server  # noqa: E402
@@ -213,12 +212,9 @@ def test_a_saved_history_replays_under_the_sandbox(path: Path) -> None:
 
 def _load(name: str) -> Any:
     """tests/fixtures/temporal/impure.py as module ``name`` (the sandbox imports a workflow's
-    module again by its name: ``impure`` must be on the path, ``wf.temporal.impure`` in the
-    package's)."""
+    module again by its name: ``impure`` must be on the path)."""
     if str(FIXTURES) not in sys.path:
         sys.path.append(str(FIXTURES))
-    if name.startswith("wf.temporal.") and str(FIXTURES) not in wf.temporal.__path__:
-        wf.temporal.__path__.append(str(FIXTURES))  # where wf's own workflows live
     spec = importlib.util.spec_from_file_location(name, FIXTURES / "impure.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -247,11 +243,11 @@ async def _outcome(client: Client, workflow: Any, queue: str) -> str:
             await handle.terminate("test over")
 
 
-@pytest.mark.parametrize("module_name", ["impure", "wf.temporal.impure"])
+@pytest.mark.parametrize("module_name", ["impure"])
 def test_the_sandbox_refuses_a_workflow_that_reads_the_wall_clock(
         temporal_server: str, module_name: str) -> None:
-    # Under a name of its own, and beside the engine's own workflows (wf.temporal.workflows):
-    # the sandbox passes wf's pure modules through, never the workflows' module.
+    # A module the runner does not pass through, as the engine's own workflow modules are
+    # not (test_the_engines_workflow_code_is_not_passed_through_the_sandbox).
     module = _load(module_name)
     queue = f"sandbox{uuid.uuid4().hex[:12]}"
 
@@ -268,6 +264,13 @@ def test_the_sandbox_refuses_a_workflow_that_reads_the_wall_clock(
         sys.modules.pop(module_name, None)
     assert pure == "completed"  # the control: the same worker runs a deterministic workflow
     assert "Cannot access datetime.datetime.now" in impure, impure
+
+
+def test_the_engines_workflow_code_is_not_passed_through_the_sandbox() -> None:
+    passed = workflow_runner().restrictions.passthrough_modules
+    for module in ("wf.temporal.workflows", "wf.temporal.queue_flow"):
+        assert not any(module == p or module.startswith(p + ".") for p in passed), module
+    assert {"wf.engine", "wf.merge_queue", "wf.temporal.shapes"} <= passed  # the pure parts
 
 
 # -- 4. the dev server killed and restarted ---------------------------------------------------

@@ -135,6 +135,13 @@ def event_text(e: Event) -> str:
         "task.worktree_lost": lambda: f"{task}: worktree {d.get('path')} was deleted; making "
                                       f"it again from {d.get('branch')}",
         "task.setup_done": lambda: f"{task}: setup done (attempt {d.get('n')})",
+        "task.pushed": lambda: f"{task}: pushed {d.get('branch')} to {d.get('remote')} at "
+                               f"{str(d.get('commit'))[:10]}",
+        "task.push_failed": lambda: f"{task}: could not push to {d.get('remote')}: "
+                                    f"{d.get('error')}; the work stays on its host",
+        "task.host_lost": lambda: f"{task}: host {d.get('host')} took no step for "
+                                  f"{d.get('after')}s; prepared again elsewhere from "
+                                  f"{d.get('start_from')}",
         "task.forgotten": lambda: f"{task}: forgotten (was {d.get('state')}, "
                                   f"{d.get('attempts')} attempt(s))",
         "attempt.spawned": lambda: f"{task}: attempt {d['n']} running (pid {d.get('pid')})"

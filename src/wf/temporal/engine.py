@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 from wf import gitx
 from wf.engine.base import Clock, Observer, RunOutcome, SystemClock
 from wf.errors import ConfigError, GitError, Interrupted, Refused, WfError
+from wf.merge_queue import decide as mq
 from wf.model import Event, NewEvent, SignalKind
 from wf.repository import Repo, open_store
-from wf.temporal.shapes import Names, Settings, SignalRequest, Submit, WireEvent
+from wf.temporal.shapes import MergeSettings, Names, Settings, SignalRequest, Submit, WireEvent
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -61,11 +62,24 @@ def names_for(repo: Repo) -> Names:
 
 def settings_for(repo: Repo) -> Settings:
     c = repo.config
-    return Settings(max_parallel=c.max_parallel,
+    merge = None
+    if c.merge.enabled:
+        m = c.merge
+        merge = MergeSettings(
+            target=m.target or repo.default_base(), land=m.land, remote=m.remote,
+            check=[list(argv) for argv in m.check], check_timeout=m.check_timeout, auto=m.auto,
+            require_approval=m.require_approval, max_batch=m.max_batch,
+            max_parallel_checks=m.max_parallel_checks, resolve_conflicts=m.resolve_conflicts,
+            blame=m.blame, policy=c.policy.model_dump(mode="json"))
+    return Settings(merge=merge, max_parallel=c.max_parallel,
                     agent_limits={name: a.max_parallel for name, a in c.agents.items()},
                     port_range=tuple(c.port_range), log_max_bytes=c.log_max_bytes,
                     heartbeat_timeout=c.engine.heartbeat_timeout,
-                    host_lost_after=c.engine.host_lost_after, remote=c.merge.remote)
+                    host_lost_after=c.engine.host_lost_after,
+                    # Hosts share branches through the remote their clones came from; a clone
+                    # without it is a trial on one machine, where there is nothing to push.
+                    remote=c.merge.remote if gitx.remote_url(repo.root, c.merge.remote)
+                    else None)
 
 
 class TemporalEngine:
@@ -74,9 +88,9 @@ class TemporalEngine:
     def __init__(self, repo: Repo, *, clock: Clock | None = None,
                  rng: random.Random | None = None,
                  environ: Mapping[str, str] | None = None) -> None:
-        if repo.config.merge.enabled:
-            raise ConfigError("the merge queue does not run on the Temporal engine yet",
-                              hint="remove [merge] or use [engine] kind = \"local\"")
+        if repo.config.merge.enabled and repo.config.merge.land == "pr":
+            raise ConfigError('land = "pr" does not run on the Temporal engine yet',
+                              hint='land = "push" lands through the shared remote')
         self.repo = repo
         self.clock = clock or SystemClock()
         self.environ = dict(os.environ if environ is None else environ)
@@ -220,9 +234,15 @@ class TemporalEngine:
                     t for t in touched if t in p.tasks) or [
                     t for t, row in p.tasks.items() if row["state"] not in _ENDED]
                 rows = [p.tasks[t] for t in ids if t in p.tasks]
-                if all(r["state"] in _ENDED for r in rows) and not mirror.running:
-                    code = 0 if all(r["state"] in ("done", "merged") for r in rows) else 1
-                    return RunOutcome(code, rows, idle=not touched)
+                if all(r["state"] in _ENDED for r in rows) and not mirror.running \
+                        and not mirror.queue_busy:
+                    goal = "merged" if self.repo.config.merge.auto else "done"
+                    stopped = mirror.queue_paused if mq.waiting(p.queue) else None
+                    code = 0 if all(r["state"] in (goal, "merged") for r in rows) \
+                        and not stopped else 1
+                    entries = sorted((p.queue[t] for t in touched if t in p.queue),
+                                     key=lambda q: q["position"] or 0)
+                    return RunOutcome(code, rows, stopped, idle=not touched, queue=entries)
                 await asyncio.sleep(FOLLOW_POLL)
         finally:
             store.close()
@@ -248,6 +268,8 @@ class Mirror:
                  timeout: timedelta = QUERY_TIMEOUT) -> None:
         self.store, self.handle, self.client = store, handle, client
         self.timeout = timeout
+        self.queue_busy = False
+        self.queue_paused: str | None = None
         self.running: list[str] = []
 
     async def sync(self) -> list[Event]:
@@ -268,6 +290,7 @@ class Mirror:
                 raise WorkflowsSilent(_silent_reason(exc), hint=WORKER_HINT) from None
             out += self.write(page.events)
             self.running = page.running
+            self.queue_busy, self.queue_paused = page.queue_busy, page.queue_paused
             if page.next == since or not page.events:
                 break
             since = page.next

@@ -45,6 +45,24 @@ class Names:
 
 
 @dataclass
+class MergeSettings:
+    """``[merge]`` as the repository workflow's merge queue needs it."""
+
+    target: str
+    land: str = "local"
+    remote: str = "origin"
+    check: list[list[str]] = field(default_factory=list)
+    check_timeout: float | None = 1800.0
+    auto: bool = False
+    require_approval: bool = False
+    max_batch: int = 50
+    max_parallel_checks: int = 2
+    resolve_conflicts: bool = False
+    blame: bool = True
+    policy: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class Settings:
     """What the repository workflow schedules by, from the config of the latest ``wf run``."""
 
@@ -54,7 +72,8 @@ class Settings:
     log_max_bytes: int = 0
     heartbeat_timeout: float = 10.0
     host_lost_after: float = 300.0
-    remote: str = "origin"  # where a host pushes a finished task's branch, when its clone has it
+    remote: str | None = "origin"  # where a host pushes a finished task's branch (None: not)
+    merge: MergeSettings | None = None  # the merge queue, when [merge] is on
 
 
 @dataclass
@@ -94,6 +113,8 @@ class EventsPage:
     events: list[WireEvent]
     next: int
     running: list[str]  # workflow ids of the task workflows running an attempt
+    queue_busy: bool = False  # entries wait for admission or landing
+    queue_paused: str | None = None  # why the merge queue stopped
 
 
 @dataclass

@@ -21,6 +21,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from wf.temporal.activities import WorkerActivities
 from wf.temporal.connect import connect
+from wf.temporal.queue_activities import QueueWorker
 from wf.temporal.engine import names_for
 from wf.temporal.workflows import RepoWorkflow, TaskWorkflow
 
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from wf.repository import Repo
 
 Report = Callable[[str, dict[str, Any]], None]
+QUEUE_SLOTS = 8  # integration worktrees a queue host may use (a run's [merge] may ask more
+# checks at once than this clone's wf.toml says)
 THROTTLE = timedelta(seconds=1)  # heartbeats reach the server at least this often: a cancel
 # waits for the next one (temporal.md: 2.9 s at the default throttle, 0.99 s with this)
 
@@ -55,8 +58,10 @@ async def serve(repo: Repo, environ: Mapping[str, str], stop: asyncio.Event, *,
     host = cfg.host_name()
     client = await connect(cfg, environ)
     acts = WorkerActivities(repo, host, environ, slots=slots, report=report)
+    queue = QueueWorker(repo, host, environ, max(repo.config.merge.max_parallel_checks,
+                                                 QUEUE_SLOTS))
     common: dict[str, Any] = dict(
-        activities=acts.all(), activity_executor=acts.pool,
+        activities=[*acts.all(), *queue.all()], activity_executor=acts.pool,
         max_heartbeat_throttle_interval=THROTTLE, default_heartbeat_throttle_interval=THROTTLE,
         graceful_shutdown_timeout=timedelta(0),
         # A killed worker's workflows are sticky to its own queue until this passes; queries

@@ -25,6 +25,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
 
+from wf.temporal.queue_flow import QueueFlow  # workflow code too: imported in the sandbox
+
 with workflow.unsafe.imports_passed_through():
     from wf.agents import process
     from wf.engine import attempt_plan as plan
@@ -111,12 +113,21 @@ class RepoWorkflow:
         self.signals: list[tuple[int, SignalRequest]] = []
         self.woken = False
         self.chain = ""
+        self.merge: QueueFlow | None = None  # the merge queue, once a run turns [merge] on
 
     def _record(self, stream: str, type_: str, data: dict[str, Any],
                 key: str | None = None) -> WireEvent:
         seq = len(self.log.events) + 1
-        return self.log.fold(WireEvent(stream, type_, data, self.log.now(),
-                                       key or f"tw:{self.chain}:{seq}", seq))
+        recorded = self.log.fold(WireEvent(stream, type_, data, self.log.now(),
+                                           key or f"tw:{self.chain}:{seq}", seq))
+        self.woken = True
+        if self.merge is not None:
+            self.merge.poke()
+        return recorded
+
+    def record_event(self, e: Any) -> WireEvent:
+        """Record a decision's ``NewEvent`` (the merge queue records through here)."""
+        return self._record(e.stream, e.type, e.data, e.idempotency_key)
 
     @workflow.run
     async def run(self, queue: str) -> None:
@@ -141,6 +152,9 @@ class RepoWorkflow:
         """Record the ``task.submitted`` events the log does not hold yet, and the settings
         of the latest ``wf run`` (its tasks file may change ``max_parallel``)."""
         self.settings = inp.settings
+        if inp.settings.merge is not None and self.merge is None:
+            self.merge = QueueFlow(self, inp.settings.merge)
+            asyncio.create_task(self.merge.run())
         known = {e.key for e in self.log.events}
         for e in inp.events:
             if e.key not in known:
@@ -159,7 +173,8 @@ class RepoWorkflow:
     @signal.validator
     def _judge(self, req: SignalRequest) -> None:
         verdict = judge_signal(req.kind, req.task_id, self.p.tasks.get(req.task_id),
-                               self.p.queue.get(req.task_id), queue_enabled=False,
+                               self.p.queue.get(req.task_id),
+                               queue_enabled=self.merge is not None,
                                running=req.task_id in self.running,
                                branch=req.data.get("branch"))
         if not verdict.applies:
@@ -181,7 +196,9 @@ class RepoWorkflow:
     def events(self, since: int) -> EventsPage:
         page = self.log.events[since: since + EVENTS_PER_QUERY]
         return EventsPage(page, since + len(page),
-                          sorted(f"{self.queue}.task.{tid}" for tid in self.running))
+                          sorted(f"{self.queue}.task.{tid}" for tid in self.running),
+                          queue_busy=self.merge is not None and self.merge.busy(),
+                          queue_paused=self.merge.paused if self.merge else None)
 
     @workflow.query(name="settled")
     def settled(self) -> bool:
@@ -192,7 +209,8 @@ class RepoWorkflow:
         pending, self.signals = self.signals, []
         for seq, req in pending:
             out = decide_signal(req.kind, req.task_id, req.data, self.p.tasks, self.p.queue,
-                                queue_enabled=False, running=req.task_id in self.running)
+                                queue_enabled=self.merge is not None,
+                                running=req.task_id in self.running)
             if out.stop_attempt:
                 handle = self.running[req.task_id]
                 if handle is None:
@@ -205,11 +223,17 @@ class RepoWorkflow:
                 "signal_seq": seq, "task": req.task_id, "result": out.result},
                 f"signal.handled:{self.chain}:{seq}")
 
+    @property
+    def _queue_takes_successes(self) -> bool:
+        """Whether every success joins the merge queue (``[merge] auto`` with the queue on)."""
+        return self.merge is not None and self.merge.s.auto
+
     def _start_ready(self) -> None:
         running = {t: self.p.tasks[t]["agent"] for t in self.running}
         plan_ = schedule(self.p.tasks, running, self.log.now(),
                          max_parallel=self.settings.max_parallel,
-                         agent_limits=self.settings.agent_limits)
+                         agent_limits=self.settings.agent_limits,
+                         deps_must_land=self._queue_takes_successes)
         for e in plan_.blocked:
             self._record(e.stream, e.type, e.data, e.idempotency_key)
         for tid in plan_.start:
@@ -221,7 +245,8 @@ class RepoWorkflow:
                      f"attempt.started:{tid}:{n}")
         inp = AttemptInput(
             task=dict(self.p.tasks[tid]), attempt=dict(self.p.attempts[(tid, n)]), n=n,
-            enqueue=False, ports_taken=sorted(plan.ports_taken(self.p.tasks, tid)),
+            enqueue=self._queue_takes_successes,
+            ports_taken=sorted(plan.ports_taken(self.p.tasks, tid)),
             settings=self.settings, queue=self.queue, host_queues=dict(self.host_queues),
             host=self.hosts.get(tid), clock_offset=self.log.offset, pushed=dict(self.pushed))
         self.running[tid] = None
@@ -280,8 +305,8 @@ class TaskWorkflow:
             self.facts(facts)
         try:
             outcome = await self._prepare_and_run()
-            if outcome.succeeded and outcome.commit:
-                await self._push(outcome.commit)
+            if outcome.succeeded and outcome.commit and inp.settings.remote:
+                await self._push(outcome.commit, inp.settings.remote)
         except _HostLost as lost:
             outcome = self._host_lost(lost.host)
         except ActivityError as exc:
@@ -301,21 +326,21 @@ class TaskWorkflow:
         return infra_outcome(f"host {host} took no step for {wait:g}s; the next attempt is "
                              f"prepared on another host from {start}")
 
-    async def _push(self, commit: str) -> None:
+    async def _push(self, commit: str, remote: str) -> None:
         """Share the finished branch: the merge queue's host, and a host that prepares the
         task again, fetch it from the remote. Not pushing (no such remote, or it refused)
         leaves the work on this host's branch, and is said."""
         spec = self.spec
         try:
             ref = await self._activity("wf.push_branch", PushBranch(
-                self.tid, spec.branch, commit, self.inp.settings.remote), str)
+                self.tid, spec.branch, commit, remote), str)
         except ActivityError as exc:
-            self._emit("task.push_failed", {"n": self.n, "remote": self.inp.settings.remote,
+            self._emit("task.push_failed", {"n": self.n, "remote": remote,
                                             "error": _cause(exc)})
             return
         if ref:
             self.pushed = ref
-            self._emit("task.pushed", {"n": self.n, "remote": self.inp.settings.remote,
+            self._emit("task.pushed", {"n": self.n, "remote": remote,
                                        "branch": spec.branch, "commit": commit})
 
     @workflow.signal(name="cancel")
@@ -426,7 +451,9 @@ class TaskWorkflow:
             # Deleted by hand: say so; ``ensure`` makes it again from the task's branch.
             self._emit("task.worktree_lost", {"path": task["worktree"],
                                               "branch": task["branch"]}, stream=stream)
-        start = plan.worktree_start(spec, landed_target=None)
+        queue = self.inp.settings.merge
+        start = plan.worktree_start(spec, landed_target=queue.target if self.inp.enqueue
+                                    and queue is not None else None)
         # Branches finished on other hosts are on the remote; this task's own, when a lost
         # host pushed it, is where it starts again.
         pushed = self.inp.pushed

@@ -1,0 +1,162 @@
+"""The merge queue's activities (``merge_queue/activities.py``) as Temporal activities.
+
+They run on one host, the queue's: the first of them goes to the shared queue and says which
+host took it (``claim``), every later one to that host's queue, so the chains built in its
+object database and its integration worktrees are reused round after round. Entries whose
+branch was finished on another host are fetched from the shared remote first.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from wf import gitx
+from wf.errors import WfError
+from wf.merge_queue.activities import AdmitEntry, Land, QueueActivities, RunCheck
+from wf.merge_queue.admission import Admission
+from wf.merge_queue.candidates import Chain, Conflict, Entry
+from wf.merge_queue.checks import CheckResult
+from wf.merge_queue.decide import LandOutcome
+from wf.merge_queue.policy import PolicyConfig
+
+if TYPE_CHECKING:
+    from wf.repository import Repo
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class AdmitAll:
+    entries: list[AdmitEntry]
+    target_ref: str
+    policy: dict[str, Any]
+    fetch: dict[str, str] = field(default_factory=dict)  # branch -> its ref on the remote
+
+
+@dataclass
+class AdmitResult:
+    verdict: Admission | None
+    error: str | None = None
+    head: str | None = None
+
+
+@dataclass(frozen=True)
+class BuildChain:
+    base: str
+    entries: list[Entry]
+    depth: int
+
+
+@dataclass
+class Built:
+    chain: Chain | None = None
+    conflict: Conflict | None = None
+
+
+@dataclass(frozen=True)
+class ChainWithout:
+    chain: Chain
+    entries: list[Entry]
+    index: int
+    size: int
+
+
+@dataclass(frozen=True)
+class Contained:
+    heads: list[str]
+    base: str
+
+
+@dataclass(frozen=True)
+class ResolveTarget:
+    ref: str
+    fetch_remote: str | None = None  # land = "push": fetch the target from here first
+    target: str = ""
+
+
+def _one_line_errors(fn: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except WfError as exc:
+            raise ApplicationError(exc.message, type=type(exc).__name__) from None
+    return wrapper
+
+
+class QueueWorker:
+    """The queue's activities on this host, against this clone."""
+
+    def __init__(self, repo: Repo, host: str, environ: Mapping[str, str],
+                 parallel_checks: int) -> None:
+        self.host = host
+        self.acts = QueueActivities(repo.root, repo.worktree_root, repo.logs_dir.parent / "queue",
+                                    parallel_checks, environ)
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [self.claim, self.admit, self.resolve, self.contained, self.build_chain,
+                self.chain_without, self.run_check, self.land]
+
+    @activity.defn(name="wf.queue.claim")
+    def claim(self) -> str:
+        """The queue's steps run here from now on: this host's name."""
+        return self.host
+
+    @activity.defn(name="wf.queue.admit")
+    @_one_line_errors
+    def admit(self, inp: AdmitAll) -> list[AdmitResult]:
+        root = self.acts.root
+        for branch, ref in inp.fetch.items():  # finished on another host: on the remote
+            if not gitx.branch_exists(root, branch):
+                remote, name = ref.split("/", 1)
+                gitx.fetch(root, remote, name)
+                gitx.create_branch(root, branch, ref)
+        policy = PolicyConfig.model_validate(inp.policy)
+        out = []
+        for got in self.acts.admit(inp.entries, inp.target_ref, policy):
+            if isinstance(got.verdict, str):
+                out.append(AdmitResult(None, got.verdict))
+            else:
+                out.append(AdmitResult(got.verdict, None, got.head))
+        return out
+
+    @activity.defn(name="wf.queue.resolve")
+    @_one_line_errors
+    def resolve(self, inp: ResolveTarget) -> str:
+        if inp.fetch_remote:
+            self.acts.fetch_target(inp.fetch_remote, inp.target)
+        return self.acts.resolve(inp.ref)
+
+    @activity.defn(name="wf.queue.contained")
+    @_one_line_errors
+    def contained(self, inp: Contained) -> list[str]:
+        return self.acts.contained(inp.heads, inp.base)
+
+    @activity.defn(name="wf.queue.build_chain")
+    @_one_line_errors
+    def build_chain(self, inp: BuildChain) -> Built:
+        built = self.acts.build_chain(inp.base, inp.entries, inp.depth)
+        return Built(conflict=built) if isinstance(built, Conflict) else Built(chain=built)
+
+    @activity.defn(name="wf.queue.chain_without")
+    @_one_line_errors
+    def chain_without(self, inp: ChainWithout) -> Chain:
+        return self.acts.chain_without(inp.chain, inp.entries, inp.index, inp.size)
+
+    @activity.defn(name="wf.queue.run_check")
+    @_one_line_errors
+    def run_check(self, inp: RunCheck) -> CheckResult:
+        import threading
+
+        return self.acts.run_check(inp, threading.Event(), lambda: None)
+
+    @activity.defn(name="wf.queue.land")
+    @_one_line_errors
+    def land(self, inp: Land) -> LandOutcome:
+        return self.acts.land(inp)

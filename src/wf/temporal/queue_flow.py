@@ -1,0 +1,312 @@
+"""The merge queue inside the repository workflow: the local queue loop's decisions, durably.
+
+Each round is the local engine's (``merge_queue/queue_loop.py``), asked of the same pure
+functions (``merge_queue/decide.py``, ``merge_queue/planner.py``): admit the pending entries,
+resolve the target, record entries it already contains, build the chain of prefixes, plan,
+then land a green prefix, evict a culprit or a conflict, or run a round of checks at once.
+What differs is only how the side effects are had: Temporal activities on the queue's host
+(``queue_activities.py``), one landing at a time, and no chain built ahead while checks run.
+
+Workflow code: no I/O, no clock but ``workflow.now()``; it runs in the sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from wf.merge_queue import decide as mq
+    from wf.merge_queue.activities import AdmitEntry, Land, RunCheck
+    from wf.merge_queue.candidates import Chain, Conflict, Entry
+    from wf.merge_queue.checks import CheckResult
+    from wf.merge_queue.decide import LandOutcome
+    from wf.merge_queue.planner import Plan, Probe, plan_round
+    from wf.model import NewEvent
+    from wf.temporal.queue_activities import (
+        AdmitAll,
+        AdmitResult,
+        BuildChain,
+        Built,
+        ChainWithout,
+        Contained,
+        ResolveTarget,
+    )
+    from wf.temporal.shapes import MergeSettings
+
+if TYPE_CHECKING:
+    from wf.temporal.workflows import RepoWorkflow
+
+STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1),
+                         maximum_interval=timedelta(seconds=10), maximum_attempts=3,
+                         non_retryable_error_types=["GitError", "ConfigError", "StoreError"])
+
+
+class QueueFlow:
+    """The merge queue of one repository and target, run by its repository workflow."""
+
+    def __init__(self, repo_wf: RepoWorkflow, s: MergeSettings) -> None:
+        self.w, self.s = repo_wf, s
+        self.checks_key = mq.checks_key(s.check)
+        self.target_ref = mq.target_ref(s.land, s.remote, s.target)
+        self.host: str | None = None  # the host whose clone the queue works in
+        self.poked = False
+        self.paused: str | None = None
+        self.refused: str | None = None
+        self.infra_streak = 0
+        self.flaky_seen = False
+        self.base: str | None = None
+
+    # -- what the repository workflow asks ----------------------------------------------------
+    def busy(self) -> bool:
+        return self.paused is None and mq.waiting(self.w.p.queue) > 0
+
+    def poke(self) -> None:
+        self.poked = True
+
+    # -- the loop -----------------------------------------------------------------------------
+    async def run(self) -> None:
+        git_failures = 0
+        while True:
+            self.poked = False
+            try:
+                progressed = await self._admit_pending()
+                progressed = await self._round() or progressed
+                git_failures = 0
+            except ActivityError as exc:
+                kind, message = _failure(exc)
+                if kind == "GitError":
+                    backoff = mq.git_error_backoff(git_failures, message)
+                    if backoff.pause is None:
+                        git_failures += 1
+                        self._append(NewEvent(mq.QUEUE_STREAM, "queue.retrying", {
+                            "reason": message, "delay": backoff.delay}))
+                        await workflow.sleep(backoff.delay)
+                        continue
+                    message = backoff.pause
+                self._pause(message)
+                progressed = False
+            if not progressed:
+                await workflow.wait_condition(lambda: self.poked)
+
+    def _pause(self, reason: str) -> None:
+        self.paused = reason
+        self._append(NewEvent(mq.QUEUE_STREAM, "queue.paused", {"reason": reason}))
+
+    def _append(self, *events: NewEvent) -> None:
+        for e in events:
+            self.w.record_event(e)
+
+    async def _step(self, name: str, arg: Any, result_type: Any, *,
+                    timeout: float = 600.0) -> Any:
+        if self.host is None:
+            self.host = await workflow.execute_activity(
+                "wf.queue.claim", result_type=str, task_queue=self.w.queue,
+                start_to_close_timeout=timedelta(seconds=60), retry_policy=STEP_RETRY)
+        return await workflow.execute_activity(
+            name, arg, result_type=result_type, task_queue=f"{self.w.queue}.host.{self.host}",
+            start_to_close_timeout=timedelta(seconds=timeout), retry_policy=STEP_RETRY)
+
+    def _entries(self, state: str) -> list[Any]:
+        return mq.entries_in(self.w.p.queue, state)
+
+    # -- admission ----------------------------------------------------------------------------
+    async def _admit_pending(self) -> bool:
+        pending = self._entries("pending")
+        if not pending:
+            return False
+        tasks = self.w.p.tasks
+        asked = [AdmitEntry(q["task_id"], q["branch"],
+                            (tasks.get(q["task_id"]) or {}).get("base_commit")) for q in pending]
+        fetch = {q["branch"]: self.w.pushed[q["task_id"]] for q in pending
+                 if q["task_id"] in self.w.pushed}
+        results: list[AdmitResult] = await self._step("wf.queue.admit", AdmitAll(
+            asked, self.target_ref, self.s.policy, fetch), list[AdmitResult])
+        events: list[NewEvent] = []
+        for q, got in zip(pending, results, strict=True):
+            verdict = got.verdict if got.verdict is not None else got.error or "not judged"
+            resolve = ([] if isinstance(verdict, str) or verdict.verdict != "conflict" else
+                       mq.resolve_events(q["task_id"], verdict.detail, verdict.conflicted_files,
+                                         enabled=self.s.resolve_conflicts,
+                                         is_task=q["task_id"] in tasks, target=self.s.target))
+            events += mq.admission_events(q, verdict, got.head,
+                                          require_approval=self.s.require_approval,
+                                          resolve=resolve)
+        self._append(*events)
+        return True
+
+    # -- one round ----------------------------------------------------------------------------
+    async def _round(self) -> bool:
+        if self.paused or not self._entries("queued"):
+            return False
+        base: str = await self._step("wf.queue.resolve", ResolveTarget(
+            self.target_ref, self.s.remote if self.s.land == "push" else None, self.s.target),
+            str)
+        if base != self.base:
+            queued = self._entries("queued")
+            heads = [q["head"] for q in queued if q["head"]]
+            contained = await self._step("wf.queue.contained", Contained(heads, base), list[str])
+            events = mq.already_landed(queued, contained, base, self.s.target)
+            if events:
+                self._append(*events)
+                return True
+        self.base = base
+        return await self._act(base) and self.refused is None
+
+    async def _act(self, base: str) -> bool:
+        progressed = False
+        while queued := self._entries("queued"):
+            entries = [Entry(q["task_id"], q["branch"], q["head"]) for q in
+                       queued[:self.s.max_batch]]
+            planned = await self._plan(base, entries)
+            if isinstance(planned, Conflict):
+                detail, evicted = mq.conflict_eviction(entries, planned, self.s.target)
+                self._append(evicted, *mq.resolve_events(
+                    entries[planned.index].task_id, detail, planned.files,
+                    enabled=self.s.resolve_conflicts,
+                    is_task=entries[planned.index].task_id in self.w.p.tasks,
+                    target=self.s.target))
+                progressed = True
+                continue
+            chain, plan = planned
+            if plan.land:
+                size = mq.landing_size(plan.land, through_forge=False)
+                moved = await self._land(chain, base, size)
+                if moved is None:
+                    return progressed
+                base = self.base = moved
+            elif plan.culprit is not None:
+                if not await self._judge_culprit(chain, entries, plan.culprit, plan.probes):
+                    return True
+            elif plan.probes:
+                await self._check(chain, entries, plan.probes)
+                return True
+            else:
+                return progressed
+            progressed = True
+        return progressed
+
+    async def _plan(self, base: str, entries: list[Entry]) -> tuple[Chain, Plan] | Conflict:
+        depth = 0
+        while True:
+            built: Built = await self._step("wf.queue.build_chain",
+                                            BuildChain(base, entries, depth), Built)
+            if built.conflict is not None:
+                return built.conflict
+            chain = built.chain
+            assert chain is not None
+            plan = plan_round(len(entries), mq.known_results(
+                chain.trees, self.w.p.tested_trees, self.checks_key),
+                mq.estimate(self.w.p.queue, ()), parallel=self.s.max_parallel_checks,
+                max_batch=self.s.max_batch, suspects=self._suspects(entries))
+            depth = max((p.size for p in plan.probes if p.without is None), default=0)
+            if depth <= len(chain.entries):
+                return chain, plan
+
+    def _suspects(self, entries: list[Entry]) -> frozenset[int]:
+        return mq.suspects(entries, self.w.p.queue, blame=False)
+
+    # -- checks -------------------------------------------------------------------------------
+    async def _check(self, chain: Chain, entries: list[Entry], probes: tuple[Probe, ...]
+                     ) -> None:
+        candidates = []
+        for probe in probes:
+            if probe.without is None:
+                candidates.append((probe, chain, probe.size))
+                continue
+            variant: Chain = await self._step("wf.queue.chain_without", ChainWithout(
+                chain, entries, probe.without, probe.size), Chain)
+            size = min(probe.size, len(variant.entries))
+            tree = variant.trees[size - 1] if size else ""
+            if size > probe.without and mq.tree_key(tree, self.checks_key) \
+                    not in self.w.p.tested_trees:
+                candidates.append((probe, variant, size))
+        if not candidates:
+            return
+
+        def left_out(probe: Probe) -> str | None:
+            return None if probe.without is None else entries[probe.without].task_id
+
+        self._append(NewEvent(mq.QUEUE_STREAM, "queue.check_started", {
+            "sizes": [size for _p, _c, size in candidates],
+            "batches": [[e.task_id for e in c.entries[:size]] for _p, c, size in candidates],
+            "without": [left_out(p) for p, _c, _s in candidates]}))
+        results: dict[Probe, str] = {}
+
+        async def one(slot: int, probe: Probe, candidate: Chain, size: int) -> None:
+            commit, tree = candidate.prefix(size)
+            started = workflow.now().timestamp()
+            if not self.s.check:
+                result, detail, log = "pass", "no checks configured", None
+            else:
+                res: CheckResult = await self._step("wf.queue.run_check", RunCheck(
+                    slot, commit, tree, tuple(tuple(c) for c in self.s.check),
+                    self.s.check_timeout), CheckResult,
+                    timeout=(self.s.check_timeout or 86400.0) + 600)
+                result, detail, log = res.result, res.detail, res.log_path
+            results[probe] = result
+            self._append(NewEvent(mq.QUEUE_STREAM, "queue.check_finished", {
+                "tree": mq.tree_key(tree, self.checks_key), "commit": commit, "size": size,
+                "entries": [e.task_id for e in candidate.entries[:size]],
+                "without": left_out(probe), "result": result, "detail": detail, "log": log,
+                "blamed": [], "started": round(started, 3),
+                "duration": round(workflow.now().timestamp() - started, 3)}))
+
+        await asyncio.gather(*(one(slot, p, c, size)
+                               for slot, (p, c, size) in enumerate(candidates)))
+        flaky = mq.flaky_event({p.size: r for p, r in results.items() if p.without is None},
+                               self.flaky_seen)
+        if flaky is not None:
+            self.flaky_seen = True
+            self._append(flaky)
+        if mq.only_infra(results.values()):
+            backoff = mq.infra_backoff(self.infra_streak)
+            if backoff.pause is not None:
+                self._pause(backoff.pause)
+                return
+            await workflow.sleep(backoff.delay)
+            self.infra_streak += 1
+        else:
+            self.infra_streak = 0
+
+    async def _judge_culprit(self, chain: Chain, entries: list[Entry], index: int,
+                             beside: tuple[Probe, ...]) -> bool:
+        entry = chain.entries[index]
+        _commit, tree = chain.prefix(index + 1)
+        row = self.w.p.tested_trees.get(mq.tree_key(tree, self.checks_key)) or {}
+        if mq.should_recheck(entry, row, self.w.p.queue, flaky_seen=self.flaky_seen,
+                             blame=False):
+            await self._check(chain, entries, (Probe(index + 1), *beside))
+            return False
+        self._append(mq.culprit_eviction(entry, index, tree, row, self.s.target))
+        return True
+
+    # -- landing ------------------------------------------------------------------------------
+    async def _land(self, chain: Chain, base: str, size: int) -> str | None:
+        commit, _tree = chain.prefix(size)
+        landed = chain.entries[:size]
+        self._append(NewEvent(mq.QUEUE_STREAM, "queue.land_requested", {
+            "old": base, "new": commit, "entries": [e.task_id for e in landed]}))
+        outcome: LandOutcome = await self._step("wf.queue.land", Land(
+            self.s.land, self.s.target, self.target_ref, self.s.remote, base, commit),
+            LandOutcome)
+        result, after = mq.landing_outcome(outcome, entries=landed, base=base, commit=commit,
+                                           target=self.s.target, last_refusal=self.refused)
+        self.refused = result.refused
+        self._append(*result.events, *after)
+        if result.wait:
+            await workflow.sleep(result.wait)
+        return result.base
+
+
+def _failure(exc: ActivityError) -> tuple[str, str]:
+    """(the error's type, its message) of a failed queue step."""
+    cause = exc.cause
+    if isinstance(cause, ApplicationError):
+        return cause.type or "", cause.message
+    return "", " ".join(str(cause or exc).split())
