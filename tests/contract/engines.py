@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from runwf import wait_until
 
 from wf.api import Repo, open_repo
@@ -30,8 +29,8 @@ from wf.engine import build_engine
 from wf.engine.base import Engine, Observer, RunOutcome
 from wf.errors import WfError
 from wf.model import Event, SignalKind, task_stream
-from wf.task_input import plan_tasks_file
 from wf.spec import TaskSpec
+from wf.task_input import plan_tasks_file
 
 RUN_BOUND = 30.0  # seconds an engine.run may take before the test fails instead of hanging
 

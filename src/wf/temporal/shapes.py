@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from wf.engine.activities import EnsureWorktree, RunSetup  # at run time: the converter
-# reads the type hints
+# At run time, not under TYPE_CHECKING: the data converter reads the type hints.
+from wf.engine.activities import EnsureWorktree, RunSetup
 
 EVENTS_PER_QUERY = 500  # bounds one query's answer (each event is well under 1 KiB)
 

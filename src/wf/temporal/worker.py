@@ -17,12 +17,15 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker.workflow_sandbox import (
+    SandboxedWorkflowRunner,
+    SandboxRestrictions,
+)
 
 from wf.temporal.activities import WorkerActivities
 from wf.temporal.connect import connect
-from wf.temporal.queue_activities import QueueWorker
 from wf.temporal.engine import names_for
+from wf.temporal.queue_activities import QueueWorker
 from wf.temporal.workflows import RepoWorkflow, TaskWorkflow
 
 if TYPE_CHECKING:
