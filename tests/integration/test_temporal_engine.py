@@ -9,8 +9,9 @@ a running agent, its process group gone, is the contract suite's ``test_cancel_s
 running_agent``.)
 
 Saved histories, ``tests/fixtures/temporal/histories/<tag>.<scenario>.<workflow>.json``,
-are recorded by running four scenarios (success, a transient failure retried, a cancel, a
-dependent blocked) on a dev server of their own::
+are recorded by running five scenarios (success, a transient failure retried, a cancel, a
+dependent blocked, the merge queue landing two and evicting one) on a dev server of their
+own::
 
     PYTHONPATH=src python tests/fixtures/temporal/record.py [--tag TAG]
 
@@ -57,7 +58,7 @@ from wf.temporal.worker import workflow_runner  # noqa: E402
 from wf.temporal.workflows import RepoWorkflow, TaskWorkflow  # noqa: E402
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "temporal"
-SCENARIOS = ("success", "retry", "cancel", "blocked")
+SCENARIOS = ("success", "retry", "cancel", "blocked", "queue")
 
 
 class Harness(TemporalHarness):
