@@ -186,10 +186,11 @@ def attempt_log(repo: Repo, task_id: str,
 
 def task_diff(repo: Repo, task_id: str, *, stat: bool = False) -> dict[str, Any]:
     """The task's change against its base, uncommitted work included while the worktree
-    exists."""
+    exists (on Temporal, asked of the host that holds it when that is another machine)."""
     store = open_store(repo, create=False)
     try:
         row = get_task(store, task_id)
+        host = _host_of(repo, store, task_id)
     finally:
         store.close()
     base = row["base_commit"]
@@ -200,9 +201,47 @@ def task_diff(repo: Repo, task_id: str, *, stat: bool = False) -> dict[str, Any]
         text = gitx.diff_worktree(Path(wt), base, stat=stat)
     elif gitx.branch_exists(repo.root, row["branch"]):
         text = gitx.diff(repo.root, base, row["branch"], stat=stat)
+    elif host is not None:
+        from wf.temporal.engine import read_on_host
+        from wf.temporal.shapes import HostRead
+
+        got = read_on_host(repo, HostRead("diff", host, wt or "", base, row["branch"], stat,
+                                          max_bytes=1024 * 1024))
+        text = got.text + ("\n[wf: the diff is cut at 1 MiB]\n" if got.truncated else "")
     else:
         raise NotFound(f"task {task_id!r} has neither a worktree nor a branch any more")
     return {"task": task_id, "base": base, "branch": row["branch"], "diff": text}
+
+
+def log_elsewhere(repo: Repo, task_id: str, n: int) -> bytes | None:
+    """On Temporal, the end of attempt ``n``'s log from the host that ran it, when that is
+    another machine; None when the log is (or should be) here."""
+    store = open_store(repo, create=False)
+    try:
+        host = _host_of(repo, store, task_id, n)
+        path = next((a["log_path"] for a in store.attempts(task_id) if a["n"] == n), None)
+    finally:
+        store.close()
+    if host is None or not path:
+        return None
+    from wf.temporal.engine import read_on_host
+    from wf.temporal.shapes import HostRead
+
+    got = read_on_host(repo, HostRead("log", host, path))
+    cut = b"[wf: the log's last 256 KiB, from host " + host.encode() + b"]\n"
+    return (cut if got.truncated else b"") + got.text.encode()
+
+
+def _host_of(repo: Repo, store: Any, task_id: str, n: int | None = None) -> str | None:
+    """The other machine that holds the task's worktree (or ran attempt ``n``), on the
+    Temporal engine; None for this machine, or on the local engine."""
+    if _engine_kind(repo) != "temporal":
+        return None
+    wanted = ["attempt.spawned"] if n is not None else ["task.worktree_ready"]
+    events = [e for e in store.read(stream=f"task:{task_id}", types=wanted)
+              if n is None or e.data.get("n") == n]
+    host = events[-1].data.get("host") if events else None
+    return None if host is None or host == repo.config.engine.host_name() else host
 
 
 # -- cleaning --------------------------------------------------------------------------------

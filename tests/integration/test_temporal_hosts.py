@@ -3,7 +3,7 @@ shared bare remote, and the client in the first clone.
 
 Tasks spread over both hosts (a host with no free slot refuses a new task and the other takes
 it); every step of a task runs on the host that holds its worktree; finished branches reach
-the remote. A host whose worker dies and never comes back loses its task to the other host
+the remote; ``wf logs`` and ``wf diff`` of a task on the other host are sent by that host. A host whose worker dies and never comes back loses its task to the other host
 after ``host_lost_after``, which the log says (``task.host_lost``).
 """
 
@@ -111,6 +111,16 @@ def test_tasks_spread_over_hosts_run_where_their_worktree_is_and_push_their_bran
         remote = subprocess.run(["git", "rev-parse", f"wf/{tid}"], cwd=origin, text=True,
                                 capture_output=True, check=True).stdout.strip()
         assert remote == pushed.data["commit"] == done.data["commit"]
+    # From the first clone, the log and the diff of the task that ran on h2: sent by h2.
+    [there] = [tid for tid, hs in where.items() if hs == ["h2"]]
+    logs = subprocess.run([sys.executable, "-m", "wf", "logs", there], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=BOUND)
+    assert logs.returncode == 0, logs.stderr
+    assert "waiting for the gate" in logs.stdout
+    diff = subprocess.run([sys.executable, "-m", "wf", "diff", there], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=BOUND)
+    assert diff.returncode == 0, diff.stderr
+    assert f"+{there} attempt 1" in diff.stdout
 
 
 def test_a_host_that_never_comes_back_loses_its_task_to_the_other(

@@ -107,6 +107,10 @@ def logs(
         write = _transcript(adapter.reader())
     else:
         write = _raw_bytes()
+    if not path.exists() and (elsewhere := api.log_elsewhere(repo, task, n)) is not None:
+        write(elsewhere)  # the host that ran it sent its end; following it is for that host
+        write(b"", final=True)
+        return 0
     rotated = path.with_name(path.name + ".1")
     if rotated.exists():
         write(rotated.read_bytes())

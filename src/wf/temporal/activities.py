@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from temporalio import activity
@@ -45,7 +46,15 @@ from wf.engine.activities import (
 from wf.engine.driver import LocalControl
 from wf.errors import WfError
 from wf.model import NewEvent
-from wf.temporal.shapes import Facts, Prepare, Prepared, PushBranch, TaskSetup
+from wf.temporal.shapes import (
+    Facts,
+    HostRead,
+    HostText,
+    Prepare,
+    Prepared,
+    PushBranch,
+    TaskSetup,
+)
 
 if TYPE_CHECKING:
     from wf.repository import Repo
@@ -131,7 +140,8 @@ class WorkerActivities:
         self.pool = ThreadPoolExecutor(max_workers=2 * slots + 8, thread_name_prefix="wf-activity")
 
     def all(self) -> list[Callable[..., Any]]:
-        return [self.ensure_worktree, self.push_branch, self.worktree_exists, self.reset_for_retry,
+        return [self.ensure_worktree, self.push_branch, self.host_read, self.worktree_exists,
+                self.reset_for_retry,
                 self.start_resolution, self.run_setup, self.run_attempt]
 
     def _take(self, task_id: str) -> None:
@@ -174,6 +184,25 @@ class WorkerActivities:
             return None
         gitx.push_branch(root, inp.remote, inp.commit, inp.branch)
         return f"{inp.remote}/{inp.branch}"
+
+    @activity.defn(name="wf.host_read")
+    @_one_line_errors
+    def host_read(self, inp: HostRead) -> HostText:
+        """The end of a log, or a task's diff, for a person on another machine."""
+        if inp.kind == "log":
+            with open(inp.path, "rb") as f:
+                f.seek(0, 2)
+                size = f.tell()
+                f.seek(max(0, size - inp.max_bytes))
+                data = f.read()
+            return HostText(data.decode("utf-8", "replace"), size > inp.max_bytes)
+        path = Path(inp.path)
+        if inp.path and path.is_dir():
+            text = gitx.diff_worktree(path, inp.base, stat=inp.stat)
+        else:
+            text = gitx.diff(self.acts.worktrees.repo_root, inp.base, inp.branch, stat=inp.stat)
+        cut = text[:inp.max_bytes]
+        return HostText(cut, len(cut) < len(text))
 
     @activity.defn(name="wf.worktree_exists")
     @_one_line_errors

@@ -16,6 +16,7 @@ import os
 import random
 import threading
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -23,11 +24,20 @@ from typing import TYPE_CHECKING, Any
 
 from wf import gitx
 from wf.engine.base import Clock, Observer, RunOutcome, SystemClock
-from wf.errors import ConfigError, GitError, Interrupted, Refused, WfError
+from wf.errors import ConfigError, GitError, Interrupted, NotFound, Refused, WfError
 from wf.merge_queue import decide as mq
 from wf.model import Event, NewEvent, SignalKind
 from wf.repository import Repo, open_store
-from wf.temporal.shapes import MergeSettings, Names, Settings, SignalRequest, Submit, WireEvent
+from wf.temporal.shapes import (
+    HostRead,
+    HostText,
+    MergeSettings,
+    Names,
+    Settings,
+    SignalRequest,
+    Submit,
+    WireEvent,
+)
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -410,3 +420,32 @@ class MirrorThread:
             except WfError as exc:
                 self.error = exc.message
             await asyncio.sleep(self.interval)
+
+
+def read_on_host(repo: Repo, inp: HostRead) -> HostText:
+    """What only host ``inp.host`` has (a log's end, a diff), through a one-step workflow on
+    that host's queue; WfError saying why not when the host or the server does not answer."""
+    from temporalio.client import WorkflowFailureError
+
+    from wf.temporal.connect import connect
+    from wf.temporal.workflows import HostReadWorkflow
+
+    names = names_for(repo)
+
+    async def read() -> HostText:
+        client = await connect(repo.config.engine, os.environ)
+        return await client.execute_workflow(
+            HostReadWorkflow.run, inp, id=f"{names.base}.read.{uuid.uuid4().hex[:12]}",
+            task_queue=names.shared_queue, execution_timeout=timedelta(seconds=90))
+
+    try:
+        return asyncio.run(read())
+    except WorkflowFailureError as exc:
+        cause = exc.cause
+        while getattr(cause, "cause", None) is not None:
+            cause = cause.cause
+        why = " ".join(str(cause).split()) or "it did not answer"
+        if "schedule" in why.lower() or "timeout" in why.lower():
+            why = "no worker of that host answered within 10 s"
+        raise NotFound(f"the {inp.kind} is on host {inp.host} ({inp.path}), which could not "
+                       f"send it: {why}", hint=f"run the command on {inp.host}") from None

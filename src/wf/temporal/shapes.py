@@ -189,3 +189,24 @@ class TaskSetup:
     task_id: str
     n: int
     setup: RunSetup
+
+
+@dataclass(frozen=True)
+class HostRead:
+    """Read what only the host holding a task's worktree has: the end of an attempt's log
+    (``kind`` "log": ``path``) or the task's diff (``kind`` "diff": the worktree at ``path``,
+    else ``branch``, against ``base``), at most ``max_bytes``."""
+
+    kind: str
+    host: str
+    path: str
+    base: str = ""
+    branch: str = ""
+    stat: bool = False
+    max_bytes: int = 256 * 1024
+
+
+@dataclass
+class HostText:
+    text: str
+    truncated: bool = False

@@ -54,6 +54,8 @@ with workflow.unsafe.imports_passed_through():
         AttemptResult,
         EventsPage,
         Facts,
+        HostRead,
+        HostText,
         Prepare,
         Prepared,
         PushBranch,
@@ -530,3 +532,17 @@ def _cause(exc: BaseException) -> str:
         return "no worker took the step in time"
     return " ".join(str(exc).split()) or type(exc).__name__
 
+
+
+@workflow.defn(name="wf.host_read")
+class HostReadWorkflow:
+    """``wf logs`` and ``wf diff`` from another machine: one step on the host that has it."""
+
+    @workflow.run
+    async def run(self, inp: HostRead) -> HostText:
+        queue = f"{workflow.info().task_queue}.host.{inp.host}"
+        return await workflow.execute_activity(
+            "wf.host_read", inp, result_type=HostText, task_queue=queue,
+            schedule_to_start_timeout=timedelta(seconds=10),
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=RetryPolicy(maximum_attempts=1))
