@@ -3,8 +3,9 @@ shared bare remote, and the client in the first clone.
 
 Tasks spread over both hosts (a host with no free slot refuses a new task and the other takes
 it); every step of a task runs on the host that holds its worktree; finished branches reach
-the remote; ``wf logs`` and ``wf diff`` of a task on the other host are sent by that host. A host whose worker dies and never comes back loses its task to the other host
-after ``host_lost_after``, which the log says (``task.host_lost``).
+the remote; ``wf logs`` and ``wf diff`` of a task on the other host are sent by that host.
+A host whose worker dies and never comes back loses its task to the other host after
+``host_lost_after``, which the log says (``task.host_lost``).
 """
 
 from __future__ import annotations
