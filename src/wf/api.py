@@ -272,6 +272,7 @@ def queue_status(repo: Repo) -> list[dict[str, Any]]:
     booleans; ``check_log`` is the log of the check that evicted it."""
     from wf.store.projections import QUEUE_IN_LINE
 
+    refresh(repo)
     if not repo.db_path.exists():
         return []
     store = open_store(repo)
