@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -160,3 +161,34 @@ def test_a_host_that_never_comes_back_loses_its_task_to_the_other(
     assert lost.data["start_from"] == "main"  # h2 had pushed nothing for it
     assert host_of(events, "attempt.spawned", lost_task) == ["h2", "h1"]
     wait_until(lambda: h1.proc.poll() is None, what="h1 still serving")
+
+
+def test_ctrl_c_stops_following_at_once_and_wf_cancel_stops_the_agent_on_its_host(
+        hosts: tuple[Path, dict[str, str], list[Host]], tmp_path: Path) -> None:
+    root, env, _ = hosts
+    journal = tmp_path / "journal"
+    path = tasks_file(tmp_path, env, agent_cmd("hang", "", journal), ["a"])
+    run = subprocess.Popen([sys.executable, "-m", "wf", "run", str(path)], cwd=root, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        [agent] = wait_until(lambda: journal_pids(journal, "a"), timeout=BOUND,
+                             what="the agent's start")
+        sent = time.monotonic()
+        run.send_signal(signal.SIGINT)
+        _, err = run.communicate(timeout=BOUND)
+        took = time.monotonic() - sent
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert run.returncode == 130, err
+    assert took < 1.5, f"wf run took {took:.2f}s to stop following"
+    assert "keep running on the workers" in err
+    assert pid_alive(agent)  # the work goes on without anyone following it
+    cancel = subprocess.run([sys.executable, "-m", "wf", "cancel", "a"], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=BOUND)
+    assert cancel.returncode == 0, cancel.stderr
+    wait_until(lambda: not pid_alive(agent), timeout=BOUND, what="the agent stopped")
+    again = subprocess.run([sys.executable, "-m", "wf", "cancel", "a"], cwd=root, env=env,
+                           capture_output=True, text=True, timeout=BOUND)
+    assert again.returncode == 1 and "cannot cancel a: it is already cancelled" in again.stderr
