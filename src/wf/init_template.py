@@ -97,9 +97,14 @@ blame = true
 remote = "origin"
 
 # Which engine drives the tasks: "local" runs them in this process, on this machine, with no
-# server (the only kind so far).
+# server; "temporal" runs them on a Temporal server, with `wf worker` on each machine
+# (pip install 'wf[temporal]'; docs/temporal.md).
 [engine]
 kind = "local"
+# address = "127.0.0.1:7233"      # Temporal: the server (`wf temporal dev` starts one here)
+# namespace = "default"
+# task_queue = "wf"               # prefix of the task queues and workflow ids
+# api_key_env = "TEMPORAL_API_KEY"  # Temporal Cloud: the variable holding the key
 
 # Rules checked when a branch enters the merge queue. Globs are gitignore-like ("**" crosses
 # folders, "*" does not). A denial names the rule and is never retried.
