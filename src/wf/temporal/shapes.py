@@ -129,7 +129,6 @@ class AttemptInput:
     ports_taken: list[int]
     settings: Settings
     queue: str  # the shared task queue
-    host_queues: dict[str, str]  # host -> its queue
     host: str | None  # the host holding the task's worktree, if any
     clock_offset: float = 0.0
     pushed: dict[str, str] = field(default_factory=dict)  # task -> its branch on the remote

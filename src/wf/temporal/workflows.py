@@ -43,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
         last_line,
     )
     from wf.engine.decide import Outcome, attempt_outcome, close_attempt, infra_outcome
-    from wf.engine.schedule import all_settled, schedule, sleep_for
+    from wf.engine.schedule import schedule, sleep_for
     from wf.engine.signal_rules import VERBS, decide_signal, judge_signal
     from wf.model import SIGNAL_STREAM, AttemptState, Event, FailureKind, task_stream
     from wf.spec import TaskSpec
@@ -102,12 +102,13 @@ class _Log:
 
 @workflow.defn(name="wf.repo")
 class RepoWorkflow:
+    """The repository's scheduler and merge queue, for as long as the repository is used."""
+
     def __init__(self) -> None:
         self.p = Projection()
         self.log = _Log(self.p, 0.0)
         self.settings = Settings()
         self.queue = ""
-        self.host_queues: dict[str, str] = {}  # host -> queue, as workers reported them
         self.hosts: dict[str, str] = {}  # task -> the host holding its worktree
         self.pushed: dict[str, str] = {}  # task -> its branch on the shared remote
         self.running: dict[str, Any] = {}  # task -> its task workflow's handle (None: starting)
@@ -190,10 +191,6 @@ class RepoWorkflow:
         self.log.offset = seconds
         self.woken = True
 
-    @workflow.signal(name="worker")
-    def worker(self, host: str, queue: str) -> None:
-        self.host_queues[host] = queue
-
     @workflow.query(name="events")
     def events(self, since: int) -> EventsPage:
         page = self.log.events[since: since + EVENTS_PER_QUERY]
@@ -201,10 +198,6 @@ class RepoWorkflow:
                           sorted(f"{self.queue}.task.{tid}" for tid in self.running),
                           queue_busy=self.merge is not None and self.merge.busy(),
                           queue_paused=self.merge.paused if self.merge else None)
-
-    @workflow.query(name="settled")
-    def settled(self) -> bool:
-        return all_settled(self.p.tasks) and not self.running
 
     # -- the loop ------------------------------------------------------------------------------
     def _handle_signals(self) -> None:
@@ -249,7 +242,7 @@ class RepoWorkflow:
             task=dict(self.p.tasks[tid]), attempt=dict(self.p.attempts[(tid, n)]), n=n,
             enqueue=self._queue_takes_successes,
             ports_taken=sorted(plan.ports_taken(self.p.tasks, tid)),
-            settings=self.settings, queue=self.queue, host_queues=dict(self.host_queues),
+            settings=self.settings, queue=self.queue,
             host=self.hosts.get(tid), clock_offset=self.log.offset, pushed=dict(self.pushed))
         self.running[tid] = None
         asyncio.create_task(self._drive(tid, inp))
@@ -384,7 +377,7 @@ class TaskWorkflow:
     def _queue(self) -> str:
         if self.host is None:
             return self.inp.queue
-        return self.inp.host_queues.get(self.host) or f"{self.inp.queue}.host.{self.host}"
+        return f"{self.inp.queue}.host.{self.host}"
 
     def _host_bound(self) -> dict[str, Any]:
         """A step sent to the host that holds the worktree waits for it ``host_lost_after``
