@@ -26,7 +26,7 @@ from wf import gitx
 from wf.engine.base import Clock, Observer, RunOutcome, SystemClock
 from wf.errors import ConfigError, GitError, Interrupted, NotFound, Refused, WfError
 from wf.merge_queue import decide as mq
-from wf.model import Event, NewEvent, SignalKind
+from wf.model import SIGNAL_STREAM, Event, NewEvent, SignalKind
 from wf.repository import Repo, open_store
 from wf.temporal.shapes import (
     HostRead,
@@ -209,12 +209,16 @@ class TemporalEngine:
             raise Refused(message, hint=details[0] if details else None) from None
         store = self._store()
         try:
-            mirror = Mirror(store, handle, client)
-            await mirror.sync()
-            return next(e for e in store.read(stream="signals", types=["signal.sent"])[::-1]
-                        if e.idempotency_key and e.idempotency_key.endswith(f":{seq}"))
+            with contextlib.suppress(WorkflowsSilent):  # it is sent: the log catches up later
+                await Mirror(store, handle, client).sync()
+            sent = [e for e in store.read(stream=SIGNAL_STREAM, types=["signal.sent"])
+                    if e.idempotency_key and e.idempotency_key.endswith(f":{seq}")]
         finally:
             store.close()
+        if sent:
+            return sent[-1]
+        return Event(seq, SIGNAL_STREAM, 0, "signal.sent", time.time(),
+                     {"kind": str(kind), "task": task_id, **data})
 
     async def _run(self, client: Client, specs: Sequence[TaskSpec] | None,
                    observers: Sequence[Observer]) -> RunOutcome:
@@ -223,7 +227,8 @@ class TemporalEngine:
             for observer in observers:
                 observer(committed)
         handle = await self._ensure_started(client)
-        await handle.signal("submit", Submit([], settings_for(self.repo)))
+        if not specs:  # a resume: the run's settings all the same (a submit carries them)
+            await handle.signal("submit", Submit([], settings_for(self.repo)))
         store = self._store()
         try:
             mirror = Mirror(store, handle, client)
