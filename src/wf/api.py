@@ -89,13 +89,14 @@ def mirrored(repo: Repo, *, interval: float = 0.5) -> Iterator[None]:
         yield
 
 
-def refresh(repo: Repo) -> None:
-    """Pull what the engine recorded since (Temporal), within about a second; with no server or
-    worker answering, the log is read as this clone has it."""
+def refresh(repo: Repo) -> bool:
+    """Pull what the engine recorded since (Temporal), within 0.4 s; False when the server or a
+    worker did not answer in time: the log is then read as this clone last pulled it."""
     if _engine_kind(repo) == "temporal":
         from wf.temporal.engine import refresh_mirror
 
-        refresh_mirror(repo)
+        return refresh_mirror(repo)
+    return True
 
 
 STATUS_FIELDS = ("id", "state", "agent", "attempts", "branch", "worktree", "last_error",

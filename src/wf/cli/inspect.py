@@ -35,6 +35,9 @@ AllOpt = Annotated[bool, typer.Option("--all", help="every task in the log, not 
 def status(all_tasks: AllOpt = False, as_json: JsonOpt = False) -> int:
     """The tasks of the current run (--all: every task in the log), active ones first."""
     repo = api.open_repo()
+    if not api.refresh(repo):
+        note("the Temporal workflows did not answer within 0.4 s: this is the log as this "
+             "clone last pulled it (`wf events -f` pulls as it goes)")
     tasks = api.status(repo, all_tasks=all_tasks)
     if as_json:
         print_json(tasks)

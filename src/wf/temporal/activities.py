@@ -47,12 +47,13 @@ from wf.engine.driver import LocalControl
 from wf.errors import WfError
 from wf.model import NewEvent
 from wf.temporal.shapes import (
+    AttemptDone,
+    AttemptStep,
     Facts,
     HostRead,
     HostText,
     Prepare,
     Prepared,
-    PushBranch,
     TaskSetup,
 )
 
@@ -140,8 +141,7 @@ class WorkerActivities:
         self.pool = ThreadPoolExecutor(max_workers=2 * slots + 8, thread_name_prefix="wf-activity")
 
     def all(self) -> list[Callable[..., Any]]:
-        return [self.ensure_worktree, self.push_branch, self.host_read, self.worktree_exists,
-                self.reset_for_retry,
+        return [self.ensure_worktree, self.host_read, self.worktree_exists, self.reset_for_retry,
                 self.start_resolution, self.run_setup, self.run_attempt]
 
     def _take(self, task_id: str) -> None:
@@ -173,17 +173,6 @@ class WorkerActivities:
         self.report("worktree", {"task": inp.worktree.task_id, "path": ready.path})
         return Prepared(ready.branch, ready.path, ready.created, ready.base_commit,
                         ready.merged, self.host)
-
-    @activity.defn(name="wf.push_branch")
-    @_one_line_errors
-    def push_branch(self, inp: PushBranch) -> str | None:
-        """The branch on the remote (``origin/wf/a``), or None when this clone has no such
-        remote (one clone, nothing to share)."""
-        root = self.acts.worktrees.repo_root
-        if gitx.remote_url(root, inp.remote) is None:
-            return None
-        gitx.push_branch(root, inp.remote, inp.commit, inp.branch)
-        return f"{inp.remote}/{inp.branch}"
 
     @activity.defn(name="wf.host_read")
     @_one_line_errors
@@ -226,7 +215,26 @@ class WorkerActivities:
         return self.acts.run_setup(replace(inp.setup, log_path=log))
 
     @activity.defn(name="wf.run_attempt")
-    async def run_attempt(self, inp: RunAttempt) -> AttemptReport:
+    async def run_attempt(self, step: AttemptStep) -> AttemptDone:
+        report = await self._attempt(step.attempt)
+        if not (step.push and report.ended == "exited" and report.commit):
+            return AttemptDone(report)
+        try:
+            ref = await asyncio.to_thread(self._push, step.attempt, step.push, report.commit)
+        except WfError as exc:
+            return AttemptDone(report, push_error=exc.message)
+        return AttemptDone(report, pushed=ref)
+
+    def _push(self, inp: RunAttempt, remote: str, commit: str) -> str | None:
+        """The branch on the remote (``origin/wf/a``), or None when this clone has no such
+        remote (one clone, nothing to share)."""
+        root = self.acts.worktrees.repo_root
+        if gitx.remote_url(root, remote) is None:
+            return None
+        gitx.push_branch(root, remote, commit, inp.branch)
+        return f"{remote}/{inp.branch}"
+
+    async def _attempt(self, inp: RunAttempt) -> AttemptReport:
         info = activity.info()
         details = info.heartbeat_details
         if info.attempt > 1 or details:  # a retry: adopt the agent a previous try started

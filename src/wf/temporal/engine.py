@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from wf.spec import TaskSpec
     from wf.store import EventStore
 
+CURSOR_FILE = "temporal-mirror.json"  # beside the log: how far the mirror got, and when
 FOLLOW_POLL = 0.1  # seconds between two looks at the workflows while a run is followed
 QUERY_TIMEOUT = timedelta(seconds=3)  # a query waits for a worker to answer it, at most this
 
@@ -313,6 +314,8 @@ class Mirror:
         for wid in self.running:
             live = await self._live(wid)
             out += self.write(live)
+        with contextlib.suppress(OSError):  # pulled just now: wf status need not pull again
+            os.utime(self._cursor_file())
         return out
 
     async def _live(self, workflow_id: str) -> list[WireEvent]:
@@ -337,7 +340,7 @@ class Mirror:
     # Where the mirror got to in the repository workflow's events, kept beside the log so a
     # new process does not read them all again (a lost cursor costs time, never an event).
     def _cursor_file(self) -> Path:
-        return self.store.path.parent / "temporal-mirror.json"
+        return self.store.path.parent / CURSOR_FILE
 
     def _since(self) -> int:
         try:
@@ -353,7 +356,8 @@ class Mirror:
 
 
 
-REFRESH_BOUND = 1.5  # seconds a read-only command waits for the workflows before reading
+REFRESH_BOUND = 0.4  # seconds a read-only command waits for the workflows before reading
+FRESH = 1.0  # a mirror pulled this recently (a follower runs: wf run, wf dash) is not pulled
 _refreshed: dict[str, float] = {}  # repository -> when this process last refreshed its mirror
 
 
@@ -364,6 +368,9 @@ def refresh_mirror(repo: Repo) -> bool:
     if time.monotonic() - _refreshed.get(key, -10.0) < 1.0:
         return True
     _refreshed[key] = time.monotonic()
+    with contextlib.suppress(OSError):
+        if time.time() - (repo.state_dir / CURSOR_FILE).stat().st_mtime < FRESH:
+            return True
 
     async def pull() -> None:
         from wf.temporal.connect import connect
@@ -378,7 +385,7 @@ def refresh_mirror(repo: Repo) -> bool:
             store.close()
 
     try:
-        asyncio.run(asyncio.wait_for(pull(), REFRESH_BOUND * 2))
+        asyncio.run(asyncio.wait_for(pull(), REFRESH_BOUND))
     except (WfError, TimeoutError, RuntimeError):
         return False
     return True

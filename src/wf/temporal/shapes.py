@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # At run time, not under TYPE_CHECKING: the data converter reads the type hints.
-from wf.engine.activities import EnsureWorktree, RunSetup
+from wf.engine.activities import AttemptReport, EnsureWorktree, RunAttempt, RunSetup
 
 EVENTS_PER_QUERY = 500  # bounds one query's answer (each event is well under 1 KiB)
 
@@ -171,14 +171,22 @@ class Prepare:
 
 
 @dataclass(frozen=True)
-class PushBranch:
-    """Push the task's branch at ``commit`` to ``remote`` (the merge queue's host and a host
-    that prepares the task again fetch it there)."""
+class AttemptStep:
+    """``run_attempt``, and then, when the agent's work was committed and ``push`` names a
+    remote, the push of the task's branch there (in the same step: no round trip more)."""
 
-    task_id: str
-    branch: str
-    commit: str
-    remote: str
+    attempt: RunAttempt
+    push: str | None = None
+
+
+@dataclass
+class AttemptDone:
+    """What ``run_attempt`` found, and the branch on the remote (``origin/wf/a``) or why the
+    push failed."""
+
+    report: AttemptReport
+    pushed: str | None = None
+    push_error: str | None = None
 
 
 @dataclass(frozen=True)

@@ -23,16 +23,22 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    TimeoutError,
+    TimeoutType,
+)
 
-from wf.temporal.queue_flow import QueueFlow  # workflow code too: imported in the sandbox
+from wf.temporal.queue_flow import (
+    QueueFlow,  # workflow code too: imported in the sandbox
+)
 
 with workflow.unsafe.imports_passed_through():
     from wf.agents import process
     from wf.engine import attempt_plan as plan
     from wf.engine.activities import (
         AgentEnvironment,
-        AttemptReport,
         EnsureWorktree,
         ResetForRetry,
         RunAttempt,
@@ -50,15 +56,16 @@ with workflow.unsafe.imports_passed_through():
     from wf.store.projections import Projection, apply
     from wf.temporal.shapes import (
         EVENTS_PER_QUERY,
+        AttemptDone,
         AttemptInput,
         AttemptResult,
+        AttemptStep,
         EventsPage,
         Facts,
         HostRead,
         HostText,
         Prepare,
         Prepared,
-        PushBranch,
         Settings,
         SignalRequest,
         Submit,
@@ -300,8 +307,6 @@ class TaskWorkflow:
             self.facts(facts)
         try:
             outcome = await self._prepare_and_run()
-            if outcome.succeeded and outcome.commit and inp.settings.remote:
-                await self._push(outcome.commit, inp.settings.remote)
         except _HostLost as lost:
             outcome = self._host_lost(lost.host)
         except ActivityError as exc:
@@ -321,22 +326,19 @@ class TaskWorkflow:
         return infra_outcome(f"host {host} took no step for {wait:g}s; the next attempt is "
                              f"prepared on another host from {start}")
 
-    async def _push(self, commit: str, remote: str) -> None:
-        """Share the finished branch: the merge queue's host, and a host that prepares the
-        task again, fetch it from the remote. Not pushing (no such remote, or it refused)
-        leaves the work on this host's branch, and is said."""
-        spec = self.spec
-        try:
-            ref = await self._activity("wf.push_branch", PushBranch(
-                self.tid, spec.branch, commit, remote), str)
-        except ActivityError as exc:
+    def _pushed(self, done: AttemptDone) -> None:
+        """Record the push of the finished branch: the merge queue's host, and a host that
+        prepares the task again, fetch it from the remote. A failed push leaves the work on
+        this host's branch, and is said."""
+        remote = self.inp.settings.remote
+        if done.push_error:
             self._emit("task.push_failed", {"n": self.n, "remote": remote,
-                                            "error": _cause(exc)})
-            return
-        if ref:
-            self.pushed = ref
+                                            "error": done.push_error})
+        elif done.pushed:
+            self.pushed = done.pushed
             self._emit("task.pushed", {"n": self.n, "remote": remote,
-                                       "branch": spec.branch, "commit": commit})
+                                       "branch": self.spec.branch,
+                                       "commit": done.report.commit})
 
     @workflow.signal(name="cancel")
     def cancel(self) -> None:
@@ -486,14 +488,15 @@ class TaskWorkflow:
         heartbeat = self.inp.settings.heartbeat_timeout
         host = self.host
         self.attempt_task = asyncio.ensure_future(workflow.execute_activity(
-            "wf.run_attempt", inp, result_type=AttemptReport, **self._host_bound(),
+            "wf.run_attempt", AttemptStep(inp, self.inp.settings.remote),
+            result_type=AttemptDone, **self._host_bound(),
             start_to_close_timeout=timedelta(seconds=(spec.timeout or 30 * DAY) + 3600),
             heartbeat_timeout=timedelta(seconds=heartbeat), retry_policy=ATTEMPT_RETRY,
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED))
         if self.cancel_reason:
             self.attempt_task.cancel()
         try:
-            report = await self.attempt_task
+            done: AttemptDone = await self.attempt_task
         except ActivityError as exc:
             if self.cancel_reason:
                 return Outcome(AttemptState.CANCELLED, None, self.cancel_reason)
@@ -502,7 +505,8 @@ class TaskWorkflow:
             raise exc
         except asyncio.CancelledError:
             return Outcome(AttemptState.CANCELLED, None, self.cancel_reason or "cancelled")
-        return attempt_outcome(report)
+        self._pushed(done)
+        return attempt_outcome(done.report)
 
 
 class _HostLost(Exception):
