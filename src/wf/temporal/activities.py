@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -152,8 +151,7 @@ class WorkerActivities:
             self.claimed = {t: at for t, at in self.claimed.items() if now - at < CLAIM_TTL}
             if task_id not in self.claimed and len(self.running) + len(
                     self.claimed.keys() - self.running) >= self.slots:
-                raise ApplicationError(f"host {self.host} has no free slot", type="HostBusy",
-                                       next_retry_delay=timedelta(seconds=0.2))
+                raise ApplicationError(f"host {self.host} has no free slot", type="HostBusy")
             self.claimed[task_id] = now
 
     @activity.defn(name="wf.ensure_worktree")

@@ -28,6 +28,7 @@ from wf.errors import ConfigError, GitError, Interrupted, NotFound, Refused, WfE
 from wf.merge_queue import decide as mq
 from wf.model import SIGNAL_STREAM, Event, NewEvent, SignalKind
 from wf.repository import Repo, open_store
+from wf.store.projections import apply
 from wf.temporal.shapes import (
     HostRead,
     HostText,
@@ -235,6 +236,8 @@ class TemporalEngine:
             mirror = Mirror(store, handle, client)
             scope = [s.id for s in specs] if specs else None
             touched: set[str] = set()
+            p = store.projection()  # then folded forward, not read whole at every poll
+            folded = store.last_seq()
             while True:
                 await self._forward_clock(handle)
                 try:
@@ -245,7 +248,9 @@ class TemporalEngine:
                     for observer in observers:
                         observer(committed)
                 touched |= {e.task_id for e in committed if e.task_id}
-                p = store.projection()
+                for e in store.read(folded):  # what this mirror wrote, and any other
+                    apply(p, e)
+                    folded = e.seq
                 ids = scope if scope is not None else sorted(
                     t for t in touched if t in p.tasks) or [
                     t for t, row in p.tasks.items() if row["state"] not in _ENDED]
