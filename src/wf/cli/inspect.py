@@ -14,13 +14,7 @@ from rich.table import Table
 from wf import api
 from wf.cli import app
 from wf.cli.output import (
-    console,
-    event_text,
-    note,
-    pr_cell,
-    print_json,
-    styled_state,
-    transcript_line,
+    console, event_text, note, pr_cell, print_json, styled_state, transcript_line,
 )
 from wf.model import format_duration
 
