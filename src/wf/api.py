@@ -90,9 +90,14 @@ def mirrored(repo: Repo, *, interval: float = 0.5) -> Iterator[None]:
 
 
 def refresh(repo: Repo) -> bool:
-    """Pull what the engine recorded since (Temporal), within 0.4 s; False when the server or a
-    worker did not answer in time: the log is then read as this clone last pulled it."""
+    """Pull what the engine recorded since (Temporal), within 0.4 s, unless a worker or a
+    follower on this clone pulled in the last 2 s (or nobody answered in the last 10 s); False
+    when nobody answered: the log is then read as this clone last pulled it."""
     if _engine_kind(repo) == "temporal":
+        from wf.temporal.freshness import needs_pull
+
+        if not needs_pull(repo.state_dir):
+            return True
         from wf.temporal.engine import refresh_mirror
 
         return refresh_mirror(repo)

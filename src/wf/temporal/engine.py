@@ -29,6 +29,7 @@ from wf.merge_queue import decide as mq
 from wf.model import SIGNAL_STREAM, Event, NewEvent, SignalKind
 from wf.repository import Repo, open_store
 from wf.store.projections import apply
+from wf.temporal.freshness import CURSOR_FILE, mark_silent, needs_pull
 from wf.temporal.shapes import (
     HostRead,
     HostText,
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
     from wf.spec import TaskSpec
     from wf.store import EventStore
 
-CURSOR_FILE = "temporal-mirror.json"  # beside the log: how far the mirror got, and when
 FOLLOW_POLL = 0.1  # seconds between two looks at the workflows while a run is followed
 QUERY_TIMEOUT = timedelta(seconds=3)  # a query waits for a worker to answer it, at most this
 
@@ -224,33 +224,32 @@ class TemporalEngine:
 
     async def _run(self, client: Client, specs: Sequence[TaskSpec] | None,
                    observers: Sequence[Observer]) -> RunOutcome:
-        if specs:
-            _, committed = await self._submit_and_mirror(client, specs)
-            for observer in observers:
-                observer(committed)
-        handle = await self._ensure_started(client)
-        if not specs:  # a resume: the run's settings all the same (a submit carries them)
-            await handle.signal("submit", Submit([], settings_for(self.repo)))
         store = self._store()
         try:
+            p = store.projection()  # then folded forward, not read whole at every poll
+            folded = store.last_seq()  # the observers see every event after this one
+            if specs:
+                await self._submit_and_mirror(client, specs)
+            handle = await self._ensure_started(client)
+            if not specs:  # a resume: the run's settings all the same (a submit carries them)
+                await handle.signal("submit", Submit([], settings_for(self.repo)))
             mirror = Mirror(store, handle, client)
             scope = [s.id for s in specs] if specs else None
             touched: set[str] = set()
-            p = store.projection()  # then folded forward, not read whole at every poll
-            folded = store.last_seq()
             while True:
                 await self._forward_clock(handle)
-                try:
-                    committed = await mirror.sync()
-                except WorkflowsSilent:  # a worker restarting: the work waits for one
-                    committed = []
+                with contextlib.suppress(WorkflowsSilent):  # a worker restarting: work waits
+                    await mirror.sync()
+                # What this mirror wrote and what another wrote (a worker's on this clone, a
+                # wf dash): the observers see every event the log gets, whoever wrote it.
+                committed = store.read(folded)
                 if committed:
                     for observer in observers:
                         observer(committed)
+                    folded = committed[-1].seq
                 touched |= {e.task_id for e in committed if e.task_id}
-                for e in store.read(folded):  # what this mirror wrote, and any other
+                for e in committed:
                     apply(p, e)
-                    folded = e.seq
                 ids = scope if scope is not None else sorted(
                     t for t in touched if t in p.tasks) or [
                     t for t, row in p.tasks.items() if row["state"] not in _ENDED]
@@ -362,7 +361,6 @@ class Mirror:
 
 
 REFRESH_BOUND = 0.4  # seconds a read-only command waits for the workflows before reading
-FRESH = 1.0  # a mirror pulled this recently (a follower runs: wf run, wf dash) is not pulled
 _refreshed: dict[str, float] = {}  # repository -> when this process last refreshed its mirror
 
 
@@ -370,12 +368,9 @@ def refresh_mirror(repo: Repo) -> bool:
     """One bounded pull of the workflows' events into the clone's log (``wf status``): once a
     second at most per process; False when the server or a worker did not answer in time."""
     key = str(repo.root)
-    if time.monotonic() - _refreshed.get(key, -10.0) < 1.0:
+    if time.monotonic() - _refreshed.get(key, -10.0) < 1.0 or not needs_pull(repo.state_dir):
         return True
     _refreshed[key] = time.monotonic()
-    with contextlib.suppress(OSError):
-        if time.time() - (repo.state_dir / CURSOR_FILE).stat().st_mtime < FRESH:
-            return True
 
     async def pull() -> None:
         from wf.temporal.connect import connect
@@ -392,6 +387,7 @@ def refresh_mirror(repo: Repo) -> bool:
     try:
         asyncio.run(asyncio.wait_for(pull(), REFRESH_BOUND))
     except (WfError, TimeoutError, RuntimeError):
+        mark_silent(repo.state_dir)
         return False
     return True
 

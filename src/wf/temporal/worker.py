@@ -12,6 +12,7 @@ attempt's activity lets go of its agent without stopping it, and the worker that
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,28 @@ def workflow_runner() -> SandboxedWorkflowRunner:
                                    .with_passthrough_modules(*ours, "wf.temporal.shapes"))
 
 
+async def _keep_mirrored(repo: Repo, client: Any, workflow_id: str, stop: asyncio.Event,
+                         every: float = 1.0) -> None:
+    """Keep this clone's log up to date with the workflows while the worker runs, so that
+    ``wf status`` here reads it without waiting for them (it pulls only a mirror older than
+    2 s). A pull that fails is tried again at the next tick."""
+    from temporalio.service import RPCError
+
+    from wf.errors import WfError
+    from wf.repository import open_store
+    from wf.temporal.engine import Mirror
+
+    while not stop.is_set():
+        with contextlib.suppress(WfError, RPCError, OSError):
+            store = open_store(repo)
+            try:
+                await Mirror(store, client.get_workflow_handle(workflow_id), client).sync()
+            finally:
+                store.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+
+
 async def serve(repo: Repo, environ: Mapping[str, str], stop: asyncio.Event, *,
                 slots: int = 4, report: Report | None = None) -> None:
     """Run this host's worker until ``stop`` is set."""
@@ -80,5 +103,7 @@ async def serve(repo: Repo, environ: Mapping[str, str], stop: asyncio.Event, *,
         report("ready", {"host": host, "queues": [names.shared_queue, names.host_queue(host)],
                          "address": cfg.address, "namespace": cfg.namespace, "slots": slots})
     async with shared, own:
+        mirror = asyncio.create_task(_keep_mirrored(repo, client, names.repo_workflow, stop))
         await stop.wait()
+        mirror.cancel()
     acts.pool.shutdown(wait=False, cancel_futures=True)
