@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from wf.merge_queue.planner import Estimate
+from wf.merge_queue.planner import Estimate, Plan, plan_round
 from wf.model import NewEvent, task_stream
 from wf.store.projections import QUEUE_WAITING
 
@@ -25,7 +25,7 @@ INFRA_BACKOFF = (1.0, 2.0, 4.0)  # seconds between tries of a failing check or g
 REFUSED_RETRY = 2.0  # seconds between attempts to land on a dirty checked-out target
 
 if TYPE_CHECKING:
-    from wf.merge_queue.candidates import Conflict, Entry
+    from wf.merge_queue.candidates import Chain, Conflict, Entry
 
 Rows = Mapping[str, Mapping[str, Any]]
 
@@ -151,6 +151,18 @@ def estimate(queue: Rows, landing: Iterable[str]) -> Estimate:
 
 
 # -- checks -----------------------------------------------------------------------------------
+
+def plan_on(chain: Chain, entries: Sequence[Entry], *, tested: Rows, queue: Rows,
+            landing: Iterable[str], checks: str, parallel: int, max_batch: int,
+            blame: bool) -> tuple[Plan, int]:
+    """The round's plan on ``chain`` as built so far, and how deep the chain must be for it
+    (deeper prefixes can only add known results: an interpreter builds further while the
+    depth is beyond what is built, and plans again)."""
+    plan = plan_round(len(entries), known_results(chain.trees, tested, checks),
+                      estimate(queue, landing), parallel=parallel, max_batch=max_batch,
+                      suspects=suspects(entries, queue, blame=blame))
+    return plan, max((p.size for p in plan.probes if p.without is None), default=0)
+
 
 def check_summary(detail: str | None, width: int = 60) -> str:
     """A check's result in one short line: ``pytest -x -q tests: exit 4`` stays as it is; a

@@ -26,7 +26,7 @@ from wf.errors import GitError, WfError, sole_wf_error
 from wf.merge_queue import decide as mq
 from wf.merge_queue.activities import AdmitEntry, Land, QueueActivities, RunCheck
 from wf.merge_queue.candidates import Chain, Conflict, Entry, Fork
-from wf.merge_queue.planner import Plan, Probe, plan_round
+from wf.merge_queue.planner import Plan, Probe
 from wf.model import NewEvent
 
 if TYPE_CHECKING:
@@ -255,13 +255,10 @@ class QueueLoop:
             chain = await anyio.to_thread.run_sync(self.acts.build_chain, base, entries, depth)
             if isinstance(chain, Conflict):
                 return chain
-            plan = plan_round(len(entries),
-                              mq.known_results(chain.trees, self.view.tested_trees,
-                                               self.checks_key),
-                              mq.estimate(self.view.queue, self.landing),
-                              parallel=self.acts.parallel_checks, max_batch=self.cfg.max_batch,
-                              suspects=self._suspects(entries))
-            depth = max((p.size for p in plan.probes if p.without is None), default=0)
+            plan, depth = mq.plan_on(chain, entries, tested=self.view.tested_trees,
+                                     queue=self.view.queue, landing=self.landing,
+                                     checks=self.checks_key, parallel=self.acts.parallel_checks,
+                                     max_batch=self.cfg.max_batch, blame=self.cfg.blame)
             if depth <= len(chain.entries):
                 return chain, plan
 

@@ -65,7 +65,9 @@ Report = Callable[[str, dict[str, Any]], None]
 CLAIM_TTL = 60.0  # seconds a task taken here holds a slot before its attempt starts
 
 
-def _one_line_errors(fn: Callable[..., T]) -> Callable[..., T]:
+def one_line_errors(fn: Callable[..., T]) -> Callable[..., T]:
+    """An activity whose WfError (or OSError) becomes an ApplicationError of the same type
+    name, in one line: the workflow records it, never a traceback."""
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> T:
         try:
@@ -155,7 +157,7 @@ class WorkerActivities:
             self.claimed[task_id] = now
 
     @activity.defn(name="wf.ensure_worktree")
-    @_one_line_errors
+    @one_line_errors
     def ensure_worktree(self, inp: Prepare) -> Prepared:
         self._take(inp.worktree.task_id)
         root = self.acts.worktrees.repo_root
@@ -173,7 +175,7 @@ class WorkerActivities:
                         ready.merged, self.host)
 
     @activity.defn(name="wf.host_read")
-    @_one_line_errors
+    @one_line_errors
     def host_read(self, inp: HostRead) -> HostText:
         """The end of a log, or a task's diff, for a person on another machine."""
         if inp.kind == "log":
@@ -192,22 +194,22 @@ class WorkerActivities:
         return HostText(cut, len(cut) < len(text))
 
     @activity.defn(name="wf.worktree_exists")
-    @_one_line_errors
+    @one_line_errors
     def worktree_exists(self, path: str) -> bool:
         return self.acts.worktree_exists(path)
 
     @activity.defn(name="wf.reset_for_retry")
-    @_one_line_errors
+    @one_line_errors
     def reset_for_retry(self, inp: ResetForRetry) -> str | None:
         return self.acts.reset_for_retry(inp)
 
     @activity.defn(name="wf.start_resolution")
-    @_one_line_errors
+    @one_line_errors
     def start_resolution(self, inp: StartResolution) -> list[str]:
         return list(self.acts.start_conflict_resolution(inp))
 
     @activity.defn(name="wf.run_setup")
-    @_one_line_errors
+    @one_line_errors
     def run_setup(self, inp: TaskSetup) -> SetupResult:
         log = str(self.acts.files(inp.task_id, inp.n).log)
         return self.acts.run_setup(replace(inp.setup, log_path=log))

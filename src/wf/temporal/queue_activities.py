@@ -8,28 +8,23 @@ branch was finished on another host are fetched from the shared remote first.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from wf import gitx
-from wf.errors import WfError
 from wf.merge_queue.activities import AdmitEntry, Land, QueueActivities, RunCheck
 from wf.merge_queue.admission import Admission
 from wf.merge_queue.candidates import Chain, Conflict, Entry
 from wf.merge_queue.checks import CheckResult
 from wf.merge_queue.decide import LandOutcome
 from wf.merge_queue.policy import PolicyConfig
+from wf.temporal.activities import one_line_errors
 
 if TYPE_CHECKING:
     from wf.repository import Repo
-
-T = TypeVar("T")
-
 
 @dataclass(frozen=True)
 class AdmitAll:
@@ -80,16 +75,6 @@ class ResolveTarget:
     target: str = ""
 
 
-def _one_line_errors(fn: Callable[..., T]) -> Callable[..., T]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> T:
-        try:
-            return fn(*args, **kwargs)
-        except WfError as exc:
-            raise ApplicationError(exc.message, type=type(exc).__name__) from None
-    return wrapper
-
-
 class QueueWorker:
     """The queue's activities on this host, against this clone."""
 
@@ -109,7 +94,7 @@ class QueueWorker:
         return self.host
 
     @activity.defn(name="wf.queue.admit")
-    @_one_line_errors
+    @one_line_errors
     def admit(self, inp: AdmitAll) -> list[AdmitResult]:
         root = self.acts.root
         for branch, ref in inp.fetch.items():  # finished on another host: on the remote
@@ -127,36 +112,36 @@ class QueueWorker:
         return out
 
     @activity.defn(name="wf.queue.resolve")
-    @_one_line_errors
+    @one_line_errors
     def resolve(self, inp: ResolveTarget) -> str:
         if inp.fetch_remote:
             self.acts.fetch_target(inp.fetch_remote, inp.target)
         return self.acts.resolve(inp.ref)
 
     @activity.defn(name="wf.queue.contained")
-    @_one_line_errors
+    @one_line_errors
     def contained(self, inp: Contained) -> list[str]:
         return self.acts.contained(inp.heads, inp.base)
 
     @activity.defn(name="wf.queue.build_chain")
-    @_one_line_errors
+    @one_line_errors
     def build_chain(self, inp: BuildChain) -> Built:
         built = self.acts.build_chain(inp.base, inp.entries, inp.depth)
         return Built(conflict=built) if isinstance(built, Conflict) else Built(chain=built)
 
     @activity.defn(name="wf.queue.chain_without")
-    @_one_line_errors
+    @one_line_errors
     def chain_without(self, inp: ChainWithout) -> Chain:
         return self.acts.chain_without(inp.chain, inp.entries, inp.index, inp.size)
 
     @activity.defn(name="wf.queue.run_check")
-    @_one_line_errors
+    @one_line_errors
     def run_check(self, inp: RunCheck) -> CheckResult:
         import threading
 
         return self.acts.run_check(inp, threading.Event(), lambda: None)
 
     @activity.defn(name="wf.queue.land")
-    @_one_line_errors
+    @one_line_errors
     def land(self, inp: Land) -> LandOutcome:
         return self.acts.land(inp)

@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from wf.merge_queue.candidates import Chain, Conflict, Entry
     from wf.merge_queue.checks import CheckResult
     from wf.merge_queue.decide import LandOutcome
-    from wf.merge_queue.planner import Plan, Probe, plan_round
+    from wf.merge_queue.planner import Plan, Probe
     from wf.model import NewEvent
     from wf.temporal.queue_activities import (
         AdmitAll,
@@ -200,16 +200,12 @@ class QueueFlow:
                 return built.conflict
             chain = built.chain
             assert chain is not None
-            plan = plan_round(len(entries), mq.known_results(
-                chain.trees, self.w.p.tested_trees, self.checks_key),
-                mq.estimate(self.w.p.queue, ()), parallel=self.s.max_parallel_checks,
-                max_batch=self.s.max_batch, suspects=self._suspects(entries))
-            depth = max((p.size for p in plan.probes if p.without is None), default=0)
+            plan, depth = mq.plan_on(chain, entries, tested=self.w.p.tested_trees,
+                                     queue=self.w.p.queue, landing=(), checks=self.checks_key,
+                                     parallel=self.s.max_parallel_checks,
+                                     max_batch=self.s.max_batch, blame=False)
             if depth <= len(chain.entries):
                 return chain, plan
-
-    def _suspects(self, entries: list[Entry]) -> frozenset[int]:
-        return mq.suspects(entries, self.w.p.queue, blame=False)
 
     # -- checks -------------------------------------------------------------------------------
     async def _check(self, chain: Chain, entries: list[Entry], probes: tuple[Probe, ...]
