@@ -13,6 +13,7 @@ Workflow code: no I/O, no clock but ``workflow.now()``; it runs in the sandbox.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -92,7 +93,12 @@ class QueueFlow:
                 self._pause(message)
                 progressed = False
             if not progressed:
-                await workflow.wait_condition(lambda: self.poked)
+                # Entries still waiting (a refused landing, a target moved meanwhile) are
+                # looked at again within a second, as the local loop does; an idle queue sets
+                # no timer, so its history does not grow while nothing happens.
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await workflow.wait_condition(lambda: self.poked,
+                                                  timeout=1.0 if self.busy() else None)
 
     def _pause(self, reason: str) -> None:
         self.paused = reason
