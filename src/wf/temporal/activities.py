@@ -115,11 +115,8 @@ class TemporalControl(LocalControl):
         raise AttemptAbandoned
 
     def spawned(self, pid: int, pid_start: int | None, session: str | None) -> None:
-        self.pid = (pid, pid_start)
+        self.pid = (pid, pid_start)  # in every heartbeat: a retry adopts this process
         super().spawned(pid, pid_start, session)
-
-    def adopted(self, pid: int) -> None:
-        super().adopted(pid)
 
 
 class WorkerActivities:
@@ -133,12 +130,12 @@ class WorkerActivities:
         self.acts = TaskActivities(wt, environ, repo.logs_dir)
         self.host = host
         self.report: Report = report or (lambda kind, data: None)
-        # Sync activities of both queues share it (the attempts themselves run in threads
-        # of their own): enough that neither queue's limit waits on the other's.
         self.slots = slots
         self.running: set[str] = set()  # tasks whose attempt runs here now
         self.claimed: dict[str, float] = {}  # tasks taken here whose attempt has not started
         self._slots_lock = threading.Lock()
+        # Sync activities of both queues share it (the attempts themselves run in threads
+        # of their own): enough that neither queue's limit waits on the other's.
         self.pool = ThreadPoolExecutor(max_workers=2 * slots + 8, thread_name_prefix="wf-activity")
 
     def all(self) -> list[Callable[..., Any]]:

@@ -17,7 +17,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -392,6 +392,23 @@ def refresh_mirror(repo: Repo) -> bool:
     return True
 
 
+async def keep_mirrored(repo: Repo, client: Client, workflow_id: str,
+                        stopped: Callable[[], bool], every: float) -> None:
+    """Pull the workflows' events into the clone's log every ``every`` seconds until
+    ``stopped()``; a pull that fails (no worker answered, the server is restarting) only
+    leaves the log as it was until the next one."""
+    from temporalio.service import RPCError
+
+    while not stopped():
+        with contextlib.suppress(WfError, RPCError, OSError):
+            store = open_store(repo)
+            try:
+                await Mirror(store, client.get_workflow_handle(workflow_id), client).sync()
+            finally:
+                store.close()
+        await asyncio.sleep(every)
+
+
 class MirrorThread:
     """Keeps the clone's log up to date with the workflows, in a thread of its own, while a
     command shows the log live (``wf events -f``, ``wf dash``). It never stops the command: a
@@ -400,7 +417,6 @@ class MirrorThread:
     def __init__(self, repo: Repo, *, interval: float = 0.5) -> None:
         self.repo, self.interval = repo, interval
         self.stopping = threading.Event()
-        self.error: str | None = None
         self.thread = threading.Thread(target=self._body, name="wf-mirror", daemon=True)
 
     def __enter__(self) -> MirrorThread:
@@ -411,28 +427,15 @@ class MirrorThread:
         self.stopping.set()  # a daemon thread: the command never waits for a slow server
 
     def _body(self) -> None:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(WfError):  # no server: the command shows the log as it is
             asyncio.run(self._loop())
 
     async def _loop(self) -> None:
         from wf.temporal.connect import connect
 
-        names = names_for(self.repo)
-        client = None
-        while not self.stopping.is_set():
-            try:
-                if client is None:
-                    client = await connect(self.repo.config.engine, os.environ)
-                store = open_store(self.repo)
-                try:
-                    await Mirror(store, client.get_workflow_handle(names.repo_workflow),
-                                 client).sync()
-                finally:
-                    store.close()
-                self.error = None
-            except WfError as exc:
-                self.error = exc.message
-            await asyncio.sleep(self.interval)
+        client = await connect(self.repo.config.engine, os.environ)
+        await keep_mirrored(self.repo, client, names_for(self.repo).repo_workflow,
+                            self.stopping.is_set, self.interval)
 
 
 def read_on_host(repo: Repo, inp: HostRead) -> HostText:

@@ -52,9 +52,8 @@ class QueueFlow:
     """The merge queue of one repository and target, run by its repository workflow."""
 
     def __init__(self, repo_wf: RepoWorkflow, s: MergeSettings) -> None:
-        self.w, self.s = repo_wf, s
-        self.checks_key = mq.checks_key(s.check)
-        self.target_ref = mq.target_ref(s.land, s.remote, s.target)
+        self.w = repo_wf
+        self.configure(s)
         self.host: str | None = None  # the host whose clone the queue works in
         self.poked = False
         self.paused: str | None = None
@@ -62,6 +61,11 @@ class QueueFlow:
         self.infra_streak = 0
         self.flaky_seen = False
         self.base: str | None = None
+
+    def configure(self, s: MergeSettings) -> None:
+        self.s = s
+        self.checks_key = mq.checks_key(s.check)
+        self.target_ref = mq.target_ref(s.land, s.remote, s.target)
 
     # -- what the repository workflow asks ----------------------------------------------------
     def busy(self) -> bool:

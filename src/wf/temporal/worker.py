@@ -12,7 +12,6 @@ attempt's activity lets go of its agent without stopping it, and the worker that
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -25,7 +24,7 @@ from temporalio.worker.workflow_sandbox import (
 
 from wf.temporal.activities import WorkerActivities
 from wf.temporal.connect import connect
-from wf.temporal.engine import names_for
+from wf.temporal.engine import keep_mirrored, names_for
 from wf.temporal.queue_activities import QueueWorker
 from wf.temporal.workflows import HostReadWorkflow, RepoWorkflow, TaskWorkflow
 
@@ -52,28 +51,6 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     ours = {f"wf.{m.name}" for m in pkgutil.iter_modules(wf.__path__) if m.name != "temporal"}
     return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default
                                    .with_passthrough_modules(*ours, "wf.temporal.shapes"))
-
-
-async def _keep_mirrored(repo: Repo, client: Any, workflow_id: str, stop: asyncio.Event,
-                         every: float = 1.0) -> None:
-    """Keep this clone's log up to date with the workflows while the worker runs, so that
-    ``wf status`` here reads it without waiting for them (it pulls only a mirror older than
-    2 s). A pull that fails is tried again at the next tick."""
-    from temporalio.service import RPCError
-
-    from wf.errors import WfError
-    from wf.repository import open_store
-    from wf.temporal.engine import Mirror
-
-    while not stop.is_set():
-        with contextlib.suppress(WfError, RPCError, OSError):
-            store = open_store(repo)
-            try:
-                await Mirror(store, client.get_workflow_handle(workflow_id), client).sync()
-            finally:
-                store.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every)
 
 
 async def serve(repo: Repo, environ: Mapping[str, str], stop: asyncio.Event, *,
@@ -103,7 +80,10 @@ async def serve(repo: Repo, environ: Mapping[str, str], stop: asyncio.Event, *,
         report("ready", {"host": host, "queues": [names.shared_queue, names.host_queue(host)],
                          "address": cfg.address, "namespace": cfg.namespace, "slots": slots})
     async with shared, own:
-        mirror = asyncio.create_task(_keep_mirrored(repo, client, names.repo_workflow, stop))
+        # This clone's log kept pulled, so that `wf status` here need not wait (it pulls only
+        # a mirror older than 2 s).
+        mirror = asyncio.create_task(keep_mirrored(repo, client, names.repo_workflow,
+                                                   stop.is_set, every=1.0))
         await stop.wait()
         mirror.cancel()
     acts.pool.shutdown(wait=False, cancel_futures=True)

@@ -164,9 +164,12 @@ class RepoWorkflow:
         """Record the ``task.submitted`` events the log does not hold yet, and the settings
         of the latest ``wf run`` (its tasks file may change ``max_parallel``)."""
         self.settings = inp.settings
-        if inp.settings.merge is not None and self.merge is None:
-            self.merge = QueueFlow(self, inp.settings.merge)
-            asyncio.create_task(self.merge.run())
+        if inp.settings.merge is not None:
+            if self.merge is None:
+                self.merge = QueueFlow(self, inp.settings.merge)
+                asyncio.create_task(self.merge.run())
+            else:  # the latest run's [merge] (its check, its target) from the next round on
+                self.merge.configure(inp.settings.merge)
         known = {e.key for e in self.log.events}
         for e in inp.events:
             if e.key not in known:
