@@ -63,6 +63,17 @@ def send_signal(repo: Repo, kind: SignalKind, task_id: str, **data: Any) -> tupl
     return record_signal(repo, kind, task_id, **data)
 
 
+def worker_missing(repo: Repo) -> bool:
+    """On Temporal, whether no ``wf worker`` has polled the repository's queue lately (the
+    tasks of a run would wait for one); False on the local engine, or when the server could
+    not be asked."""
+    if _engine_kind(repo) != "temporal":
+        return False
+    from wf.temporal.engine import worker_polls
+
+    return worker_polls(repo) is False
+
+
 def _engine_kind(repo: Repo) -> str:
     """``[engine] kind``; "local" when wf.toml cannot be read (what needs it says so)."""
     from wf.errors import ConfigError

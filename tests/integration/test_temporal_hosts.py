@@ -48,6 +48,12 @@ class Host:
         self.proc.kill()
         self.proc.communicate(timeout=BOUND)
 
+    def __enter__(self) -> Host:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
 
 @pytest.fixture
 def hosts(repo: Path, origin: Path, tmp_path: Path, temporal_server: str,
@@ -192,3 +198,27 @@ def test_ctrl_c_stops_following_at_once_and_wf_cancel_stops_the_agent_on_its_hos
     again = subprocess.run([sys.executable, "-m", "wf", "cancel", "a"], cwd=root, env=env,
                            capture_output=True, text=True, timeout=BOUND)
     assert again.returncode == 1 and "cannot cancel a: it is already cancelled" in again.stderr
+
+
+def test_wf_run_says_when_no_worker_polls_and_the_tasks_wait_for_one(
+        repo: Path, tmp_path: Path, temporal_server: str) -> None:
+    env = {**os.environ, "WF_ENGINE": "temporal", "WF_TEMPORAL_ADDRESS": temporal_server,
+           "WF_TEMPORAL_TASK_QUEUE": f"lonely{os.getpid()}"}
+    path = tasks_file(tmp_path, env, agent_cmd("commit"), ["a"])
+    run = subprocess.Popen([sys.executable, "-m", "wf", "run", str(path)], cwd=repo, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert run.stderr is not None
+        line = run.stderr.readline()  # the note comes before anything is submitted
+        assert "no `wf worker` polls this repository's Temporal queue" in line, line
+        run.send_signal(signal.SIGINT)
+        run.communicate(timeout=BOUND)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert run.returncode == 130
+    with Host("h1", repo, env, slots=1) as _:  # a worker comes: the submitted task runs
+        done = subprocess.run([sys.executable, "-m", "wf", "resume"], cwd=repo, env=env,
+                              capture_output=True, text=True, timeout=BOUND)
+    assert done.returncode == 0, done.stderr

@@ -35,6 +35,9 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
 
 def _drive(repo: api.Repo, specs: list | None, *, as_json: bool, command: str) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    if api.worker_missing(repo):
+        note("no `wf worker` polls this repository's Temporal queue: the tasks wait until one "
+             "does (`wf worker` on a machine with a clone and the agent CLIs)")
     view = RunView(as_json=as_json, live=sys.stdout.isatty(), logs_dir=repo.logs_dir)
     try:
         view.start(*(api.projection(repo) if view.live else (None, 0)))

@@ -465,3 +465,28 @@ def read_on_host(repo: Repo, inp: HostRead) -> HostText:
             why = "no worker of that host answered within 10 s"
         raise NotFound(f"the {inp.kind} is on host {inp.host} ({inp.path}), which could not "
                        f"send it: {why}", hint=f"run the command on {inp.host}") from None
+
+
+def worker_polls(repo: Repo, within: float = 120.0) -> bool | None:
+    """Whether a ``wf worker`` polled the repository's shared queue in the last ``within``
+    seconds; None when the server could not be asked (it says so itself when it matters)."""
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+    from wf.temporal.connect import connect
+
+    names = names_for(repo)
+
+    async def ask() -> bool:
+        client = await connect(repo.config.engine, os.environ)
+        got = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
+            namespace=client.namespace, task_queue=TaskQueue(name=names.shared_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW))
+        now = time.time()
+        return any(now - p.last_access_time.ToSeconds() < within for p in got.pollers)
+
+    try:
+        return asyncio.run(asyncio.wait_for(ask(), 5.0))
+    except (WfError, TimeoutError, RuntimeError):
+        return None
