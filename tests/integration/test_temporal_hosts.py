@@ -3,13 +3,15 @@ shared bare remote, and the client in the first clone.
 
 Tasks spread over both hosts (a host with no free slot refuses a new task and the other takes
 it); every step of a task runs on the host that holds its worktree; finished branches reach
-the remote; ``wf logs`` and ``wf diff`` of a task on the other host are sent by that host.
+the remote; ``wf status`` in the other clone lists them (its worker keeps its log mirrored);
+``wf logs`` and ``wf diff`` of a task on the other host are sent by that host.
 A host whose worker dies and never comes back loses its task to the other host after
 ``host_lost_after``, which the log says (``task.host_lost``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -95,7 +97,7 @@ def host_of(events: list[Event], type_: str, tid: str) -> list[str]:
 
 def test_tasks_spread_over_hosts_run_where_their_worktree_is_and_push_their_branch(
         hosts: tuple[Path, dict[str, str], list[Host]], origin: Path, tmp_path: Path) -> None:
-    root, env, _ = hosts
+    root, env, (_, h2) = hosts
     gate, journal = tmp_path / "gate", tmp_path / "journal"
     path = tasks_file(tmp_path, env, agent_cmd("gated", str(gate), journal), ["a", "b"])
     repo, specs = plan_tasks_file(open_repo(root), path)
@@ -119,6 +121,17 @@ def test_tasks_spread_over_hosts_run_where_their_worktree_is_and_push_their_bran
         remote = subprocess.run(["git", "rev-parse", f"wf/{tid}"], cwd=origin, text=True,
                                 capture_output=True, check=True).stdout.strip()
         assert remote == pushed.data["commit"] == done.data["commit"]
+    # The same tasks from the other clone (h2's, whose worker keeps its log mirrored), and
+    # the dashboard's view of them from this one.
+    other = subprocess.run([sys.executable, "-m", "wf", "status", "--json"], cwd=h2.clone,
+                           env=env, capture_output=True, text=True, timeout=BOUND)
+    assert other.returncode == 0, other.stderr
+    assert sorted((t["id"], t["state"]) for t in json.loads(other.stdout)) == [
+        ("a", "done"), ("b", "done")]
+    dash = subprocess.run([sys.executable, "-m", "wf", "dash", "--json"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=BOUND)
+    assert dash.returncode == 0, dash.stderr
+    assert sorted(t["id"] for t in json.loads(dash.stdout)["tasks"]) == ["a", "b"]
     # From the first clone, the log and the diff of the task that ran on h2: sent by h2.
     [there] = [tid for tid, hs in where.items() if hs == ["h2"]]
     logs = subprocess.run([sys.executable, "-m", "wf", "logs", there], cwd=root, env=env,
