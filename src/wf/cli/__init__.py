@@ -45,34 +45,46 @@ def _register() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app, turn every error into one line and a documented exit code."""
+    """Entry point: run the app, turn every error into one line and a documented exit code.
+    ``argv`` None: the program's own (the ``wf`` command); a list: a call from Python."""
     _register()
+    exit_ = _exit if argv is None else sys.exit
     try:
         rv = app(args=argv, standalone_mode=False)
     except WfError as exc:
         fail(exc.message, exc.hint)
         if isinstance(exc, Interrupted):
             _exit_now(exc.exit_code)
-        sys.exit(exc.exit_code)
+        exit_(exc.exit_code)
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        exit_(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         fail("interrupted", "`wf resume` carries on from the log")
         _exit_now(130)
     except typer.TyperException as exc:  # usage errors: unknown option, missing argument
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         fail(" ".join(message.split()), "see `wf --help` or `wf COMMAND --help`")
-        sys.exit(2)
+        exit_(2)
     except BrokenPipeError:  # `wf events | head`
         sys.stderr.close()
-        sys.exit(0)
+        exit_(0)
     except Exception as exc:  # a bug in wf: still one line, the traceback on request
         if os.environ.get("WF_DEBUG"):
             raise
         fail(f"internal error: {type(exc).__name__}: {exc}",
              "run again with WF_DEBUG=1 for the traceback, and please report it")
-        sys.exit(70)
-    sys.exit(rv if isinstance(rv, int) else 0)
+        exit_(70)
+    exit_(rv if isinstance(rv, int) else 0)
+
+
+def _exit(code: int) -> None:
+    """Exit the ``wf`` program with ``code``. After the Temporal engine was used, without the
+    interpreter's finalization: the SDK's runtime threads may call into Python while it
+    finalizes and abort the process once its work is done (seen in CI: `wf cancel` and
+    `wf logs` exiting -11 and -6 after printing the right answer)."""
+    if "temporalio" in sys.modules:
+        _exit_now(code)
+    sys.exit(code)
 
 
 def _exit_now(code: int) -> None:
