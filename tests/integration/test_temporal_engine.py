@@ -376,3 +376,31 @@ def test_a_retry_timer_firing_in_the_repository_workflow_starts_the_next_attempt
     assert [t for t in h.types("a") if t.startswith("task.")] == [
         "task.submitted", "task.worktree_requested", "task.worktree_ready",
         "task.retry_scheduled", "task.succeeded"]
+
+
+# -- a stopped merge queue ------------------------------------------------------------------
+def test_a_stopped_merge_queue_starts_again_with_the_next_run(
+        repo: Path, tmp_path: Path, temporal_server: str) -> None:
+    # The check fails as infrastructure (exit 75) until the marker exists: tried again after
+    # 1, 2 and 4 s, then the queue stops (as on the local engine) and the run ends saying why.
+    # The next run starts the queue again, and it lands.
+    marker = tmp_path / "ci-is-back"
+    check = json.dumps(["sh", "-c", f"test -e {marker} || exit 75"])
+    h = Harness(repo, tmp_path, temporal_server)
+    specs = h.plan(config({"ok": agent_cmd("commit")},
+                          extra=f"\n[merge]\nauto = true\ncheck = {check}\n")
+                   + task("a", "ok"))
+    try:
+        first = h.run(specs)
+        assert first.exit_code == 1
+        assert "exit 75" in (first.queue_stopped or ""), first.queue_stopped
+        marker.touch()
+        again = h.run(None)
+    finally:
+        h.close()
+    assert again.exit_code == 0, (again.tasks, again.queue_stopped)
+    assert h.types("a").count("queue.landed") == 1
+    [landed] = [e for e in h.engine.events(stream=task_stream("a")) if e.type == "queue.landed"]
+    main = subprocess.run(["git", "rev-parse", "main"], cwd=repo, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert main == landed.data["commit"]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
 
 with workflow.unsafe.imports_passed_through():
     from wf.merge_queue import decide as mq
@@ -63,9 +63,14 @@ class QueueFlow:
         self.base: str | None = None
 
     def configure(self, s: MergeSettings) -> None:
+        """The settings of the latest run. A run also starts a stopped queue again, as the
+        local engine's next run does (``queue.paused`` holds until then)."""
         self.s = s
         self.checks_key = mq.checks_key(s.check)
         self.target_ref = mq.target_ref(s.land, s.remote, s.target)
+        if getattr(self, "paused", None):
+            self.paused = None
+            self.poked = True
 
     # -- what the repository workflow asks ----------------------------------------------------
     def busy(self) -> bool:
@@ -83,6 +88,12 @@ class QueueFlow:
                 progressed = await self._admit_pending()
                 progressed = await self._round() or progressed
                 git_failures = 0
+            except _HostLost as lost:  # again on a host that answers, with the next run
+                self.host = None
+                self._pause(f"the merge queue's host {lost.host} took no step for "
+                            f"{self.w.settings.host_lost_after:g}s; the next `wf run` or "
+                            "`wf resume` starts it again on a host that answers")
+                progressed = False
             except ActivityError as exc:
                 kind, message = _failure(exc)
                 if kind == "GitError":
@@ -118,9 +129,16 @@ class QueueFlow:
             self.host = await workflow.execute_activity(
                 "wf.queue.claim", result_type=str, task_queue=self.w.queue,
                 start_to_close_timeout=timedelta(seconds=60), retry_policy=STEP_RETRY)
-        return await workflow.execute_activity(
-            name, arg, result_type=result_type, task_queue=f"{self.w.queue}.host.{self.host}",
-            start_to_close_timeout=timedelta(seconds=timeout), retry_policy=STEP_RETRY)
+        host = self.host
+        try:
+            return await workflow.execute_activity(
+                name, arg, result_type=result_type, task_queue=f"{self.w.queue}.host.{host}",
+                schedule_to_start_timeout=timedelta(seconds=self.w.settings.host_lost_after),
+                start_to_close_timeout=timedelta(seconds=timeout), retry_policy=STEP_RETRY)
+        except ActivityError as exc:
+            if not_started(exc):
+                raise _HostLost(host) from None
+            raise
 
     def _entries(self, state: str) -> list[Any]:
         return mq.entries_in(self.w.p.queue, state)
@@ -308,6 +326,19 @@ class QueueFlow:
         if result.wait:
             await workflow.sleep(result.wait)
         return result.base
+
+
+class _HostLost(Exception):
+    def __init__(self, host: str) -> None:
+        super().__init__(host)
+        self.host = host
+
+
+def not_started(exc: ActivityError) -> bool:
+    """Whether a step failed because no worker of its host took it in time (a timeout that
+    Temporal does not retry)."""
+    cause = exc.cause
+    return isinstance(cause, TimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_START
 
 
 def _failure(exc: ActivityError) -> tuple[str, str]:

@@ -30,9 +30,8 @@ from temporalio.exceptions import (
     TimeoutType,
 )
 
-from wf.temporal.queue_flow import (
-    QueueFlow,  # workflow code too: imported in the sandbox
-)
+# Workflow code too, imported in the sandbox.
+from wf.temporal.queue_flow import QueueFlow, not_started
 
 with workflow.unsafe.imports_passed_through():
     from wf.agents import process
@@ -403,7 +402,7 @@ class TaskWorkflow:
                 start_to_close_timeout=timedelta(seconds=timeout),
                 retry_policy=INFRA_RETRY if host is not None else TAKE_RETRY)
         except ActivityError as exc:
-            if host is not None and _not_started(exc):
+            if host is not None and not_started(exc):
                 raise _HostLost(host) from None
             raise
 
@@ -505,7 +504,7 @@ class TaskWorkflow:
         except ActivityError as exc:
             if self.cancel_reason:
                 return Outcome(AttemptState.CANCELLED, None, self.cancel_reason)
-            if host is not None and _not_started(exc):
+            if host is not None and not_started(exc):
                 raise _HostLost(host) from None
             raise exc
         except asyncio.CancelledError:
@@ -518,12 +517,6 @@ class _HostLost(Exception):
     def __init__(self, host: str) -> None:
         super().__init__(host)
         self.host = host
-
-
-def _not_started(exc: ActivityError) -> bool:
-    """Whether the step failed because no worker of its host took it in time."""
-    cause = exc.cause
-    return isinstance(cause, TimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_START
 
 
 def _cause(exc: BaseException) -> str:
