@@ -20,6 +20,7 @@ from wf.errors import ConfigError, EngineBusy, NotFound
 
 if TYPE_CHECKING:
     from wf.config import Config
+    from wf.model import Event
     from wf.store import EventStore, SqliteEventStore
 
 STATE_DIR = "wf"  # inside the git common dir, so every worktree sees the same log
@@ -95,6 +96,18 @@ def open_store(repo: Repo, *, create: bool = True) -> SqliteEventStore:
         raise NotFound("no wf runs in this repository yet", hint="start one with `wf run`")
     _refuse_an_emptied_log(repo)
     return SqliteEventStore(repo.db_path)
+
+
+def read_log(repo: Repo, since: int = 0, *, stream: str | None = None,
+             limit: int | None = None) -> list[Event]:
+    """The log's events after ``since``, ascending; none before the first run."""
+    if not repo.db_path.exists():
+        return []
+    store = open_store(repo, create=False)
+    try:
+        return store.read(since, stream=stream, limit=limit)
+    finally:
+        store.close()
 
 
 def _refuse_an_emptied_log(repo: Repo) -> None:

@@ -53,15 +53,9 @@ class LocalEngine:
 
     def events(self, since: int = 0, *, stream: str | None = None,
                limit: int | None = None) -> list[Event]:
-        from wf.repository import open_store
+        from wf.repository import read_log
 
-        if not self.repo.db_path.exists():
-            return []
-        store = open_store(self.repo, create=False)
-        try:
-            return store.read(since, stream=stream, limit=limit)
-        finally:
-            store.close()
+        return read_log(self.repo, since, stream=stream, limit=limit)
 
     def run(self, specs: Sequence[TaskSpec] | None = None, *, command: str = "wf run",
             observers: Sequence[Observer] = ()) -> RunOutcome:

@@ -27,7 +27,7 @@ from wf.engine.base import Clock, Observer, RunOutcome, SystemClock
 from wf.errors import ConfigError, GitError, Interrupted, NotFound, Refused, WfError
 from wf.merge_queue import decide as mq
 from wf.model import SIGNAL_STREAM, Event, NewEvent, SignalKind
-from wf.repository import Repo, open_store
+from wf.repository import Repo, open_store, read_log
 from wf.store.projections import apply
 from wf.temporal.freshness import CURSOR_FILE, mark_silent, needs_pull
 from wf.temporal.shapes import (
@@ -111,11 +111,7 @@ class TemporalEngine:
 
     # -- the protocol ------------------------------------------------------------------------
     def submit(self, specs: Sequence[TaskSpec]) -> list[Event]:
-        async def submit(client: Client) -> list[Event]:
-            submitted, _ = await self._submit_and_mirror(client, specs)
-            return submitted
-
-        return self._call(submit)
+        return self._call(self._submit, specs)
 
     def signal(self, kind: SignalKind, task_id: str, **data: Any) -> Event:
         return self._call(self._signal, kind, task_id, data)
@@ -126,11 +122,7 @@ class TemporalEngine:
         the server and a worker answer; otherwise what this clone has)."""
         with contextlib.suppress(WfError):
             self._call(self._sync)
-        store = self._store()
-        try:
-            return store.read(since, stream=stream, limit=limit)
-        finally:
-            store.close()
+        return read_log(self.repo, since, stream=stream, limit=limit)
 
     def run(self, specs: Sequence[TaskSpec] | None = None, *, command: str = "wf run",
             observers: Sequence[Observer] = ()) -> RunOutcome:
@@ -172,17 +164,14 @@ class TemporalEngine:
             task_queue=self.names.shared_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
 
-    async def _submit_and_mirror(self, client: Client, specs: Sequence[TaskSpec]
-                                 ) -> tuple[list[Event], list[Event]]:
-        """Submit the specs the log does not hold yet; (their ``task.submitted`` events, every
-        event the mirror wrote meanwhile)."""
+    async def _submit(self, client: Client, specs: Sequence[TaskSpec]) -> list[Event]:
+        """Submit the specs the log does not hold yet; their ``task.submitted`` events."""
         handle = await self._ensure_started(client)
         store = self._store()
         try:
             mirror = Mirror(store, handle, client)
-            before: list[Event] = []
             with contextlib.suppress(WorkflowsSilent):  # no worker yet: submit all the same
-                before = await mirror.sync()
+                await mirror.sync()
             from wf.engine.local import submit_events
 
             now = time.time()
@@ -191,8 +180,7 @@ class TemporalEngine:
             # A signal, not an update: submitting needs no worker. The log has the events at
             # once; the workflow records them under the same keys, which the mirror skips.
             await handle.signal("submit", Submit(wire, settings_for(self.repo)))
-            committed = mirror.write(wire)
-            return [e for e in committed if e.type == "task.submitted"], before + committed
+            return [e for e in mirror.write(wire) if e.type == "task.submitted"]
         finally:
             store.close()
 
@@ -229,7 +217,7 @@ class TemporalEngine:
             p = store.projection()  # then folded forward, not read whole at every poll
             folded = store.last_seq()  # the observers see every event after this one
             if specs:
-                await self._submit_and_mirror(client, specs)
+                await self._submit(client, specs)
             handle = await self._ensure_started(client)
             if not specs:  # a resume: the run's settings all the same (a submit carries them)
                 await handle.signal("submit", Submit([], settings_for(self.repo)))
