@@ -349,16 +349,13 @@ class Mirror:
 
 
 REFRESH_BOUND = 0.4  # seconds a read-only command waits for the workflows before reading
-_refreshed: dict[str, float] = {}  # repository -> when this process last refreshed its mirror
 
 
 def refresh_mirror(repo: Repo) -> bool:
-    """One bounded pull of the workflows' events into the clone's log (``wf status``): once a
-    second at most per process; False when the server or a worker did not answer in time."""
-    key = str(repo.root)
-    if time.monotonic() - _refreshed.get(key, -10.0) < 1.0 or not needs_pull(repo.state_dir):
+    """One bounded pull of the workflows' events into the clone's log (``wf status``), unless
+    the mirror is fresh (``freshness.needs_pull``); False when nobody answered in time."""
+    if not needs_pull(repo.state_dir):  # a pull just done (here or by a worker) touched it
         return True
-    _refreshed[key] = time.monotonic()
 
     async def pull() -> None:
         from wf.temporal.connect import connect
