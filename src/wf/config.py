@@ -189,6 +189,9 @@ class EngineConfig(BaseModel):
     host_lost_after: float = Field(300.0, description="how long a task waits for the host "
                                    "holding its worktree before it is prepared again on "
                                    "another host")
+    continue_after: int = Field(10_000, ge=10, le=40_000, description="history events "
+                                "after which the repository workflow continues as new (the "
+                                "server's cap is 51,200; lower only to test)")
 
     _durations = field_validator("heartbeat_timeout", "host_lost_after", mode="before")(
         classmethod(lambda cls, v: parse_duration(v)))

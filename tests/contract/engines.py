@@ -252,6 +252,18 @@ class TemporalHarness(EngineHarness):
             self.worker.stop()
 
 
+class ContinuingHarness(TemporalHarness):
+    """The Temporal engine with a repository workflow that continues as new every few
+    events (``continue_after`` at its floor): every scenario crosses runs of the chain, with
+    attempts, retry timers, cancels and the merge queue in flight."""
+
+    kind = "temporal"
+    CONTINUE_AFTER = 10
+
+    def engine_section(self) -> str:
+        return super().engine_section() + f"continue_after = {self.CONTINUE_AFTER}\n"
+
+
 class InProcessWorker:
     """``wf worker`` for the repository in a thread of this process, until ``stop``; its
     environment is ``environ`` (default: this process's)."""
@@ -295,4 +307,5 @@ class InProcessWorker:
 
 # The one list the suite is parametrised over: a new engine is one more entry here.
 ENGINES = [pytest.param(LocalHarness, id=LocalHarness.kind),
-           pytest.param(TemporalHarness, id=TemporalHarness.kind)]
+           pytest.param(TemporalHarness, id=TemporalHarness.kind),
+           pytest.param(ContinuingHarness, id="temporal-continuing")]

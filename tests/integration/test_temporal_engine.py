@@ -9,9 +9,10 @@ a running agent, its process group gone, is the contract suite's ``test_cancel_s
 running_agent``.)
 
 Saved histories, ``tests/fixtures/temporal/histories/<tag>.<scenario>.<workflow>.json``,
-are recorded by running five scenarios (success, a transient failure retried, a cancel, a
-dependent blocked, the merge queue landing two and evicting one) on a dev server of their
-own::
+are recorded by running six scenarios (success, a transient failure retried, a cancel, a
+dependent blocked, the merge queue landing two and evicting one, and that again with the
+repository workflow continuing as new every few events) on a dev server of their own. Tag v1
+is the workflows before continue-as-new (``workflow.patched("continue-as-new")``), v2 after::
 
     PYTHONPATH=src python tests/fixtures/temporal/record.py [--tag TAG]
 
@@ -58,7 +59,7 @@ from wf.temporal.worker import workflow_runner  # noqa: E402
 from wf.temporal.workflows import RepoWorkflow, TaskWorkflow  # noqa: E402
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "temporal"
-SCENARIOS = ("success", "retry", "cancel", "blocked", "queue")
+SCENARIOS = ("success", "retry", "cancel", "blocked", "queue", "continued")
 
 
 class Harness(TemporalHarness):
@@ -76,6 +77,12 @@ class Harness(TemporalHarness):
         import random
 
         return build_engine(repo, clock=self.clock, rng=random.Random(0), environ=self.environ)
+
+    continue_after: int | None = None  # the repository workflow's, when set
+
+    def engine_section(self) -> str:
+        more = f"continue_after = {self.continue_after}\n" if self.continue_after else ""
+        return super().engine_section() + more
 
     def run(self, specs: Any, *, observers: Any = ()) -> Any:
         if self.worker is None:
@@ -404,3 +411,85 @@ def test_a_stopped_merge_queue_starts_again_with_the_next_run(
     main = subprocess.run(["git", "rev-parse", "main"], cwd=repo, capture_output=True,
                           text=True, check=True).stdout.strip()
     assert main == landed.data["commit"]
+
+
+# -- continuing as new -------------------------------------------------------------------------
+async def _chain(address: str, workflow_id: str) -> list[str]:
+    """The run ids of a workflow's chain, latest first (each run's start names the one it
+    continued from)."""
+    client = await Client.connect(address)
+    runs: list[str] = []
+    run_id: str | None = None
+    while True:
+        handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+        async for event in handle.fetch_history_events():
+            started = event.workflow_execution_started_event_attributes
+            runs.append((await handle.describe()).run_id)
+            run_id = started.continued_execution_run_id or None
+            break
+        if run_id is None:
+            return runs
+
+
+def chain(address: str, workflow_id: str) -> list[str]:
+    return asyncio.run(_chain(address, workflow_id))
+
+
+def test_an_attempt_spans_runs_of_the_repository_workflow_and_a_new_mirror_reads_them_all(
+        repo: Path, tmp_path: Path, temporal_server: str) -> None:
+    # The repository workflow continues as new every few events. Task "long" starts in the
+    # first run and waits at a gate while three others run and end: its attempt outlives the
+    # runs that started it, and its end reaches the run that lives then (the attempt_done
+    # signal). A mirror starting from nothing reads every run of the chain (queries of the
+    # closed runs) and gets exactly the events the client's log has.
+    gate = tmp_path / "gate"
+    h = Harness(repo, tmp_path, temporal_server)
+    h.continue_after = 10
+    specs = h.plan(config({"gated": agent_cmd("gated", str(gate)), "ok": agent_cmd("commit")})
+                   + task("long", "gated") + task("b", "ok") + task("c", "ok")
+                   + task("d", "ok"))
+    workflow_id = h.engine.names.repo_workflow  # type: ignore[attr-defined]
+    spanned: list[int] = []
+    watch = Watcher()
+
+    def open_gate(_: Any) -> None:
+        done = {e.task_id for e in h.engine.events() if e.type == "task.succeeded"}
+        if {"b", "c", "d"} <= done and not spanned:
+            spanned.append(len(chain(temporal_server, workflow_id)))
+            gate.touch()
+
+    for tid in "bcd":
+        watch.when("task.succeeded", tid, open_gate)
+    fresh_dir = tmp_path / "fresh"
+    fresh_dir.mkdir()
+    try:
+        out = h.run(specs, observers=[watch])
+        got = mirror_anew(temporal_server, workflow_id, fresh_dir)  # the worker answers
+    finally:
+        h.close()
+    assert out.exit_code == 0, out.tasks
+    # "long" started in the first run and ran while the chain grew.
+    assert spanned and spanned[0] >= 2, spanned
+    assert h.types("long").count("task.succeeded") == 1
+    assert len(chain(temporal_server, workflow_id)) >= spanned[0]
+    want = [(e.type, e.idempotency_key) for e in h.engine.events()]
+    assert sorted(got) == sorted(want)
+    assert len(set(got)) == len(got)
+
+
+def mirror_anew(address: str, workflow_id: str, folder: Path) -> list[tuple[str, str | None]]:
+    """(type, key) of every event a mirror into an empty log in ``folder`` writes."""
+    from wf.store.sqlite import open_store
+    from wf.temporal.engine import Mirror
+
+    fresh = open_store(folder / "events.db")
+
+    async def pull() -> None:
+        client = await Client.connect(address)
+        await Mirror(fresh, client.get_workflow_handle(workflow_id), client).sync()
+
+    try:
+        asyncio.run(pull())
+        return [(e.type, e.idempotency_key) for e in fresh.read()]
+    finally:
+        fresh.close()

@@ -88,6 +88,7 @@ def settings_for(repo: Repo) -> Settings:
                     port_range=tuple(c.port_range), log_max_bytes=c.log_max_bytes,
                     heartbeat_timeout=c.engine.heartbeat_timeout,
                     host_lost_after=c.engine.host_lost_after,
+                    continue_after=c.engine.continue_after,
                     # Hosts share branches through the remote their clones came from; a clone
                     # without it is a trial on one machine, where there is nothing to push.
                     remote=c.merge.remote if gitx.remote_url(repo.root, c.merge.remote)
@@ -288,21 +289,33 @@ class Mirror:
 
         out: list[Event] = []
         since = self._since()
+        # The latest run of the repository workflow's chain; an earlier run when that one
+        # says the events after ``since`` are there (continued as new since this mirror
+        # last read): each is read to its end, then the run after it.
+        runs = [self.handle]
         while True:
             try:
-                page: EventsPage = await self.handle.query(
+                page: EventsPage = await runs[-1].query(
                     "events", since, result_type=EventsPage, rpc_timeout=self.timeout)
             except RPCError as exc:
-                if exc.status == RPCStatusCode.NOT_FOUND:
+                if exc.status == RPCStatusCode.NOT_FOUND and len(runs) == 1:
                     return out  # no repository workflow yet: nothing to mirror
                 raise WorkflowsSilent(_silent_reason(exc), hint=WORKER_HINT) from None
+            if page.earlier is not None:
+                runs.append(self.client.get_workflow_handle(self.handle.id,
+                                                            run_id=page.earlier))
+                continue
             out += self.write(page.events)
-            self.running = page.running
-            self.queue_busy, self.queue_paused = page.queue_busy, page.queue_paused
-            if page.next == since or not page.events:
+            if len(runs) == 1:
+                self.running = page.running
+                self.queue_busy, self.queue_paused = page.queue_busy, page.queue_paused
+            if page.events:
+                since = page.next
+                self._save_since(since)
+            elif len(runs) > 1:
+                runs.pop()  # that run is read to its end
+            else:
                 break
-            since = page.next
-            self._save_since(since)
         for wid in self.running:
             live = await self._live(wid)
             out += self.write(live)

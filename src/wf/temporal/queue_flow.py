@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import asdict
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +62,21 @@ class QueueFlow:
         self.infra_streak = 0
         self.flaky_seen = False
         self.base: str | None = None
+        self.parked = False  # stopped between two rounds: the repository workflow continues
+
+    # What the next run of the repository workflow needs to carry on (``carry.py``).
+    CARRIED = ("host", "paused", "refused", "infra_streak", "flaky_seen", "base")
+
+    def state(self) -> dict[str, Any]:
+        return {"settings": asdict(self.s), **{k: getattr(self, k) for k in self.CARRIED}}
+
+    @classmethod
+    def resumed(cls, repo_wf: RepoWorkflow, state: dict[str, Any]) -> QueueFlow:
+        flow = cls(repo_wf, MergeSettings(**state["settings"]))
+        for k in cls.CARRIED:
+            setattr(flow, k, state[k])
+        flow.poked = True
+        return flow
 
     def configure(self, s: MergeSettings) -> None:
         """The settings of the latest run. A run also starts a stopped queue again, as the
@@ -83,6 +99,10 @@ class QueueFlow:
     async def run(self) -> None:
         git_failures = 0
         while True:
+            if self.w.continuing:  # the run ends here; the next one carries on from state()
+                self.parked = True
+                self.w.wake()
+                await workflow.wait_condition(lambda: False)
             self.poked = False
             try:
                 progressed = await self._admit_pending()
@@ -112,7 +132,7 @@ class QueueFlow:
                 # looked at again within a second, as the local loop does; an idle queue sets
                 # no timer, so its history does not grow while nothing happens.
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await workflow.wait_condition(lambda: self.poked,
+                    await workflow.wait_condition(lambda: self.poked or self.w.continuing,
                                                   timeout=1.0 if self.busy() else None)
 
     def _pause(self, reason: str) -> None:

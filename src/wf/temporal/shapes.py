@@ -74,6 +74,14 @@ class Settings:
     host_lost_after: float = 300.0
     remote: str | None = "origin"  # where a host pushes a finished task's branch (None: not)
     merge: MergeSettings | None = None  # the merge queue, when [merge] is on
+    continue_after: int = 10_000  # history events before the repository workflow starts anew
+
+
+def settings_from(d: dict[str, Any]) -> Settings:
+    """``Settings`` from its ``asdict`` (the repository workflow's carry)."""
+    merge = d.get("merge")
+    return Settings(**{**d, "port_range": tuple(d["port_range"]),
+                       "merge": MergeSettings(**merge) if merge is not None else None})
 
 
 @dataclass
@@ -115,6 +123,10 @@ class EventsPage:
     running: list[str]  # workflow ids of the task workflows running an attempt
     queue_busy: bool = False  # entries wait for admission or landing
     queue_paused: str | None = None  # why the merge queue stopped
+    # ``since`` is before this run's first event: the run it continued from (``earlier``)
+    # has them; this run's events start after ``first``.
+    first: int = 0
+    earlier: str | None = None
 
 
 @dataclass
@@ -139,6 +151,16 @@ class AttemptResult:
     events: list[WireEvent]
     host: str | None  # None: the host was lost, the next attempt is prepared anew
     pushed: str | None = None  # the task's branch on the shared remote, e.g. origin/wf/a
+
+
+@dataclass
+class AttemptEnd:
+    """A task workflow tells its repository workflow how the attempt ended (a signal: the
+    repository workflow may have continued as new since it started the task's workflow)."""
+
+    task_id: str
+    n: int
+    result: AttemptResult
 
 
 @dataclass

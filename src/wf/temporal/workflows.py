@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
@@ -26,9 +27,11 @@ from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
+    FailureError,
     TimeoutError,
     TimeoutType,
 )
+from temporalio.workflow import ParentClosePolicy
 
 # Workflow code too, imported in the sandbox.
 from wf.temporal.queue_flow import QueueFlow, not_started
@@ -53,9 +56,11 @@ with workflow.unsafe.imports_passed_through():
     from wf.model import SIGNAL_STREAM, AttemptState, Event, FailureKind, task_stream
     from wf.spec import TaskSpec
     from wf.store.projections import Projection, apply
+    from wf.temporal import carry
     from wf.temporal.shapes import (
         EVENTS_PER_QUERY,
         AttemptDone,
+        AttemptEnd,
         AttemptInput,
         AttemptResult,
         AttemptStep,
@@ -70,9 +75,13 @@ with workflow.unsafe.imports_passed_through():
         Submit,
         TaskSetup,
         WireEvent,
+        settings_from,
     )
 
 DAY = 86400.0
+# The patch that lets the repository workflow continue as new: task workflows it starts after
+# it outlive its run and tell it how their attempt ended by a signal (docs/temporal.md).
+CONTINUE_AS_NEW = "continue-as-new"
 # Activities fail on wf's side (git, a file) rarely and briefly; the agent's own failures are
 # the workflow's to count, never these retries'.
 INFRA_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(
@@ -110,27 +119,45 @@ class _Log:
 
 @workflow.defn(name="wf.repo")
 class RepoWorkflow:
-    """The repository's scheduler and merge queue, for as long as the repository is used."""
+    """The repository's scheduler and merge queue, for as long as the repository is used:
+    one chain of runs, each continuing as new when its history grows long (``carry.py``)."""
 
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, queue: str, carried: bytes | None = None) -> None:
+        """The state before any signal or update is handled: a run continued from an
+        earlier one starts from what that one carried."""
         self.p = Projection()
         self.log = _Log(self.p, 0.0)
         self.settings = Settings()
-        self.queue = ""
+        self.queue = queue
+        self.seq_base = 0  # the last sequence number the chain's earlier runs recorded
+        self.submitted: set[str] = set()  # keys of the task.submitted events recorded
         self.hosts: dict[str, str] = {}  # task -> the host holding its worktree
         self.pushed: dict[str, str] = {}  # task -> its branch on the shared remote
-        self.running: dict[str, Any] = {}  # task -> its task workflow's handle (None: starting)
+        self.running: dict[str, int] = {}  # task -> the attempt its task workflow runs
+        self.starting: set[str] = set()  # tasks whose task workflow is being started
+        self.bound: set[str] = set()  # task workflows that end with this run (pre-patch)
         self.cancel_pending: set[str] = set()  # cancelled while its workflow was starting
+        self.sending = 0  # cancel signals on their way to task workflows
         self.signals: list[tuple[int, SignalRequest]] = []
         self.woken = False
-        self.chain = ""
+        self.continuing = False  # the history is long: continue as new at the next rest
+        self.runs = 1
+        # Keys of this workflow's own events: unique to this chain of runs, so a repository
+        # workflow started afresh never has its events taken for an earlier one's.
+        self.chain = workflow.info().first_execution_run_id[:12]
         self.merge: QueueFlow | None = None  # the merge queue, once a run turns [merge] on
+        self.merge_running = False
+        if carried is not None:
+            self._resume(carry.unpack(carried))
 
     def _record(self, stream: str, type_: str, data: dict[str, Any],
                 key: str | None = None) -> WireEvent:
-        seq = len(self.log.events) + 1
+        seq = self.seq_base + len(self.log.events) + 1
         recorded = self.log.fold(WireEvent(stream, type_, data, self.log.now(),
                                            key or f"tw:{self.chain}:{seq}", seq))
+        if type_ == "task.submitted":
+            self.submitted.add(recorded.key)
         self.woken = True
         if self.merge is not None:
             self.merge.poke()
@@ -140,14 +167,25 @@ class RepoWorkflow:
         """Record a decision's ``NewEvent`` (the merge queue records through here)."""
         return self._record(e.stream, e.type, e.data, e.idempotency_key)
 
+    def _start_merge_queue(self) -> None:
+        if self.merge is not None and not self.merge_running:
+            self.merge_running = True
+            asyncio.create_task(self.merge.run())
+
+    def wake(self) -> None:
+        self.woken = True
+
     @workflow.run
-    async def run(self, queue: str) -> None:
-        self.queue = queue
-        # Keys of this workflow's own events: unique to this chain of runs, so a repository
-        # workflow started afresh never has its events taken for an earlier one's.
-        self.chain = workflow.info().first_execution_run_id[:12]
+    async def run(self, queue: str, carried: bytes | None = None) -> None:
+        self._start_merge_queue()  # carried from the run before
         while True:
             self._handle_signals()
+            if not self.continuing and self._history_long():
+                self.continuing = True  # the merge queue stops at its next rest
+                if self.merge is not None:
+                    self.merge.poke()
+            if self.continuing and self._at_rest():
+                self._continue_as_new()
             self._start_ready()
             due = sleep_for(self.p.tasks, self.log.now(), DAY)
             # A timeout is the retry timer firing, not an error (it raises; uncaught, it
@@ -156,6 +194,41 @@ class RepoWorkflow:
                 await workflow.wait_condition(lambda: self.woken,
                                               timeout=None if due >= DAY else max(due, 0.001))
             self.woken = False
+
+    # -- continuing as new ---------------------------------------------------------------------
+    def _history_long(self) -> bool:
+        info = workflow.info()
+        return (info.get_current_history_length() >= self.settings.continue_after
+                or info.is_continue_as_new_suggested())
+
+    def _at_rest(self) -> bool:
+        """Nothing of this run's is half done: no task workflow starting or bound to this run,
+        no cancel on its way, no signal unhandled, the merge queue between two rounds."""
+        return (not self.starting and not self.bound and not self.sending
+                and not self.signals and workflow.all_handlers_finished()
+                and (self.merge is None or self.merge.parked))
+
+    def _continue_as_new(self) -> None:
+        merge = self.merge.state() if self.merge is not None else None
+        state = carry.carry_from(
+            self.p, seq_base=self.seq_base + len(self.log.events),
+            versions=dict(self.log.versions), submitted=sorted(self.submitted),
+            hosts=self.hosts, pushed=self.pushed, running=self.running,
+            settings=asdict(self.settings), offset=self.log.offset, merge=merge,
+            runs=self.runs + 1)
+        workflow.continue_as_new(args=[self.queue, carry.pack(state)])
+
+    def _resume(self, c: carry.Carry) -> None:
+        self.seq_base, self.runs = c.seq_base, c.runs
+        self.p = carry.projection_of(c)
+        self.log = _Log(self.p, c.offset)
+        self.log.versions = dict(c.versions)
+        self.submitted = set(c.submitted)
+        self.hosts, self.pushed, self.running = dict(c.hosts), dict(c.pushed), dict(c.running)
+        self.settings = settings_from(c.settings)
+        if c.merge is not None:  # its loop starts with the run
+            self.merge = QueueFlow.resumed(self, c.merge)
+        self.woken = True
 
     # -- people and the client ---------------------------------------------------------------
     @workflow.signal(name="submit")
@@ -166,12 +239,11 @@ class RepoWorkflow:
         if inp.settings.merge is not None:
             if self.merge is None:
                 self.merge = QueueFlow(self, inp.settings.merge)
-                asyncio.create_task(self.merge.run())
+                self._start_merge_queue()
             else:  # the latest run's [merge] (its check, its target) from the next round on
                 self.merge.configure(inp.settings.merge)
-        known = {e.key for e in self.log.events}
         for e in inp.events:
-            if e.key not in known:
+            if e.key not in self.submitted:
                 self._record(e.stream, e.type, e.data, e.key)
         self.woken = True
 
@@ -202,13 +274,25 @@ class RepoWorkflow:
         self.log.offset = seconds
         self.woken = True
 
+    @workflow.signal(name="attempt_done")
+    def attempt_done(self, end: AttemptEnd) -> None:
+        """A task workflow's attempt ended (it tells even a later run of this chain)."""
+        self._finish(end.task_id, end.n, end.result)
+
     @workflow.query(name="events")
     def events(self, since: int) -> EventsPage:
-        page = self.log.events[since: since + EVENTS_PER_QUERY]
-        return EventsPage(page, since + len(page),
-                          sorted(f"{self.queue}.task.{tid}" for tid in self.running),
-                          queue_busy=self.merge is not None and self.merge.busy(),
-                          queue_paused=self.merge.paused if self.merge else None)
+        """The events after sequence number ``since``; when an earlier run of the chain
+        recorded them, the page names that run instead (``earlier``)."""
+        running = sorted(f"{self.queue}.task.{tid}" for tid in self.running)
+        busy = self.merge is not None and self.merge.busy()
+        paused = self.merge.paused if self.merge else None
+        if since < self.seq_base:
+            return EventsPage([], since, running, busy, paused, first=self.seq_base,
+                              earlier=workflow.info().continued_run_id)
+        i = since - self.seq_base
+        page = self.log.events[i: i + EVENTS_PER_QUERY]
+        return EventsPage(page, since + len(page), running, queue_busy=busy,
+                          queue_paused=paused, first=self.seq_base)
 
     # -- the loop ------------------------------------------------------------------------------
     def _handle_signals(self) -> None:
@@ -218,16 +302,32 @@ class RepoWorkflow:
                                 queue_enabled=self.merge is not None,
                                 running=req.task_id in self.running)
             if out.stop_attempt:
-                handle = self.running[req.task_id]
-                if handle is None:
+                if req.task_id in self.starting:
                     self.cancel_pending.add(req.task_id)
                 else:
-                    asyncio.create_task(handle.signal(TaskWorkflow.cancel))
+                    self._send_cancel(req.task_id, self.running[req.task_id])
             for e in out.events:
                 self._record(e.stream, e.type, e.data, e.idempotency_key)
             self._record(SIGNAL_STREAM, "signal.handled", {
                 "signal_seq": seq, "task": req.task_id, "result": out.result},
                 f"signal.handled:{self.chain}:{seq}")
+
+    def _send_cancel(self, tid: str, n: int) -> None:
+        self.sending += 1  # now, not when the task first runs: the run may not end before
+        asyncio.create_task(self._cancel(tid, n))
+
+    async def _cancel(self, tid: str, n: int) -> None:
+        try:
+            await workflow.get_external_workflow_handle(f"{self.queue}.task.{tid}").signal(
+                TaskWorkflow.cancel)
+        except FailureError as exc:
+            # Gone without telling (terminated by hand): nobody else closes its attempt.
+            if self.running.get(tid) != n or tid in self.bound:
+                return
+            self._lost(tid, n, f"task workflow gone: {exc}")
+        finally:
+            self.sending -= 1
+            self.woken = True
 
     @property
     def _queue_takes_successes(self) -> bool:
@@ -235,6 +335,8 @@ class RepoWorkflow:
         return self.merge is not None and self.merge.s.auto
 
     def _start_ready(self) -> None:
+        if self.continuing:  # the next run starts them, at once
+            return
         running = {t: self.p.tasks[t]["agent"] for t in self.running}
         plan_ = schedule(self.p.tasks, running, self.log.now(),
                          max_parallel=self.settings.max_parallel,
@@ -249,33 +351,63 @@ class RepoWorkflow:
         n = (self.p.tasks[tid]["attempts"] or 0) + 1
         self._record(task_stream(tid), "attempt.started", {"n": n, "log_path": None},
                      f"attempt.started:{tid}:{n}")
+        # The branches this attempt may start from: its own and its dependencies'.
+        near = {tid, *(self.p.tasks[tid]["depends_on"] or ())}
         inp = AttemptInput(
             task=dict(self.p.tasks[tid]), attempt=dict(self.p.attempts[(tid, n)]), n=n,
             enqueue=self._queue_takes_successes,
             ports_taken=sorted(plan.ports_taken(self.p.tasks, tid)),
             settings=self.settings, queue=self.queue,
-            host=self.hosts.get(tid), clock_offset=self.log.offset, pushed=dict(self.pushed))
-        self.running[tid] = None
+            host=self.hosts.get(tid), clock_offset=self.log.offset,
+            pushed={t: b for t, b in self.pushed.items() if t in near})
+        self.running[tid] = n
+        self.starting.add(tid)
         asyncio.create_task(self._drive(tid, inp))
 
     async def _drive(self, tid: str, inp: AttemptInput) -> None:
+        """Start the attempt's task workflow. It outlives this run (ABANDON) and tells how
+        the attempt ended by the ``attempt_done`` signal; awaiting it here only catches a
+        workflow that failed. A task workflow started before that patch ends with this run
+        and is awaited for its result."""
         wid = f"{self.queue}.task.{tid}"
+        told = workflow.patched(CONTINUE_AS_NEW)
         try:
-            handle = await workflow.start_child_workflow(
-                TaskWorkflow.run, inp, id=wid, task_queue=self.queue,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE)
-            self.running[tid] = handle
+            try:
+                handle = await workflow.start_child_workflow(
+                    TaskWorkflow.run, inp, id=wid, task_queue=self.queue,
+                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                    parent_close_policy=ParentClosePolicy.ABANDON if told
+                    else ParentClosePolicy.TERMINATE)
+            finally:
+                self.starting.discard(tid)
+            if not told:
+                self.bound.add(tid)
             if tid in self.cancel_pending:
                 self.cancel_pending.discard(tid)
-                await handle.signal(TaskWorkflow.cancel)
+                self._send_cancel(tid, inp.n)
             result: AttemptResult = await handle
         except Exception as exc:  # the task workflow itself failed: close the attempt
-            result = AttemptResult([], None)
-            outcome = infra_outcome(f"task workflow failed: {exc}")
-            spec = TaskSpec.model_validate(self.p.tasks[tid]["spec"])
-            for e in close_attempt(self.p.tasks[tid], inp.n, outcome, spec.retry,
-                                   workflow.random(), enqueue=False):
-                self._record(e.stream, e.type, e.data, e.idempotency_key)
+            self.bound.discard(tid)
+            self._lost(tid, inp.n, f"task workflow failed: {exc}")
+            return
+        self.bound.discard(tid)
+        if not told:
+            self._finish(tid, inp.n, result)
+
+    def _lost(self, tid: str, n: int, why: str) -> None:
+        """Close attempt ``n`` whose task workflow ended without saying how."""
+        if self.running.get(tid) != n:
+            return
+        spec = TaskSpec.model_validate(self.p.tasks[tid]["spec"])
+        for e in close_attempt(self.p.tasks[tid], n, infra_outcome(why), spec.retry,
+                               workflow.random(), enqueue=False):
+            self._record(e.stream, e.type, e.data, e.idempotency_key)
+        self._finish(tid, n, AttemptResult([], None))
+
+    def _finish(self, tid: str, n: int, result: AttemptResult) -> None:
+        """Fold how attempt ``n`` ended, once (its signal and its result may both come)."""
+        if self.running.get(tid) != n:
+            return
         for w in result.events:
             self._record(w.stream, w.type, w.data, w.key)
         if result.host:
@@ -317,7 +449,18 @@ class TaskWorkflow:
             outcome = infra_outcome(_cause(exc))
         self._emit_all(close_attempt(p.tasks[tid], self.n, outcome, self.spec.retry,
                                      workflow.random(), enqueue=inp.enqueue))
-        return AttemptResult(self.log.events, self.host, self.pushed)
+        result = AttemptResult(self.log.events, self.host, self.pushed)
+        parent = workflow.info().parent
+        if parent is not None and workflow.patched(CONTINUE_AS_NEW):
+            # The run that started this one may have continued as new: a signal to the
+            # workflow id reaches the run of the chain that lives now.
+            try:
+                await workflow.get_external_workflow_handle(parent.workflow_id).signal(
+                    RepoWorkflow.attempt_done, AttemptEnd(tid, self.n, result))
+                result = AttemptResult([], self.host, self.pushed)  # told: not twice
+            except FailureError:
+                pass  # the repository workflow is gone (terminated): nobody to tell
+        return result
 
     def _host_lost(self, host: str) -> Outcome:
         """The host holding the worktree took no step for ``host_lost_after``: the next
