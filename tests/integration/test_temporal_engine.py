@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import importlib.util
 import json
 import os
@@ -37,6 +38,7 @@ import subprocess
 import sys
 import time
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -146,9 +148,12 @@ def readable(obj: Any) -> str:
         elif isinstance(o, str):
             parts.append(o)
             try:
-                parts.append(base64.b64decode(o, validate=True).decode("utf-8", "replace"))
+                raw = base64.b64decode(o, validate=True)
             except (binascii.Error, ValueError):
-                pass
+                return
+            parts.append(raw.decode("utf-8", "replace"))
+            with contextlib.suppress(zlib.error):  # the repository workflow's carry
+                parts.append(zlib.decompress(raw).decode("utf-8", "replace"))
         else:
             parts.append(str(o))
 
@@ -173,6 +178,7 @@ def test_no_secret_of_the_environment_reaches_temporal(
         repo: Path, tmp_path: Path, temporal_server: str) -> None:
     environ = {**os.environ, **SECRETS, ALLOWED_NAME: ALLOWED_VALUE}
     h = Harness(repo, tmp_path, temporal_server, environ)
+    h.continue_after = 10  # the carry of a run continued as new is scanned too
     try:
         specs = h.plan(config({"probe": json.dumps([sys.executable, "-c", PROBE])})
                        + f'pass_env = ["{ALLOWED_NAME}"]\n' + task("a", "probe"))
@@ -187,11 +193,15 @@ def test_no_secret_of_the_environment_reaches_temporal(
     [names] = [line[6:].split(",") for line in log.splitlines() if line.startswith("names=")]
     assert not set(SECRETS) & set(names)  # and nothing else of the worker's environment
 
-    dumped = dump(h.address, executions(h.address, h.prefix, 2))
+    runs = len(chain(h.address, f"{h.prefix}.repo"))
+    assert runs >= 2
+    dumped = dump(h.address, executions(h.address, h.prefix, runs + 1))
     assert {wid for wid, _, _ in dumped} == {f"{h.prefix}.repo", f"{h.prefix}.task.a"}
     text = readable([[history, described] for _, history, described in dumped])
-    # The search sees into payloads: the activity's input names the pass_env variable.
+    # The search sees into payloads: the activity's input names the pass_env variable, the
+    # carry (compressed) the task's spec.
     assert ALLOWED_NAME in text and "work on a" in text
+    assert '"seq_base"' in text
     leaked = [name for name, value in {**SECRETS, ALLOWED_NAME: ALLOWED_VALUE}.items()
               if value in text]
     assert leaked == [], f"in Temporal's histories, memo or search attributes: {leaked}"
