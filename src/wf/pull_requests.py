@@ -48,7 +48,8 @@ def open_task_pr(repo: Repo, store: EventStore, task_id: str, *, forge: Forge | 
         raise ConfigError(f"task {task_id!r} is still {task['state']}; open its PR when it ends",
                           hint=f"watch it with `wf status`, or `wf cancel {task_id}`")
     branch = task["branch"]
-    head = gitx.rev_parse(repo.root, f"refs/heads/{gitx.check_rev(branch)}")
+    head = gitx.rev_parse(repo.root, f"refs/heads/{gitx.check_rev(branch)}") \
+        or _pushed_elsewhere(repo, store, task_id)
     if head is None:
         raise NotFound(f"task {task_id!r} has no branch {branch} any more")
     base = pr_base(repo, task)
@@ -73,3 +74,14 @@ def open_task_pr(repo: Repo, store: EventStore, task_id: str, *, forge: Forge | 
     store.append([NewEvent(stream, "pr.opened", {
         k: result[k] for k in ("number", "url", "state", "created", "head", "base", "forge")})])
     return result
+
+
+def _pushed_elsewhere(repo: Repo, store: EventStore, task_id: str) -> str | None:
+    """The commit another host pushed for ``task_id`` (the Temporal engine's ``task.pushed``),
+    fetched into this clone; None when no host pushed it."""
+    pushed = store.read(stream=task_stream(task_id), types=["task.pushed"])[-1:]
+    if not pushed:
+        return None
+    data = pushed[0].data
+    gitx.fetch(repo.root, data["remote"], data["branch"])
+    return gitx.rev_parse(repo.root, data["commit"])

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fakeforge import TOKEN, FakeForge
 from runwf import agent_cmd, journal_pids, pid_alive, wait_until
 
 from wf.api import open_repo
@@ -96,7 +97,8 @@ def host_of(events: list[Event], type_: str, tid: str) -> list[str]:
 
 
 def test_tasks_spread_over_hosts_run_where_their_worktree_is_and_push_their_branch(
-        hosts: tuple[Path, dict[str, str], list[Host]], origin: Path, tmp_path: Path) -> None:
+        hosts: tuple[Path, dict[str, str], list[Host]], origin: Path, tmp_path: Path,
+        forge: FakeForge) -> None:
     root, env, (_, h2) = hosts
     gate, journal = tmp_path / "gate", tmp_path / "journal"
     path = tasks_file(tmp_path, env, agent_cmd("gated", str(gate), journal), ["a", "b"])
@@ -142,6 +144,20 @@ def test_tasks_spread_over_hosts_run_where_their_worktree_is_and_push_their_bran
                           capture_output=True, text=True, timeout=BOUND)
     assert diff.returncode == 0, diff.stderr
     assert f"+{there} attempt 1" in diff.stdout
+    # `wf pr` in the other clone of the task that ran here: its branch is not in that clone,
+    # so wf fetches what this host pushed and opens the PR on it.
+    [here] = [tid for tid, hs in where.items() if hs == ["h1"]]
+    assert subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"refs/heads/wf/{here}"],
+                          cwd=h2.clone, capture_output=True).returncode != 0
+    forge.add_github("octo/demo", origin)
+    (h2.clone / "wf.toml").write_text(f'[provider]\nkind = "github"\n'
+                                      f'api_url = "{forge.github_api}"\nrepo = "octo/demo"\n')
+    pr = subprocess.run([sys.executable, "-m", "wf", "pr", here, "--json"], cwd=h2.clone,
+                        env={**env, "GH_TOKEN": TOKEN}, capture_output=True, text=True,
+                        timeout=BOUND)
+    assert pr.returncode == 0, pr.stderr
+    [pushed_here] = [e for e in events if e.type == "task.pushed" and e.task_id == here]
+    assert json.loads(pr.stdout)["head"] == pushed_here.data["commit"]
 
 
 def test_a_host_that_never_comes_back_loses_its_task_to_the_other(
