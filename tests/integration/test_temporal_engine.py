@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakeforge import TOKEN
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "contract"))
 from engines import EngineHarness, InProcessWorker, TemporalHarness, Watcher  # noqa: E402
@@ -286,7 +287,8 @@ def test_the_sandbox_refuses_a_workflow_that_reads_the_wall_clock(
 
 def test_the_engines_workflow_code_is_not_passed_through_the_sandbox() -> None:
     passed = workflow_runner().restrictions.passthrough_modules
-    for module in ("wf.temporal.workflows", "wf.temporal.queue_flow"):
+    for module in ("wf.temporal.workflows", "wf.temporal.queue_flow",
+                   "wf.temporal.forge_flow"):
         assert not any(module == p or module.startswith(p + ".") for p in passed), module
     assert {"wf.engine", "wf.merge_queue", "wf.temporal.shapes"} <= passed  # the pure parts
 
@@ -503,3 +505,41 @@ def mirror_anew(address: str, workflow_id: str, folder: Path) -> list[tuple[str,
         return [(e.type, e.idempotency_key) for e in fresh.read()]
     finally:
         fresh.close()
+
+
+# -- the merge queue landing through the forge -------------------------------------------------
+def test_the_merge_queue_lands_through_prs_on_the_forge_with_the_workers_token(
+        repo: Path, origin: Path, tmp_path: Path, temporal_server: str, forge: Any) -> None:
+    # land = "pr" against the fake GitHub: each entry is tested locally, pushed, its PR opened,
+    # the forge's checks waited for (pending, then success), and merged with the tested
+    # commit as the expected head. The token is only in the worker's environment.
+    project = forge.add_github("octo/demo", origin)
+    project.ci = ["pending", "success"]
+    subprocess.run(["git", "remote", "set-url", "origin", forge.git_url(origin)], cwd=repo,
+                   check=True)
+    environ = {**os.environ, "GH_TOKEN": TOKEN}
+    before = subprocess.run(["git", "rev-parse", "main"], cwd=origin, text=True,
+                            capture_output=True, check=True).stdout.strip()
+    h = Harness(repo, tmp_path, temporal_server, environ)
+    extra = ('\n[merge]\nauto = true\nland = "pr"\nforge_poll_interval = "50ms"\n'
+             'forge_checks_grace = "200ms"\n[provider]\nkind = "github"\n'
+             f'api_url = "{forge.github_api}"\nrepo = "octo/demo"\n')
+    specs = h.plan(config({"ok": agent_cmd("commit")}, extra=extra)
+                   + task("a", "ok") + task("b", "ok"))
+    try:
+        out = h.run(specs)
+    finally:
+        h.close()
+    assert out.exit_code == 0, (out.tasks, out.queue_stopped)
+    after = subprocess.run(["git", "ls-tree", "--name-only", "main", "notes/"], cwd=origin,
+                           text=True, capture_output=True, check=True).stdout.split()
+    assert sorted(after) == ["notes/a.txt", "notes/b.txt"]
+    assert sorted(p.head for p in project.pulls.values()) == ["wf/a", "wf/b"]
+    assert all(p.state == "merged" for p in project.pulls.values())
+    merges = forge.calls("PUT", r"/merge$")
+    assert len(merges) == 2 and {m[3]["sha"] for m in merges} <= set(project.ci_polls)
+    for tid in ("a", "b"):
+        types = h.types(tid)
+        assert types.count("pr.opened") == 1 and types.count("queue.landed") == 1, types
+    assert before != subprocess.run(["git", "rev-parse", "main"], cwd=origin, text=True,
+                                    capture_output=True, check=True).stdout.strip()

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from wf import gitx
 from wf.engine.base import Clock, Observer, RunOutcome, SystemClock
-from wf.errors import ConfigError, GitError, Interrupted, NotFound, Refused, WfError
+from wf.errors import GitError, Interrupted, NotFound, Refused, WfError
 from wf.merge_queue import decide as mq
 from wf.model import SIGNAL_STREAM, Event, NewEvent, SignalKind
 from wf.repository import Repo, open_store, read_log
@@ -78,11 +78,15 @@ def settings_for(repo: Repo) -> Settings:
     if c.merge.enabled:
         m = c.merge
         merge = MergeSettings(
-            target=m.target or repo.default_base(), land=m.land, remote=m.remote,
+            target=m.target or repo.default_base(), land=m.land,
+            remote=c.provider.remote if m.land == "pr" else m.remote,
             check=[list(argv) for argv in m.check], check_timeout=m.check_timeout, auto=m.auto,
             require_approval=m.require_approval, max_batch=m.max_batch,
             max_parallel_checks=m.max_parallel_checks, resolve_conflicts=m.resolve_conflicts,
-            blame=m.blame, policy=c.policy.model_dump(mode="json"))
+            blame=m.blame, policy=c.policy.model_dump(mode="json"),
+            merge_method=m.merge_method, auto_merge=m.auto_merge,
+            forge_check_timeout=m.forge_check_timeout,
+            forge_poll_interval=m.forge_poll_interval, forge_checks_grace=m.forge_checks_grace)
     return Settings(merge=merge, max_parallel=c.max_parallel,
                     agent_limits={name: a.max_parallel for name, a in c.agents.items()},
                     port_range=tuple(c.port_range), log_max_bytes=c.log_max_bytes,
@@ -101,9 +105,6 @@ class TemporalEngine:
     def __init__(self, repo: Repo, *, clock: Clock | None = None,
                  rng: random.Random | None = None,
                  environ: Mapping[str, str] | None = None) -> None:
-        if repo.config.merge.enabled and repo.config.merge.land == "pr":
-            raise ConfigError('land = "pr" does not run on the Temporal engine yet',
-                              hint='land = "push" lands through the shared remote')
         self.repo = repo
         self.clock = clock or SystemClock()
         self.environ = dict(os.environ if environ is None else environ)

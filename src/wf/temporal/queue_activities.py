@@ -20,7 +20,16 @@ from wf.merge_queue.admission import Admission
 from wf.merge_queue.candidates import Chain, Conflict, Entry
 from wf.merge_queue.checks import CheckResult
 from wf.merge_queue.decide import LandOutcome
+from wf.merge_queue.forge_activities import (
+    FindLatest,
+    ForgeActivities,
+    Latest,
+    Merge,
+    Opened,
+    OpenPr,
+)
 from wf.merge_queue.policy import PolicyConfig
+from wf.providers.base import ForgeChecks, MergeOutcome, PullRequest
 from wf.temporal.activities import one_line_errors
 
 if TYPE_CHECKING:
@@ -73,6 +82,36 @@ class ResolveTarget:
     ref: str
     fetch_remote: str | None = None  # land = "push": fetch the target from here first
     target: str = ""
+    through_forge: bool = False  # land = "pr": fetch it with the forge's credentials first
+
+
+# -- land = "pr": the forge's side effects (merge_queue/forge_activities.py) -------------------
+@dataclass
+class ForgeLatest:
+    latest: Latest
+    kind: str  # "github" or "gitlab": how the forge writes a PR's reference
+
+
+@dataclass(frozen=True)
+class Publish:
+    """Push the tested candidate ``commit`` to the entry's branch, open or update its PR/MR
+    (``open``), and say which file of ``commit`` configures the forge's CI."""
+
+    commit: str
+    branch: str
+    open: OpenPr
+
+
+@dataclass
+class Published:
+    opened: Opened
+    ci_config: str | None
+
+
+@dataclass(frozen=True)
+class ReadChecks:
+    pr: PullRequest
+    commit: str
 
 
 class QueueWorker:
@@ -83,10 +122,14 @@ class QueueWorker:
         self.host = host
         self.acts = QueueActivities(repo.root, repo.worktree_root, repo.logs_dir.parent / "queue",
                                     parallel_checks, environ)
+        # The forge's token is this host's (its environment), never in a workflow's input.
+        self.forge = ForgeActivities(repo.root, repo.config.provider, environ)
 
     def all(self) -> list[Callable[..., Any]]:
         return [self.claim, self.admit, self.resolve, self.contained, self.build_chain,
-                self.chain_without, self.run_check, self.land]
+                self.chain_without, self.run_check, self.land, self.forge_latest,
+                self.forge_publish, self.forge_checks, self.forge_target_head,
+                self.forge_merge, self.forge_get]
 
     @activity.defn(name="wf.queue.claim")
     def claim(self) -> str:
@@ -114,7 +157,9 @@ class QueueWorker:
     @activity.defn(name="wf.queue.resolve")
     @one_line_errors
     def resolve(self, inp: ResolveTarget) -> str:
-        if inp.fetch_remote:
+        if inp.through_forge:
+            self.forge.fetch_target(inp.target)
+        elif inp.fetch_remote:
             self.acts.fetch_target(inp.fetch_remote, inp.target)
         return self.acts.resolve(inp.ref)
 
@@ -145,3 +190,37 @@ class QueueWorker:
     @one_line_errors
     def land(self, inp: Land) -> LandOutcome:
         return self.acts.land(inp)
+
+    # -- land = "pr" -----------------------------------------------------------------------------
+    @activity.defn(name="wf.queue.forge.latest")
+    @one_line_errors
+    def forge_latest(self, inp: FindLatest) -> ForgeLatest:
+        return ForgeLatest(self.forge.find_latest(inp), self.forge.connect().kind)
+
+    @activity.defn(name="wf.queue.forge.publish")
+    @one_line_errors
+    def forge_publish(self, inp: Publish) -> Published:
+        self.forge.push_candidate(inp.commit, inp.branch)
+        return Published(self.forge.open_pr(inp.open), self.forge.ci_config(inp.commit))
+
+    @activity.defn(name="wf.queue.forge.checks")
+    @one_line_errors
+    def forge_checks(self, inp: ReadChecks) -> ForgeChecks:
+        return self.forge.read_checks(inp.pr, inp.commit)
+
+    @activity.defn(name="wf.queue.forge.target_head")
+    @one_line_errors
+    def forge_target_head(self, target: str) -> str:
+        """The remote target's commit now, fetched with the forge's credentials."""
+        self.forge.fetch_target(target)
+        return self.forge.target_head(target)
+
+    @activity.defn(name="wf.queue.forge.merge")
+    @one_line_errors
+    def forge_merge(self, inp: Merge) -> MergeOutcome:
+        return self.forge.merge(inp)
+
+    @activity.defn(name="wf.queue.forge.get")
+    @one_line_errors
+    def forge_get(self, number: int) -> PullRequest:
+        return self.forge.get(number)

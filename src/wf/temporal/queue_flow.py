@@ -6,6 +6,9 @@ resolve the target, record entries it already contains, build the chain of prefi
 then land a green prefix, evict a culprit or a conflict, or run a round of checks at once.
 What differs is only how the side effects are had: Temporal activities on the queue's host
 (``queue_activities.py``), one landing at a time, and no chain built ahead while checks run.
+``land = "pr"`` lands through the forge (``forge_flow.py``). When the repository workflow
+continues as new, the queue stops at the start of its next round (``parked``) and the next
+run carries on from ``state()``.
 
 Workflow code: no I/O, no clock but ``workflow.now()``; it runs in the sandbox.
 """
@@ -21,6 +24,9 @@ from typing import TYPE_CHECKING, Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
+
+# Workflow code too, imported in the sandbox.
+from wf.temporal.forge_flow import ForgeLanding
 
 with workflow.unsafe.imports_passed_through():
     from wf.merge_queue import decide as mq
@@ -120,7 +126,7 @@ class QueueFlow:
                     backoff = mq.git_error_backoff(git_failures, message)
                     if backoff.pause is None:
                         git_failures += 1
-                        self._append(NewEvent(mq.QUEUE_STREAM, "queue.retrying", {
+                        self.append(NewEvent(mq.QUEUE_STREAM, "queue.retrying", {
                             "reason": message, "delay": backoff.delay}))
                         await workflow.sleep(backoff.delay)
                         continue
@@ -137,14 +143,16 @@ class QueueFlow:
 
     def _pause(self, reason: str) -> None:
         self.paused = reason
-        self._append(NewEvent(mq.QUEUE_STREAM, "queue.paused", {"reason": reason}))
+        self.append(NewEvent(mq.QUEUE_STREAM, "queue.paused", {"reason": reason}))
 
-    def _append(self, *events: NewEvent) -> None:
+    def append(self, *events: NewEvent) -> None:
+        """Record decisions' events in the repository workflow."""
         for e in events:
             self.w.record_event(e)
 
-    async def _step(self, name: str, arg: Any, result_type: Any, *,
-                    timeout: float = 600.0) -> Any:
+    async def step(self, name: str, arg: Any, result_type: Any, *,
+                   timeout: float = 600.0) -> Any:
+        """Activity ``name`` on the queue's host (claimed by its first step)."""
         if self.host is None:
             self.host = await workflow.execute_activity(
                 "wf.queue.claim", result_type=str, task_queue=self.w.queue,
@@ -173,7 +181,7 @@ class QueueFlow:
                             (tasks.get(q["task_id"]) or {}).get("base_commit")) for q in pending]
         fetch = {q["branch"]: self.w.pushed[q["task_id"]] for q in pending
                  if q["task_id"] in self.w.pushed}
-        results: list[AdmitResult] = await self._step("wf.queue.admit", AdmitAll(
+        results: list[AdmitResult] = await self.step("wf.queue.admit", AdmitAll(
             asked, self.target_ref, self.s.policy, fetch), list[AdmitResult])
         events: list[NewEvent] = []
         for q, got in zip(pending, results, strict=True):
@@ -185,23 +193,23 @@ class QueueFlow:
             events += mq.admission_events(q, verdict, got.head,
                                           require_approval=self.s.require_approval,
                                           resolve=resolve)
-        self._append(*events)
+        self.append(*events)
         return True
 
     # -- one round ----------------------------------------------------------------------------
     async def _round(self) -> bool:
         if self.paused or not self._entries("queued"):
             return False
-        base: str = await self._step("wf.queue.resolve", ResolveTarget(
-            self.target_ref, self.s.remote if self.s.land == "push" else None, self.s.target),
-            str)
+        base: str = await self.step("wf.queue.resolve", ResolveTarget(
+            self.target_ref, self.s.remote if self.s.land == "push" else None, self.s.target,
+            through_forge=self.s.land == "pr"), str)
         if base != self.base:
             queued = self._entries("queued")
             heads = [q["head"] for q in queued if q["head"]]
-            contained = await self._step("wf.queue.contained", Contained(heads, base), list[str])
+            contained = await self.step("wf.queue.contained", Contained(heads, base), list[str])
             events = mq.already_landed(queued, contained, base, self.s.target)
             if events:
-                self._append(*events)
+                self.append(*events)
                 return True
         self.base = base
         return await self._act(base) and self.refused is None
@@ -214,7 +222,7 @@ class QueueFlow:
             planned = await self._plan(base, entries)
             if isinstance(planned, Conflict):
                 detail, evicted = mq.conflict_eviction(entries, planned, self.s.target)
-                self._append(evicted, *mq.resolve_events(
+                self.append(evicted, *mq.resolve_events(
                     entries[planned.index].task_id, detail, planned.files,
                     enabled=self.s.resolve_conflicts,
                     is_task=entries[planned.index].task_id in self.w.p.tasks,
@@ -223,11 +231,14 @@ class QueueFlow:
                 continue
             chain, plan = planned
             if plan.land:
-                size = mq.landing_size(plan.land, through_forge=False)
+                forge = self.s.land == "pr"
+                size = mq.landing_size(plan.land, through_forge=forge)
                 moved = await self._land(chain, base, size)
                 if moved is None:
                     return progressed
                 base = self.base = moved
+                if forge:  # the forge made the commit: plan again on the target it moved
+                    return True
             elif plan.culprit is not None:
                 if not await self._judge_culprit(chain, entries, plan.culprit, plan.probes):
                     return True
@@ -242,7 +253,7 @@ class QueueFlow:
     async def _plan(self, base: str, entries: list[Entry]) -> tuple[Chain, Plan] | Conflict:
         depth = 0
         while True:
-            built: Built = await self._step("wf.queue.build_chain",
+            built: Built = await self.step("wf.queue.build_chain",
                                             BuildChain(base, entries, depth), Built)
             if built.conflict is not None:
                 return built.conflict
@@ -263,7 +274,7 @@ class QueueFlow:
             if probe.without is None:
                 candidates.append((probe, chain, probe.size))
                 continue
-            variant: Chain = await self._step("wf.queue.chain_without", ChainWithout(
+            variant: Chain = await self.step("wf.queue.chain_without", ChainWithout(
                 chain, entries, probe.without, probe.size), Chain)
             size = min(probe.size, len(variant.entries))
             tree = variant.trees[size - 1] if size else ""
@@ -276,7 +287,7 @@ class QueueFlow:
         def left_out(probe: Probe) -> str | None:
             return None if probe.without is None else entries[probe.without].task_id
 
-        self._append(NewEvent(mq.QUEUE_STREAM, "queue.check_started", {
+        self.append(NewEvent(mq.QUEUE_STREAM, "queue.check_started", {
             "sizes": [size for _p, _c, size in candidates],
             "batches": [[e.task_id for e in c.entries[:size]] for _p, c, size in candidates],
             "without": [left_out(p) for p, _c, _s in candidates]}))
@@ -288,13 +299,13 @@ class QueueFlow:
             if not self.s.check:
                 result, detail, log = "pass", "no checks configured", None
             else:
-                res: CheckResult = await self._step("wf.queue.run_check", RunCheck(
+                res: CheckResult = await self.step("wf.queue.run_check", RunCheck(
                     slot, commit, tree, tuple(tuple(c) for c in self.s.check),
                     self.s.check_timeout), CheckResult,
                     timeout=(self.s.check_timeout or 86400.0) + 600)
                 result, detail, log = res.result, res.detail, res.log_path
             results[probe] = result
-            self._append(NewEvent(mq.QUEUE_STREAM, "queue.check_finished", {
+            self.append(NewEvent(mq.QUEUE_STREAM, "queue.check_finished", {
                 "tree": mq.tree_key(tree, self.checks_key), "commit": commit, "size": size,
                 "entries": [e.task_id for e in candidate.entries[:size]],
                 "without": left_out(probe), "result": result, "detail": detail, "log": log,
@@ -307,7 +318,7 @@ class QueueFlow:
                                self.flaky_seen)
         if flaky is not None:
             self.flaky_seen = True
-            self._append(flaky)
+            self.append(flaky)
         if mq.only_infra(results.values()):
             backoff = mq.infra_backoff(self.infra_streak)
             if backoff.pause is not None:
@@ -327,22 +338,25 @@ class QueueFlow:
                              blame=False):
             await self._check(chain, entries, (Probe(index + 1), *beside))
             return False
-        self._append(mq.culprit_eviction(entry, index, tree, row, self.s.target))
+        self.append(mq.culprit_eviction(entry, index, tree, row, self.s.target))
         return True
 
     # -- landing ------------------------------------------------------------------------------
     async def _land(self, chain: Chain, base: str, size: int) -> str | None:
         commit, _tree = chain.prefix(size)
         landed = chain.entries[:size]
-        self._append(NewEvent(mq.QUEUE_STREAM, "queue.land_requested", {
+        self.append(NewEvent(mq.QUEUE_STREAM, "queue.land_requested", {
             "old": base, "new": commit, "entries": [e.task_id for e in landed]}))
-        outcome: LandOutcome = await self._step("wf.queue.land", Land(
-            self.s.land, self.s.target, self.target_ref, self.s.remote, base, commit),
-            LandOutcome)
+        if self.s.land == "pr":
+            outcome = await ForgeLanding(self).land(landed[0], base, commit)
+        else:
+            outcome = await self.step("wf.queue.land", Land(
+                self.s.land, self.s.target, self.target_ref, self.s.remote, base, commit),
+                LandOutcome)
         result, after = mq.landing_outcome(outcome, entries=landed, base=base, commit=commit,
                                            target=self.s.target, last_refusal=self.refused)
         self.refused = result.refused
-        self._append(*result.events, *after)
+        self.append(*result.events, *after)
         if result.wait:
             await workflow.sleep(result.wait)
         return result.base

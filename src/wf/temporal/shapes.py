@@ -60,6 +60,12 @@ class MergeSettings:
     resolve_conflicts: bool = False
     blame: bool = True
     policy: dict[str, Any] = field(default_factory=dict)
+    # land = "pr" (``remote`` is then the provider's)
+    merge_method: str = "merge"
+    auto_merge: bool = False
+    forge_check_timeout: float | None = 3600.0
+    forge_poll_interval: float = 10.0
+    forge_checks_grace: float = 10.0
 
 
 @dataclass
