@@ -4,7 +4,8 @@ shared bare remote, and the client in the first clone.
 Tasks spread over both hosts (a host with no free slot refuses a new task and the other takes
 it); every step of a task runs on the host that holds its worktree; finished branches reach
 the remote; ``wf status`` in the other clone lists them (its worker keeps its log mirrored);
-``wf logs`` and ``wf diff`` of a task on the other host are sent by that host.
+``wf logs`` and ``wf diff`` of a task on the other host are sent by that host; the merge queue
+lands branches finished on both hosts.
 A host whose worker dies and never comes back loses its task to the other host after
 ``host_lost_after``, which the log says (``task.host_lost``).
 """
@@ -158,6 +159,38 @@ def test_tasks_spread_over_hosts_run_where_their_worktree_is_and_push_their_bran
     assert pr.returncode == 0, pr.stderr
     [pushed_here] = [e for e in events if e.type == "task.pushed" and e.task_id == here]
     assert json.loads(pr.stdout)["head"] == pushed_here.data["commit"]
+
+
+def test_the_merge_queue_lands_the_branches_finished_on_both_hosts(
+        hosts: tuple[Path, dict[str, str], list[Host]], origin: Path, tmp_path: Path) -> None:
+    # Each host runs one task (one slot each, both agents at once); the queue's host fetches
+    # the other host's branch from the shared remote, tests both and pushes main there.
+    root, env, _ = hosts
+    gate = tmp_path / "gate"
+    path = tasks_file(tmp_path, env, agent_cmd("gated", str(gate)), ["a", "b"],
+                      extra='[merge]\nauto = true\nland = "push"\n'
+                            'check = ["sh", "-c", "test -e notes/a.txt || test -e notes/b.txt"]\n')
+    repo, specs = plan_tasks_file(open_repo(root), path)
+    engine = build_engine(repo, environ=env)
+    seen: list[Event] = []
+
+    def watch(events: list[Event]) -> None:
+        seen.extend(events)
+        if sum(e.type == "attempt.spawned" for e in seen) == 2:
+            gate.touch()
+
+    out = engine.run(specs, observers=[watch])
+    assert out.exit_code == 0, (out.tasks, out.queue_stopped)
+    events = engine.events()
+    assert sorted(h for tid in "ab" for h in host_of(events, "task.worktree_ready", tid)) == [
+        "h1", "h2"]
+    for tid in "ab":
+        assert [e.type for e in events if e.task_id == tid].count("queue.landed") == 1
+    landed = subprocess.run(["git", "ls-tree", "--name-only", "main", "notes/"], cwd=origin,
+                            text=True, capture_output=True, check=True).stdout.split()
+    assert sorted(landed) == ["notes/a.txt", "notes/b.txt"]
+    checks = [e for e in events if e.type == "queue.check_finished"]
+    assert checks and all(e.data["result"] == "pass" for e in checks)
 
 
 def test_a_host_that_never_comes_back_loses_its_task_to_the_other(
