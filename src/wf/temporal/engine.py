@@ -48,6 +48,10 @@ if TYPE_CHECKING:
     from wf.store import EventStore
 
 FOLLOW_POLL = 0.1  # seconds between two looks at the workflows while a run is followed
+# A query is a task a worker runs (in the sandbox) and the server routes: the attempts'
+# live events, one query per running attempt, are asked for at most this often by one mirror
+# (every FOLLOW_POLL, 8 attempts made ~90 queries a second, a tenth of this machine's CPU).
+LIVE_EVERY = 1.0
 QUERY_TIMEOUT = timedelta(seconds=3)  # a query waits for a worker to answer it, at most this
 
 
@@ -281,12 +285,13 @@ class Mirror:
         self.queue_busy = False
         self.queue_paused: str | None = None
         self.running: list[str] = []
+        self.live_at: float | None = None  # when the attempts' live events were last asked
 
     async def sync(self) -> list[Event]:
         """Pull what is new; the events newly written to this log."""
         from temporalio.service import RPCError, RPCStatusCode
 
-        from wf.temporal.shapes import EventsPage
+        from wf.temporal.shapes import EVENTS_PER_QUERY, EventsPage
 
         out: list[Event] = []
         since = self._since()
@@ -313,13 +318,15 @@ class Mirror:
             if page.events:
                 since = page.next
                 self._save_since(since)
-            elif len(runs) > 1:
-                runs.pop()  # that run is read to its end
-            else:
-                break
-        for wid in self.running:
-            live = await self._live(wid)
-            out += self.write(live)
+            if len(page.events) < EVENTS_PER_QUERY:  # that run is read to its end
+                if len(runs) == 1:
+                    break
+                runs.pop()
+        now = time.monotonic()
+        if self.live_at is None or now - self.live_at >= LIVE_EVERY:
+            self.live_at = now
+            for wid in self.running:
+                out += self.write(await self._live(wid))
         with contextlib.suppress(OSError):  # pulled just now: wf status need not pull again
             os.utime(self._cursor_file())
         return out
