@@ -149,6 +149,14 @@ def status(repo: Repo, *, all_tasks: bool = False) -> list[dict[str, Any]]:
         store.close()
 
 
+def hooks_disabled(repo: Repo) -> list[dict[str, Any]]:
+    """The hook endpoints disabled now (410 Gone, or failing too long): ``endpoint``,
+    ``reason``, ``ts``. An ``attention`` item: ``wf status`` and ``wf dash`` show it."""
+    from wf.hooks.manage import disabled
+
+    return disabled(repo)
+
+
 def projection(repo: Repo) -> tuple[Projection | None, int]:
     """The log's projection and the sequence number it is folded to; (None, 0) before the
     first run."""

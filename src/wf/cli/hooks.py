@@ -60,7 +60,8 @@ def show(ctx: typer.Context, as_json: JsonOpt = False) -> int:
 
 
 @hooks_app.command("test")
-def test(name: Annotated[str, typer.Argument(help="endpoint name")], as_json: JsonOpt = False) -> int:
+def test(name: Annotated[str, typer.Argument(help="endpoint name")],
+         as_json: JsonOpt = False) -> int:
     """Send a signed test event to one endpoint now; exit 1 when it is not accepted."""
     result = _manage().send_test(api.open_repo(), name)
     if as_json:
@@ -76,7 +77,8 @@ def test(name: Annotated[str, typer.Argument(help="endpoint name")], as_json: Js
 @hooks_app.command("deliveries")
 def deliveries(
     failed: Annotated[bool, typer.Option("--failed", help="failed attempts only")] = False,
-    endpoint: Annotated[Optional[str], typer.Option("--endpoint", help="one endpoint")] = None,
+    endpoint: Annotated[Optional[str],  # noqa: UP045 (typer reads the hint)
+                        typer.Option("--endpoint", help="one endpoint")] = None,
     limit: Annotated[int, typer.Option("--limit", min=0, help="the last N (0: all)")] = 50,
     as_json: JsonOpt = False,
 ) -> int:
@@ -119,7 +121,8 @@ def dlq(as_json: JsonOpt = False) -> int:
 
 @hooks_app.command("replay")
 def replay(
-    ids: Annotated[Optional[list[str]], typer.Argument(help="delivery ids (or ENDPOINT:SEQ)")] = None,
+    ids: Annotated[Optional[list[str]],  # noqa: UP045 (typer reads the hint)
+                   typer.Argument(help="delivery ids (or ENDPOINT:SEQ)")] = None,
     all_failed: Annotated[bool, typer.Option("--all-failed", help="every dead letter and "
                                              "failing delivery")] = False,
     as_json: JsonOpt = False,
@@ -137,7 +140,8 @@ def replay(
 
 
 @hooks_app.command("enable")
-def enable(name: Annotated[str, typer.Argument(help="endpoint name")], as_json: JsonOpt = False) -> int:
+def enable(name: Annotated[str, typer.Argument(help="endpoint name")],
+           as_json: JsonOpt = False) -> int:
     """Enable a disabled endpoint again; what waited for it is sent."""
     result = _manage().enable(api.open_repo(), name)
     if as_json:
@@ -149,7 +153,8 @@ def enable(name: Annotated[str, typer.Argument(help="endpoint name")], as_json: 
 
 @hooks_app.command("deliver")
 def deliver(
-    follow: Annotated[bool, typer.Option("-f", "--follow", help="keep delivering until Ctrl-C")] = False,
+    follow: Annotated[bool, typer.Option("-f", "--follow",
+                                         help="keep delivering until Ctrl-C")] = False,
     as_json: JsonOpt = False,
 ) -> int:
     """Send what is pending when no engine runs (an engine delivers as it runs)."""
