@@ -25,6 +25,7 @@ class Receiver:
         self.defaults: dict[str, str] = {}
         self.plans: dict[str, deque[str]] = defaultdict(deque)
         self.lock = threading.Lock()
+        self.delay = 0.0  # seconds each request waits before its answer
         self.stopping = threading.Event()
         receiver = self
 
@@ -43,6 +44,8 @@ class Receiver:
                     receiver.received.append({"path": self.path, "headers": dict(
                         (k.lower(), v) for k, v in self.headers.items()), "body": body,
                         "answer": answer, "ts": time.time()})
+                if receiver.delay:
+                    time.sleep(receiver.delay)
                 if answer == "hang":
                     receiver.stopping.wait(60)
                     self.close_connection = True
