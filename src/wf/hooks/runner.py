@@ -81,6 +81,8 @@ class HookRunner:
         self._results: deque[tuple[Target, int, int, Result]] = deque()
         self._thread: threading.Thread | None = None
         self._last_flush = 0.0
+        self._log_changed = True  # the log may hold new events: read it on the next turn
+        self._last_read = 0.0
         self.cursor = 0
         self.boot_seq = 0
         self.error: str | None = None
@@ -123,6 +125,7 @@ class HookRunner:
 
     def wake(self, _events: object = None) -> None:
         """Look at the log now (an observer of the engine's commits)."""
+        self._log_changed = True
         self._wake.set()
 
     def stop(self, drain: float = 0.0) -> None:
@@ -130,7 +133,7 @@ class HookRunner:
         sent and recorded. What is in flight when it stops is sent again by the next run."""
         deadline = time.monotonic() + drain
         while drain and time.monotonic() < deadline and self.busy() and self.error is None:
-            self._wake.set()
+            self.wake()
             time.sleep(0.02)
         self._stop.set()
         self._wake.set()
@@ -149,8 +152,13 @@ class HookRunner:
                    and not t.state.disabled for t in self.targets.values())
 
     def run_once(self) -> None:
-        """One turn: read the log, start what is due, record what came back."""
-        self._read()
+        """One turn: read the log (when woken for it, or every ``poll``), start what is
+        due, record what came back. A turn woken by a sender's result does not read the log:
+        at a thousand results a second that would be a thousand queries."""
+        if self._log_changed or time.monotonic() - self._last_read >= self.poll:
+            self._log_changed = False
+            self._last_read = time.monotonic()
+            self._read()
         now = self.clock()
         for t in self.targets.values():
             self._dispatch(t, now)
