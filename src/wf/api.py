@@ -45,11 +45,11 @@ def run(repo: Repo, specs: list[TaskSpec] | None, *, command: str,
     ``wf resume``.
 
     While it runs, ``[[hooks]]`` are delivered from a thread of this process
-    (``wf.hooks.manage.delivering``), woken by every commit the engine observes; ``say``
+    (``wf.hooks.delivery.delivering``), woken by every commit the engine observes; ``say``
     gets what a person should know about that (one line each).
     """
     from wf.engine import build_engine
-    from wf.hooks.manage import delivering
+    from wf.hooks.delivery import delivering
 
     engine = build_engine(repo)
     with delivering(repo, say=say) as hooks:

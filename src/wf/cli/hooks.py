@@ -161,8 +161,10 @@ def deliver(
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     try:
-        result = _manage().deliver(api.open_repo(), follow=follow, say=note,
-                                   stop=lambda: bool(stopping))
+        from wf.hooks.delivery import deliver as deliver_pending
+
+        result = deliver_pending(api.open_repo(), follow=follow, say=note,
+                                 stop=lambda: bool(stopping))
     except KeyboardInterrupt:
         result = None
     if result is None:

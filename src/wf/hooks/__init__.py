@@ -4,6 +4,7 @@
 which events an endpoint takes, when to try again, when to give up or disable), ``signing``
 (Standard Webhooks), ``payload`` (the bodies), ``send`` (one HTTP POST, never raises),
 ``sinks`` (the ``wf.sinks`` entry points: JSON-lines file, desktop), ``state`` (the pure fold
-of the ``hooks`` stream), ``runner`` (the delivery thread) and ``manage`` (what the
-``wf hooks`` commands read and write). docs/hooks.md is the user's guide.
+of the ``hooks`` stream), ``runner`` (the delivery thread), ``delivery`` (running it: around
+an engine's run, or ``wf hooks deliver``) and ``manage`` (what the ``wf hooks`` commands
+read and write). docs/hooks.md is the user's guide.
 """

@@ -35,6 +35,7 @@ from wf.model import Event, NewEvent
 log = logging.getLogger(__name__)
 
 POLL = 0.25  # how often the log is read for other processes' writes
+READ_GAP = 0.03  # commits closer than this are read together: one query, not one a commit
 FLUSH_EVERY = 0.1  # successes are recorded at most this often, in one event per endpoint
 READ_CHUNK = 5000
 
@@ -155,7 +156,8 @@ class HookRunner:
         """One turn: read the log (when woken for it, or every ``poll``), start what is
         due, record what came back. A turn woken by a sender's result does not read the log:
         at a thousand results a second that would be a thousand queries."""
-        if self._log_changed or time.monotonic() - self._last_read >= self.poll:
+        since = time.monotonic() - self._last_read
+        if (self._log_changed and since >= READ_GAP) or since >= self.poll:
             self._log_changed = False
             self._last_read = time.monotonic()
             self._read()
@@ -183,6 +185,8 @@ class HookRunner:
                 due = min(due, max(0.0, t.retries[0][0] - now))
             if t.ok:
                 due = min(due, FLUSH_EVERY)
+        if self._log_changed:  # woken for new events inside READ_GAP: read them then
+            due = min(due, max(0.0, READ_GAP - (time.monotonic() - self._last_read)))
         return due
 
     def _read(self) -> None:
