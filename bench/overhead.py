@@ -170,8 +170,10 @@ def run_floor(repo: Path, n_tasks: int, parallel: int, deferred: bool = False) -
 
 
 # -- wf ----------------------------------------------------------------------------------------
-def tasks_toml(n_tasks: int, parallel: int) -> str:
-    lines = [f"max_parallel = {parallel}", "", "[retry]", "maximum_attempts = 1", "",
+def tasks_toml(n_tasks: int, parallel: int, extra: str = "") -> str:
+    """The tasks file; ``extra``: more of its top-level settings (bench/hooks.py's
+    ``[[hooks]]``), TOML placed before its tables."""
+    lines = [f"max_parallel = {parallel}", extra, "[retry]", "maximum_attempts = 1", "",
              "[agents.noop]", f"command = {json.dumps(AGENT)}", ""]
     for i in range(n_tasks):
         lines += ["[[task]]", f'id = "t{i:04d}"', f'prompt = "no-op {i}"', 'agent = "noop"', ""]
@@ -297,9 +299,9 @@ def wf_child(repo: Path, tasks_file: Path, profile: bool = False) -> dict[str, A
 
 
 def run_wf(repo: Path, n_tasks: int, parallel: int, env: dict[str, str],
-           profile: bool = False) -> dict[str, Any]:
+           profile: bool = False, extra: str = "") -> dict[str, Any]:
     tasks_file = repo.parent / "tasks.toml"  # outside the repo: the main worktree stays clean
-    tasks_file.write_text(tasks_toml(n_tasks, parallel))
+    tasks_file.write_text(tasks_toml(n_tasks, parallel, extra))
     argv = [sys.executable, str(Path(__file__).resolve()), "--wf-only", str(repo), str(tasks_file),
             *(["--profile"] if profile else [])]
     t0 = time.perf_counter()

@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 # -- running ---------------------------------------------------------------------------------
 
 def run(repo: Repo, specs: list[TaskSpec] | None, *, command: str,
-        observers: Sequence[Observer] = ()) -> RunOutcome:
+        observers: Sequence[Observer] = (), say: Callable[[str], None] | None = None,
+        ) -> RunOutcome:
     """Submit ``specs`` (None: resume only) and drive every unfinished task to an end, on the
     engine ``[engine]`` names; ``observers`` see each committed batch of events.
 
@@ -42,10 +43,18 @@ def run(repo: Repo, specs: list[TaskSpec] | None, *, command: str,
     evicted, or when the merge queue stopped (``queue.paused``) with entries still waiting.
     The scope is the submitted tasks for ``wf run`` and the tasks this engine touched for
     ``wf resume``.
+
+    While it runs, ``[[hooks]]`` are delivered from a thread of this process
+    (``wf.hooks.delivery.delivering``), woken by every commit the engine observes; ``say``
+    gets what a person should know about that (one line each).
     """
     from wf.engine import build_engine
+    from wf.hooks.delivery import delivering
 
-    return build_engine(repo).run(specs, command=command, observers=observers)
+    engine = build_engine(repo)
+    with delivering(repo, say=say) as hooks:
+        wake = [hooks.wake] if hooks is not None else []
+        return engine.run(specs, command=command, observers=[*observers, *wake])
 
 
 def send_signal(repo: Repo, kind: SignalKind, task_id: str, **data: Any) -> tuple[Event, bool]:
@@ -138,6 +147,14 @@ def status(repo: Repo, *, all_tasks: bool = False) -> list[dict[str, Any]]:
         return [{k: row.get(k) for k in STATUS_FIELDS} for row in display_order(rows)]
     finally:
         store.close()
+
+
+def hooks_disabled(repo: Repo) -> list[dict[str, Any]]:
+    """The hook endpoints disabled now (410 Gone, or failing too long): ``endpoint``,
+    ``reason``, ``ts``. An ``attention`` item: ``wf status`` and ``wf dash`` show it."""
+    from wf.hooks.manage import disabled
+
+    return disabled(repo)
 
 
 def projection(repo: Repo) -> tuple[Projection | None, int]:

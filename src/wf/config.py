@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from wf.hooks.config import HookConfig, NotifyConfig, check_hooks
 from wf.merge_queue.policy import PolicyConfig
 from wf.model import check_task_id, parse_duration
 from wf.spec import RetryPolicy
@@ -278,6 +279,11 @@ class Config(BaseModel):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     provider: ProviderConfig = Field(default_factory=ProviderConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
+    hooks: tuple[HookConfig, ...] = Field((), description="[[hooks]]: endpoints wf's events "
+                                          "are delivered to (docs/hooks.md)")
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
+
+    _hooks = field_validator("hooks")(classmethod(lambda cls, v: check_hooks(v)))
 
     _durations = field_validator("timeout", "no_output_timeout", mode="before")(
         classmethod(lambda cls, v: _opt_duration(v)))

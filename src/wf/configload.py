@@ -100,6 +100,8 @@ def load_config(repo_root: Path, env: Mapping[str, str] | None = None) -> Config
         config = validate_config(read_toml(path, REPO_CONFIG_NAME), REPO_CONFIG_NAME)
     else:
         config = validate_config(_tool_wf(path) or {}, PYPROJECT_NAME, ("tool", "wf"))
+    # A hook's missing secret is refused where delivery starts (wf.hooks.manage), not here:
+    # reading the log (wf status, wf hooks dlq) needs no secret.
     return apply_env_overrides(config, os.environ if env is None else env)
 
 

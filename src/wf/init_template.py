@@ -106,6 +106,19 @@ kind = "local"
 # task_queue = "wf"               # prefix of the task queues and workflow ids
 # api_key_env = "TEMPORAL_API_KEY"  # Temporal Cloud: the variable holding the key
 
+# Endpoints wf's events are delivered to (docs/hooks.md): webhooks signed with the Standard
+# Webhooks scheme, retried for about a day, then kept as dead letters (`wf hooks dlq`).
+# [[hooks]]
+# name = "team-chat"
+# url = "https://example.test/hooks/wf"
+# events = ["attention", "queue.landed"]  # types, globs ("task.*"), groups: attention, finished
+# format = "slack"                        # "standard" (default) or "slack"
+# secret_env = "WF_HOOK_SECRET"           # the variable holding the signing secret
+
+# A desktop notification (notify-send) for what needs a person (the attention group).
+[notify]
+desktop = false
+
 # Rules checked when a branch enters the merge queue. Globs are gitignore-like ("**" crosses
 # folders, "*" does not). A denial names the rule and is never retried.
 [policy]

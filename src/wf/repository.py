@@ -134,8 +134,9 @@ class EngineLock:
     """One engine per repository: an flock on ``engine.lock``, held while the engine runs.
     The kernel drops it when the process dies, however it dies."""
 
-    def __init__(self, repo: Repo) -> None:
-        self.path = repo.state_dir / "engine.lock"
+    def __init__(self, repo: Repo, *, name: str = "engine") -> None:
+        # name "hooks": the one process that delivers hooks (wf.hooks.manage)
+        self.path = repo.state_dir / f"{name}.lock"
         self.fd: int | None = None
 
     def acquire(self, info: dict[str, Any]) -> None:

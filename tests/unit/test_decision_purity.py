@@ -26,6 +26,9 @@ DECISIONS = [
     "wf.merge_queue.blame",
     "wf.merge_queue.policy",
     "wf.store.projections",
+    "wf.hooks.decide",
+    "wf.hooks.events",
+    "wf.hooks.state",
 ]
 
 # Modules (and their submodules) that do I/O, tell the time, or draw from the global random.

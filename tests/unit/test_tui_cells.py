@@ -79,3 +79,23 @@ def test_the_feed_follows_by_sequence_and_keeps_agent_transcripts(repo):
     assert feed.transcript("t", 2) == []
     store.close()
     feed.close()
+
+
+def test_a_disabled_hook_endpoint_is_an_attention_item_in_the_header(repo):
+    feed = Feed(api.open_repo(repo))
+    store = SqliteEventStore(api.open_repo(repo).db_path)
+    try:
+        store.append([NewEvent("hooks", "hook.endpoint_disabled",
+                               {"endpoint": "chat", "reason": "the endpoint answered 410 Gone"})])
+        feed.fold(feed.read_new())
+        assert feed.hooks_disabled == {"chat": "the endpoint answered 410 Gone"}
+        figures = cells.totals(feed.p.tasks.values(), feed.p.queue.values())
+        text = cells.totals_text(figures, engine_active=False,
+                                 hooks_disabled=tuple(feed.hooks_disabled)).plain
+        assert text.endswith("⚠ hook chat disabled")
+        store.append([NewEvent("hooks", "hook.endpoint_enabled", {"endpoint": "chat"})])
+        feed.fold(feed.read_new())
+        assert feed.hooks_disabled == {}
+    finally:
+        store.close()
+        feed.close()

@@ -36,6 +36,9 @@ def status(all_tasks: AllOpt = False, as_json: JsonOpt = False) -> int:
     if as_json:
         print_json(tasks)
         return 0
+    for hook in api.hooks_disabled(repo):  # attention: nothing reaches that endpoint now
+        note(f"hook endpoint {hook['endpoint']} is disabled ({hook['reason']}): "
+             f"`wf hooks enable {hook['endpoint']}` sends what waited")
     if not tasks:
         note("no tasks yet: start with `wf run`" if all_tasks or not api.status(
             repo, all_tasks=True) else "no tasks in the current run; `wf status --all` "

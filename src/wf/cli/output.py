@@ -107,7 +107,8 @@ def event_text(e: Event) -> str:
         "signal.sent": lambda: f"signal {d['kind']} for {d.get('task')}",
         "signal.handled": lambda: f"signal for {d.get('task')}: {d.get('result')}",
         "run.started": lambda: f"run {d['run_id']} started (pid {d['pid']})",
-        "run.finished": lambda: f"run {d['run_id']} finished (exit {d.get('exit_code')})",
+        "run.finished": lambda: f"run {d['run_id']} finished (exit {d.get('exit_code')})"
+                                + _run_summary(d.get("summary")),
         "queue.entered": lambda: f"{task}: in the merge queue",
         "queue.needs_approval": lambda: f"{task}: waits for `wf approve` ({d.get('detail')})",
         "queue.evicted": lambda: f"{task}: evicted from the queue ({d.get('kind')}: "
@@ -162,6 +163,20 @@ def event_text(e: Event) -> str:
         "queue.target_moved": lambda: f"queue: target moved {str(d.get('old'))[:10]} -> "
                                       f"{str(d.get('new'))[:10]}",
         "pr.push_requested": lambda: f"{task}: pushing {d.get('branch')} to {d.get('remote')}",
+        "hook.endpoint_added": lambda: f"hooks: endpoint {d['endpoint']} ({d.get('target')}) "
+                                       f"takes events after {d.get('from_seq')}",
+        "hook.delivered": lambda: f"hooks: {len(d.get('seqs') or [])} event(s) delivered to "
+                                  f"{d['endpoint']}",
+        "hook.failed": lambda: f"hooks: event {d['seq']} to {d['endpoint']} failed (attempt "
+                               f"{d.get('attempt')}: {d.get('error')})"
+                               + ("; dead letter" if d.get("dead") else ""),
+        "hook.endpoint_disabled": lambda: f"hooks: endpoint {d['endpoint']} disabled "
+                                          f"({d.get('reason')}); `wf hooks enable "
+                                          f"{d['endpoint']}`",
+        "hook.endpoint_enabled": lambda: f"hooks: endpoint {d['endpoint']} enabled",
+        "hook.replayed": lambda: f"hooks: {len(d.get('seqs') or [])} event(s) to send again "
+                                 f"to {d['endpoint']}",
+        "hook.test": lambda: "hooks: a test event",
     }.get(t)
     try:
         if text is not None:
@@ -171,6 +186,12 @@ def event_text(e: Event) -> str:
     # A type this wf does not know (a newer wf, a plugin), or odd data: the data in a line.
     body = " ".join(f"{k}={_one_line(v, 60)}" for k, v in d.items())
     return f"{clock(e.ts)}  {task + ': ' if task else ''}{t} {body}".rstrip()
+
+
+def _run_summary(summary: object) -> str:
+    if not isinstance(summary, dict) or not isinstance(summary.get("states"), dict):
+        return ""
+    return ": " + ", ".join(f"{n} {state}" for state, n in sorted(summary["states"].items()))
 
 
 def _entries(n: object) -> str:

@@ -41,7 +41,7 @@ def _drive(repo: api.Repo, specs: list | None, *, as_json: bool, command: str) -
     view = RunView(as_json=as_json, live=sys.stdout.isatty(), logs_dir=repo.logs_dir)
     try:
         view.start(*(api.projection(repo) if view.live else (None, 0)))
-        result = api.run(repo, specs, command=command, observers=[view.on_events])
+        result = api.run(repo, specs, command=command, observers=[view.on_events], say=note)
     finally:
         view.close()
     if not as_json:

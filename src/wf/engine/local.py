@@ -101,7 +101,7 @@ class LocalEngine:
             queue = scheduler.queue
             stopped = queue.stopped_with_work() if queue is not None else None
             code = 0 if all(r["state"] in (goal, "merged") for r in rows) and not stopped else 1
-            _finish_run(writer, run_id, code)
+            _finish_run(writer, run_id, code, _summary(rows))
             entries = sorted((final.queue[t] for t in touched if t in final.queue),
                              key=lambda q: q["position"] or 0)
             return RunOutcome(code, rows, stopped, idle=not touched, queue=entries)
@@ -174,6 +174,19 @@ def _crash_hook() -> list[Observer]:
     return [observe]
 
 
-def _finish_run(writer: GroupCommitWriter, run_id: str, code: int) -> None:
-    writer.append_sync([NewEvent(RUN_STREAM, "run.finished", {"run_id": run_id,
-                                                               "exit_code": code})])
+def _finish_run(writer: GroupCommitWriter, run_id: str, code: int,
+                summary: dict[str, Any] | None = None) -> None:
+    data: dict[str, Any] = {"run_id": run_id, "exit_code": code}
+    if summary is not None:
+        data["summary"] = summary
+    writer.append_sync([NewEvent(RUN_STREAM, "run.finished", data)])
+
+
+def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """A run's end in figures, for ``run.finished`` (and the ``finished`` hooks): its tasks
+    by state, and the ids of those that did not succeed."""
+    states: dict[str, int] = {}
+    for row in rows:
+        states[row["state"]] = states.get(row["state"], 0) + 1
+    return {"tasks": len(rows), "states": states,
+            "not_done": [r["id"] for r in rows if r["state"] not in ("done", "merged")]}

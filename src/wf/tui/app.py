@@ -80,7 +80,7 @@ class Dashboard(TaskCommands, App[None]):
         self._transcript_shown = 0  # agent events of the shown attempt already written
         self.diff_shown_for: tuple[str, Any] | None = None
         self._reading = self._sampling = self._tailing = False
-        self._totals_shown: tuple[dict[str, Any], bool] | None = None
+        self._totals_shown: tuple[dict[str, Any], bool, tuple[str, ...]] | None = None
         self.notices: deque[str] = deque(maxlen=100)  # every pop-up shown, newest last
 
     def notify(self, message: str, **kwargs: Any) -> None:  # type: ignore[override]
@@ -217,11 +217,13 @@ class Dashboard(TaskCommands, App[None]):
 
     def show_totals(self) -> None:
         figures = cells.totals(self.feed.p.tasks.values(), self.feed.p.queue.values())
-        shown = (figures, self.engine_active)
+        hooks_off = tuple(sorted(self.feed.hooks_disabled))
+        shown = (figures, self.engine_active, hooks_off)
         if shown != self._totals_shown:  # one line of fixed size: no layout pass needed
             self._totals_shown = shown
             self.query_one("#totals", Static).update(
-                cells.totals_text(figures, engine_active=self.engine_active), layout=False)
+                cells.totals_text(figures, engine_active=self.engine_active,
+                                  hooks_disabled=hooks_off), layout=False)
 
     def _news(self, e: Event) -> None:
         """Pop-ups for what a person should not miss, and the engine's answers to our keys."""
@@ -238,6 +240,11 @@ class Dashboard(TaskCommands, App[None]):
         elif e.type == "queue.paused":
             self.notify(f"the merge queue stopped: {d.get('reason')}; `wf resume` starts it "
                         "again", title="merge queue", severity="error", timeout=15)
+        elif e.type == "hook.endpoint_disabled":
+            self.notify(f"hook endpoint {d.get('endpoint')} disabled: {d.get('reason')}; "
+                        f"`wf hooks enable {d.get('endpoint')}`", title="hooks",
+                        severity="error", timeout=15)
+            self.show_totals()
         elif e.type == "signal.handled" and d.get("signal_seq") in self.sent:
             kind, task = self.sent.pop(d["signal_seq"])
             self.notify(f"{kind} {task}: {d.get('result')}", title="engine")

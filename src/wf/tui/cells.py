@@ -123,7 +123,8 @@ def totals(tasks: Iterable[dict[str, Any]], queue: Iterable[dict[str, Any]]) -> 
     return {"tasks": n, **counts, "landed": landed, "tokens": tokens, "cost_usd": cost}
 
 
-def totals_text(figures: dict[str, Any], *, engine_active: bool) -> Text:
+def totals_text(figures: dict[str, Any], *, engine_active: bool,
+                hooks_disabled: tuple[str, ...] = ()) -> Text:
     out = Text()
     out.append("wf ", style="bold")
     for key, style in (("running", "cyan"), ("retrying", "yellow"), ("failed", "red"),
@@ -138,6 +139,8 @@ def totals_text(figures: dict[str, Any], *, engine_active: bool) -> Text:
         out.append("● engine running", style="green")
     else:
         out.append("○ no engine: commands wait for `wf resume`", style="dim")
+    if hooks_disabled:  # attention: nothing reaches these endpoints now
+        out.append(f"  ⚠ hook {', '.join(hooks_disabled)} disabled", style="bold red")
     return out
 
 

@@ -36,6 +36,7 @@ class Feed:
         self.seq = 0  # the last event folded
         self.transcripts: dict[str, deque[Event]] = {}
         self._store: EventStore | None = None
+        self.hooks_disabled: dict[str, str] = {}  # endpoint -> why (an attention item)
 
     def read_new(self, since: int | None = None) -> list[Event]:
         """Events after ``since`` (default: the last folded), at most ``READ_CHUNK``. An empty
@@ -57,6 +58,10 @@ class Feed:
                     touched.add(key)
                 elif table == "attempts":
                     touched.add(key[0])
+            if e.type == "hook.endpoint_disabled":
+                self.hooks_disabled[str(e.data.get("endpoint"))] = str(e.data.get("reason"))
+            elif e.type == "hook.endpoint_enabled":
+                self.hooks_disabled.pop(str(e.data.get("endpoint")), None)
             if e.type in TRANSCRIPT_TYPES and e.task_id:
                 self.transcripts.setdefault(e.task_id, deque(maxlen=TRANSCRIPT_KEEP)).append(e)
                 touched.add(e.task_id)
