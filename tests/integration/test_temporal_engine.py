@@ -543,3 +543,38 @@ def test_the_merge_queue_lands_through_prs_on_the_forge_with_the_workers_token(
         assert types.count("pr.opened") == 1 and types.count("queue.landed") == 1, types
     assert before != subprocess.run(["git", "rev-parse", "main"], cwd=origin, text=True,
                                     capture_output=True, check=True).stdout.strip()
+
+
+# -- hooks on the Temporal engine ---------------------------------------------------------------
+def test_hooks_are_delivered_by_wf_run_from_the_mirrored_log_with_the_workflows_keys(
+        repo: Path, tmp_path: Path, temporal_server: str) -> None:
+    # `wf run` on Temporal delivers [[hooks]] from the clone's mirrored log. The webhook-id
+    # comes from the workflow's idempotency key, the same in every clone, so a receiver
+    # told by two clones drops the repeat.
+    from hookserver import Receiver, verify
+
+    from wf.hooks.signing import message_id
+
+    receiver = Receiver()
+    key = b"s" * 24
+    h = Harness(repo, tmp_path, temporal_server)
+    specs = h.plan(config({"ok": agent_cmd("commit")})
+                   + f'[[hooks]]\nname = "all"\nurl = "{receiver.url("/all")}"\n'
+                     'events = ["task.*"]\nsecret_env = "HOOK_SECRET"\n' + task("a", "ok"))
+    h.worker = InProcessWorker(h.repo)
+    env = {**os.environ, "HOOK_SECRET": "whsec_" + base64.b64encode(key).decode()}
+    try:
+        proc = subprocess.run([sys.executable, "-m", "wf", "run", str(h.tasks_path)],
+                              cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        h.close()
+        receiver.close()
+    assert proc.returncode == 0, proc.stderr
+    assert specs
+    got = {r["json"]["type"]: r for r in receiver.accepted("/all")}
+    assert {"task.submitted", "task.worktree_ready", "task.succeeded"} <= set(got)
+    assert all(verify(key, r["headers"], r["body"]) for r in got.values())
+    [done] = [e for e in h.engine.events(stream=task_stream("a")) if e.type == "task.succeeded"]
+    assert done.idempotency_key and done.idempotency_key.startswith("tw:")
+    assert got["task.succeeded"]["headers"]["webhook-id"] == message_id(
+        "all", done.seq, done.idempotency_key)
