@@ -126,11 +126,18 @@ def test_tasks_spread_over_hosts_run_where_their_worktree_is_and_push_their_bran
         assert remote == pushed.data["commit"] == done.data["commit"]
     # The same tasks from the other clone (h2's, whose worker keeps its log mirrored), and
     # the dashboard's view of them from this one.
-    other = subprocess.run([sys.executable, "-m", "wf", "status", "--json"], cwd=h2.clone,
-                           env=env, capture_output=True, text=True, timeout=BOUND)
-    assert other.returncode == 0, other.stderr
-    assert sorted((t["id"], t["state"]) for t in json.loads(other.stdout)) == [
-        ("a", "done"), ("b", "done")]
+    # A clone's log is as fresh as its last pull (its worker's, every second; wf status
+    # pulls itself when that one is over 2 s old), so it shows the end within a few seconds.
+    def other_status() -> list[tuple[str, str]] | None:
+        other = subprocess.run([sys.executable, "-m", "wf", "status", "--json"],
+                               cwd=h2.clone, env=env, capture_output=True, text=True,
+                               timeout=BOUND)
+        assert other.returncode == 0, other.stderr
+        states = sorted((t["id"], t["state"]) for t in json.loads(other.stdout))
+        return states if states == [("a", "done"), ("b", "done")] else None
+
+    wait_until(other_status, what="the other clone's wf status showing both done",
+               timeout=10)
     dash = subprocess.run([sys.executable, "-m", "wf", "dash", "--json"], cwd=root, env=env,
                           capture_output=True, text=True, timeout=BOUND)
     assert dash.returncode == 0, dash.stderr

@@ -47,12 +47,14 @@ from wf.errors import WfError
 from wf.model import NewEvent
 from wf.temporal.shapes import (
     AttemptDone,
+    AttemptResult,
     AttemptStep,
     Facts,
     HostRead,
     HostText,
     Prepare,
     Prepared,
+    TaskRun,
     TaskSetup,
 )
 
@@ -60,6 +62,7 @@ if TYPE_CHECKING:
     from wf.repository import Repo
 
 T = TypeVar("T")
+FACTS_EVERY = 0.5  # seconds a running attempt's facts may wait to travel together
 HEARTBEAT_EVERY = 1.0  # seconds; the SDK throttles what it sends (max_heartbeat_throttle_interval)
 Report = Callable[[str, dict[str, Any]], None]
 CLAIM_TTL = 60.0  # seconds a task taken here holds a slot before its attempt starts
@@ -95,14 +98,50 @@ class TemporalControl(LocalControl):
         self._loop, self._handle, self._extra = loop, handle, dict(extra)
         self._tid, self._n = task_id, n
         self.pid: tuple[int, int | None] | None = None
+        # Facts wait up to FACTS_EVERY and travel together: each signal is a workflow task
+        # (a no-op agent's spawn and output were two). What is left at the end goes back in
+        # the activity's result instead (``take``).
+        self._pending: list[tuple[str, dict[str, Any]]] = []
+        self._since: float | None = None
+        self._facts = threading.Lock()
         self.open_pipe()
 
     def _record(self, *events: NewEvent) -> None:
         if self.gone.is_set():
             raise AttemptAbandoned
-        facts = Facts([(e.type, {**e.data, **self._extra} if e.type == "attempt.spawned"
-                        else e.data) for e in events])
-        sent = asyncio.run_coroutine_threadsafe(self._handle.signal("facts", facts), self._loop)
+        with self._facts:
+            self._pending += [(e.type, {**e.data, **self._extra} if e.type == "attempt.spawned"
+                               else e.data) for e in events]
+            now = time.monotonic()
+            self._since = self._since or now
+            due = now - self._since >= FACTS_EVERY
+        if due:
+            self.flush()
+
+    def take(self) -> list[tuple[str, dict[str, Any]]]:
+        """The facts not sent yet, now the workflow gets them some other way."""
+        with self._facts:
+            facts, self._pending, self._since = self._pending, [], None
+        return facts
+
+    def due(self) -> bool:
+        with self._facts:
+            return self._since is not None and time.monotonic() - self._since >= FACTS_EVERY
+
+    async def flush_async(self) -> None:
+        """Send what waits (from the event loop: the heartbeat's turn)."""
+        facts = self.take()
+        if facts:
+            await self._handle.signal("facts", Facts(facts))
+
+    def flush(self) -> None:
+        """Send what waits, from the attempt's thread; AttemptAbandoned when the worker is
+        going or the workflow cannot take it."""
+        facts = self.take()
+        if not facts:
+            return
+        sent = asyncio.run_coroutine_threadsafe(self._handle.signal("facts", Facts(facts)),
+                                                self._loop)
         while not self.gone.is_set():
             try:
                 sent.result(timeout=0.2)
@@ -140,7 +179,29 @@ class WorkerActivities:
 
     def all(self) -> list[Callable[..., Any]]:
         return [self.ensure_worktree, self.host_read, self.worktree_exists, self.reset_for_retry,
-                self.start_resolution, self.run_setup, self.run_attempt]
+                self.start_resolution, self.run_setup, self.run_attempt, self.task_result]
+
+    @activity.defn(name="wf.task_result")
+    async def task_result(self, run: TaskRun) -> AttemptResult:
+        """The result of a task workflow, once it ends, for a run of the repository workflow
+        that did not start it (it continued as new since). Heartbeats while it waits: a
+        worker that goes away has it retried elsewhere."""
+        from temporalio.client import WorkflowFailureError
+
+        handle = activity.client().get_workflow_handle(run.workflow_id, run_id=run.run_id,
+                                                       result_type=AttemptResult)
+        waiting = asyncio.ensure_future(handle.result(follow_runs=False))
+        try:
+            while True:
+                done, _ = await asyncio.wait({waiting}, timeout=HEARTBEAT_EVERY)
+                if done:
+                    return waiting.result()
+                activity.heartbeat()
+        except WorkflowFailureError as exc:
+            raise ApplicationError(f"{run.workflow_id} ended without a result: {exc.cause}",
+                                   type="TaskWorkflowGone", non_retryable=True) from None
+        finally:
+            waiting.cancel()
 
     def _take(self, task_id: str) -> None:
         """Take a new task for this host, or refuse it as busy (retried at once by Temporal,
@@ -213,14 +274,14 @@ class WorkerActivities:
 
     @activity.defn(name="wf.run_attempt")
     async def run_attempt(self, step: AttemptStep) -> AttemptDone:
-        report = await self._attempt(step.attempt)
+        report, facts = await self._attempt(step.attempt)
         if not (step.push and report.ended == "exited" and report.commit):
-            return AttemptDone(report)
+            return AttemptDone(report, facts=facts)
         try:
             ref = await asyncio.to_thread(self._push, step.attempt, step.push, report.commit)
         except WfError as exc:
-            return AttemptDone(report, push_error=exc.message)
-        return AttemptDone(report, pushed=ref)
+            return AttemptDone(report, push_error=exc.message, facts=facts)
+        return AttemptDone(report, pushed=ref, facts=facts)
 
     def _push(self, inp: RunAttempt, remote: str, commit: str) -> str | None:
         """The branch on the remote (``origin/wf/a``), or None when this clone has no such
@@ -231,7 +292,7 @@ class WorkerActivities:
         gitx.push_branch(root, remote, commit, inp.branch)
         return f"{remote}/{inp.branch}"
 
-    async def _attempt(self, inp: RunAttempt) -> AttemptReport:
+    async def _attempt(self, inp: RunAttempt) -> tuple[AttemptReport, list[Any]]:
         info = activity.info()
         details = info.heartbeat_details
         if info.attempt > 1 or details:  # a retry: adopt the agent a previous try started
@@ -247,10 +308,13 @@ class WorkerActivities:
             self.running.add(inp.task_id)
             self.claimed.pop(inp.task_id, None)
         try:
-            return await self._run_attempt(inp, control)
+            report = await self._run_attempt(inp, control)
         finally:
             with self._slots_lock:
                 self.running.discard(inp.task_id)
+        if control.cancel_reason is not None:  # a cancelled activity's result may not count
+            await control.flush_async()
+        return report, control.take()
 
     async def _run_attempt(self, inp: RunAttempt, control: TemporalControl) -> AttemptReport:
 
@@ -278,6 +342,8 @@ class WorkerActivities:
                 if done:
                     return work.result()
                 activity.heartbeat(control.pid)
+                if control.due():
+                    await control.flush_async()
             except asyncio.CancelledError:
                 why = activity.cancellation_details()
                 if why is not None and why.cancel_requested and not cancelling:

@@ -49,8 +49,8 @@ class Carry:
     settings: dict[str, Any]
     offset: float
     merge: dict[str, Any] | None = None  # the merge queue's own state
+    runs_of: dict[str, str] = field(default_factory=dict)  # task -> its task workflow's run
     runs: int = 1  # how many runs the chain has had, this one included
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def carry_from(p: Projection, **fields: Any) -> Carry:

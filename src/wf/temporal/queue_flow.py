@@ -23,10 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+)
 
 # Workflow code too, imported in the sandbox.
 from wf.temporal.forge_flow import ForgeLanding
+from wf.temporal.task_workflow import not_started
 
 with workflow.unsafe.imports_passed_through():
     from wf.merge_queue import decide as mq
@@ -366,13 +370,6 @@ class _HostLost(Exception):
     def __init__(self, host: str) -> None:
         super().__init__(host)
         self.host = host
-
-
-def not_started(exc: ActivityError) -> bool:
-    """Whether a step failed because no worker of its host took it in time (a timeout that
-    Temporal does not retry)."""
-    cause = exc.cause
-    return isinstance(cause, TimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_START
 
 
 def _failure(exc: ActivityError) -> tuple[str, str]:

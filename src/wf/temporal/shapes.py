@@ -159,14 +159,12 @@ class AttemptResult:
     pushed: str | None = None  # the task's branch on the shared remote, e.g. origin/wf/a
 
 
-@dataclass
-class AttemptEnd:
-    """A task workflow tells its repository workflow how the attempt ended (a signal: the
-    repository workflow may have continued as new since it started the task's workflow)."""
+@dataclass(frozen=True)
+class TaskRun:
+    """A task workflow's run, whose result a later run of the repository workflow awaits."""
 
-    task_id: str
-    n: int
-    result: AttemptResult
+    workflow_id: str
+    run_id: str | None
 
 
 @dataclass
@@ -215,6 +213,8 @@ class AttemptDone:
     report: AttemptReport
     pushed: str | None = None
     push_error: str | None = None
+    # Facts the attempt reported that no ``facts`` signal carried yet, in order.
+    facts: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
