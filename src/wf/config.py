@@ -190,6 +190,9 @@ class WorktreesConfig(BaseModel):
         "(gitignore patterns, e.g. \"/node_modules\")")
     pool_max_disk: int | None = Field(None, description="size cap of the idle pooled "
                                       "worktrees, e.g. \"20GB\"")
+    return_on_success: bool = Field(
+        False, description="a task that succeeded gives its pooled worktree back at once "
+        "(its work is committed on its branch) instead of at `wf clean`")
 
     @field_validator("pool_max_disk", mode="before")
     @classmethod

@@ -106,6 +106,16 @@ kind = "local"
 # task_queue = "wf"               # prefix of the task queues and workflow ids
 # api_key_env = "TEMPORAL_API_KEY"  # Temporal Cloud: the variable holding the key
 
+# Warm worktrees (docs/configuration.md, "The worktree pool"): keep `pool` worktrees checked
+# out and set up ahead, so a task starts without a checkout or a setup. Setup runs again in a
+# pooled worktree only when the files of setup_inputs changed; the keep folders survive from
+# one task to the next, everything else a task leaves is removed.
+[worktrees]
+pool = 0
+# setup_inputs = ["package-lock.json", "uv.lock"]
+# keep = ["/node_modules", "/.venv"]
+# pool_max_disk = "20GB"          # size cap of the idle pooled worktrees
+
 # Rules checked when a branch enters the merge queue. Globs are gitignore-like ("**" crosses
 # folders, "*" does not). A denial names the rule and is never retried.
 [policy]

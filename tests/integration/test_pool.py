@@ -190,3 +190,13 @@ def test_pool_warm_with_the_pool_off_is_a_usage_error(repo):
     assert wf(repo, "pool", "drain", "--json").stdout.strip() == "[]"
     assert subprocess.run(["git", "worktree", "list"], cwd=repo, capture_output=True,
                           text=True).stdout.count("\n") == 1
+
+
+def test_a_bad_pool_setting_is_one_line_and_exit_2(repo):
+    (repo / "wf.toml").write_text('[worktrees]\npool = 2\npool_max_disk = "lots"\n')
+    proc = wf(repo, "pool", "warm")
+    assert proc.returncode == 2 and "pool_max_disk" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) <= 2 and "Traceback" not in proc.stderr
+    (repo / "wf.toml").write_text('[worktrees]\nkeep = ["../outside"]\n')
+    proc = wf(repo, "pool")
+    assert proc.returncode == 2 and "keep" in proc.stderr

@@ -26,6 +26,7 @@ DECISIONS = [
     "wf.merge_queue.blame",
     "wf.merge_queue.policy",
     "wf.store.projections",
+    "wf.pool.rules",
 ]
 
 # Modules (and their submodules) that do I/O, tell the time, or draw from the global random.

@@ -63,7 +63,8 @@ def pool_for(repo: Repo, worktrees: WorktreeManager, environ: Mapping[str, str]
 def settings_of(config: Config) -> Settings:
     w = config.worktrees
     return Settings(target=w.pool, setup=tuple(config.setup or ()), inputs=w.setup_inputs,
-                    keep=w.keep, max_disk=w.pool_max_disk, setup_timeout=config.timeout)
+                    keep=w.keep, max_disk=w.pool_max_disk, setup_timeout=config.timeout,
+                    return_on_success=w.return_on_success)
 
 
 class WorktreePool:

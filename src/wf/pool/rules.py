@@ -132,8 +132,10 @@ def idle_size(rows: Mapping[str, Mapping[str, Any]]) -> int:
 
 
 def _estimate(rows: Mapping[str, Mapping[str, Any]]) -> int:
-    """A new slot's likely size: the largest one measured (0 before any was)."""
-    return max((r["size"] or 0 for r in rows.values()), default=0)
+    """A new slot's likely size: the largest idle one measured, else the largest of any (a
+    task's holds its work too); 0 before any was measured."""
+    idle = [r["size"] or 0 for r in rows.values() if r["state"] in IDLE]
+    return max(idle or [r["size"] or 0 for r in rows.values()], default=0)
 
 
 def to_prepare(rows: Mapping[str, Mapping[str, Any]], target: int,
@@ -166,9 +168,11 @@ def evict_for_cap(rows: Mapping[str, Mapping[str, Any]], max_disk: int | None) -
 def give_back(rows: Mapping[str, Mapping[str, Any]], slot: str, target: int,
               max_disk: int | None) -> str:
     """What ``wf clean`` does with a task's slot: ``"return"`` it to the pool after a reset
-    when fewer than ``target`` are idle and it fits in ``max_disk``, else ``"remove"`` it."""
-    idle = [r for r in rows.values() if r["state"] in IDLE and r["slot"] != slot]
-    if len(idle) >= target:
+    when fewer than ``target`` are ready and it fits in ``max_disk``, else ``"remove"`` it.
+    Slots still being prepared do not count: a returned slot is set up already, so the pool
+    may hold one more idle slot for a while rather than throw a set-up one away."""
+    ready = [r for r in rows.values() if r["state"] == "ready" and r["slot"] != slot]
+    if len(ready) >= target:
         return "remove"
     size = rows[slot]["size"] or 0
     if max_disk is not None and idle_size(rows) + size > max_disk:

@@ -42,6 +42,7 @@ class Settings:
     keep: tuple[str, ...]
     max_disk: int | None
     setup_timeout: float | None
+    return_on_success: bool = False
 
 
 def setup_key(root: Path, commit: str, setup: Sequence[str], inputs: Sequence[str]) -> str | None:

@@ -133,6 +133,8 @@ def apply(p: Projection, e: Event) -> set[tuple[str, Any]]:
              port=d.get("port"), worktree_ready=1, cleaned=0)
     elif t == "task.worktree_lost":  # deleted by hand: made again before the next attempt
         task(worktree_ready=0, setup_done=0)
+    elif t == "task.worktree_released":  # given back to the pool: its work is on its branch
+        task(worktree_ready=0, setup_done=0, worktree=None)
     elif t == "task.setup_done":
         task(setup_done=1)
     elif t == "attempt.started":
