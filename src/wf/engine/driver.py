@@ -184,8 +184,8 @@ async def _release_worktree(s: Scheduler, tid: str) -> None:
         "path": task["worktree"], "reason": "succeeded"}))
     try:
         await anyio.to_thread.run_sync(pool.give_back, tid)
-    except WfError:  # uncommitted files after all: the slot stays the task's until wf clean
-        pass
+    except (WfError, OSError):  # uncommitted files after all: the slot stays the task's
+        pass                       # until `wf clean`, which gives it back or says why not
 
 
 async def _close(s: Scheduler, tid: str, n: int, outcome: Outcome) -> None:

@@ -156,7 +156,8 @@ class WorktreePool:
                 return WorktreeInfo(path, branch, base, created=False)
             if held["state"] in ("taking", "creating") and path.is_dir():
                 return self._finish(held, task_id, base_ref, start_point)
-            self._remove(held["slot"], "its folder was deleted")  # made again below
+            self._remove(held["slot"], "a give-back was cut short" if held["state"] ==
+                         "returning" else "its folder was deleted")  # made again below
         new_branch = not gitx.branch_exists(root, branch)
         if new_branch:
             wt.fetch_if_remote(fork_from)
@@ -184,7 +185,11 @@ class WorktreePool:
         wt, path, slot = self.wt, Path(row["path"]), row["slot"]
         branch, fork_from = wt.branch_for(task_id), start_point or base_ref
         if row["state"] == "creating":
-            info = wt.ensure(task_id, base_ref, start_point=start_point, path=path)
+            try:
+                info = wt.ensure(task_id, base_ref, start_point=start_point, path=path)
+            except WfError:
+                self._remove(slot, "making the task's worktree failed")
+                raise
             self.record("pool.taken", slot=slot, task=task_id, base=info.base_commit)
             return info
         new_branch = not gitx.branch_exists(wt.repo_root, branch)

@@ -74,12 +74,16 @@ def _discard(pool: WorktreePool, slot: str, reason: str) -> None:
         pool.record("pool.removed", slot=slot)
 
 
-def recover(pool: WorktreePool) -> list[dict[str, Any]]:
-    """Finish every step whose owner is gone: prepare, return or remove the slot again."""
+def recover(pool: WorktreePool, *, prepare_again: bool = True) -> list[dict[str, Any]]:
+    """Finish every step whose owner is gone: prepare, return or remove the slot again
+    (``prepare_again`` False: a half-prepared slot is removed instead, as drain wants)."""
     done = []
     with pool.deciding() as rows:
         todo = [(r["slot"], rules.recovery(r), r) for r in rows.values()
                 if rules.stale(r, pool.alive(r["owner"])) and rules.recovery(r) != "wait"]
+        if not prepare_again:
+            todo = [(slot, "remove" if what == "prepare" else what, r)
+                    for slot, what, r in todo]
         for slot, what, row in todo:  # this keeper owns the step from now on
             if what == "prepare":
                 pool.record("pool.prepare_requested", slot=slot, path=row["path"],
@@ -120,7 +124,7 @@ def drain(pool: WorktreePool) -> list[dict[str, Any]]:
     """Remove the idle slots (``wf pool drain``). A task's slot and a step another live
     process is taking are kept; so is a ``.wf-pool-*`` worktree the log does not know unless
     it is detached and clean."""
-    report = recover(pool)
+    report = recover(pool, prepare_again=False)
     with pool.deciding() as rows:
         chosen = [r["slot"] for r in rows.values() if r["state"] == "ready"]
         for slot in chosen:
@@ -194,17 +198,22 @@ class Refill:
     def _run(self) -> None:
         with contextlib.suppress(OSError, AttributeError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), REFILL_NICE)
-        with contextlib.suppress(Stopped):
-            recover(self.pool)
-            while not self._stop.is_set():
-                self._wake.clear()
-                try:
-                    while not self._stop.is_set():
-                        done = prepare_one(self.pool, self.pool.settings.target, self._check)
-                        if done is None or done["result"] != "ready":
-                            break  # full, or a failure: wait for the next wake-up
-                    self.pool.evict()
-                except WfError as exc:  # a git error: say so, try again at the next wake-up
-                    self.errors.append(exc.message)
-                self._wake.wait(IDLE_WAIT)
+        first = True
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                if first:
+                    recover(self.pool)
+                    first = False
+                while not self._stop.is_set():
+                    done = prepare_one(self.pool, self.pool.settings.target, self._check)
+                    if done is None or done["result"] != "ready":
+                        break  # full, or a failure: wait for the next wake-up
+                self.pool.evict()
+            except Stopped:
+                return
+            except Exception as exc:  # noqa: BLE001 - a daemon thread: say it, never a traceback
+                self.errors.append(exc.message if isinstance(exc, WfError)
+                                   else f"{type(exc).__name__}: {exc}")
+            self._wake.wait(IDLE_WAIT)
 
