@@ -15,7 +15,8 @@ from helpers import commit_files, git, write
 from runwf import events, status, wait_until, wf, wf_bg, write_tasks
 
 
-def _configure(repo: Path, log: Path, *, pool: int = 1, gate: Path | None = None) -> None:
+def _configure(repo: Path, log: Path, *, pool: int = 1, gate: Path | None = None,
+               top: str = "", worktrees: str = "") -> None:
     """A repository whose setup "installs" package-lock.json into node_modules and logs who
     ran it (the task id, or "pool"); with ``gate``, setup waits for that file first."""
     wait = f"while [ ! -e {gate} ]; do sleep 0.05; done; " if gate else ""
@@ -26,9 +27,9 @@ def _configure(repo: Path, log: Path, *, pool: int = 1, gate: Path | None = None
              " git branch --show-current > branch.txt")
     write(repo, {"package-lock.json": '{"v": 1}\n', ".gitignore": "node_modules/\n*.log\n.env\n"})
     (repo / "wf.toml").write_text(
-        f'setup = ["sh", "-c", {json.dumps(setup)}]\n'
+        f'{top}setup = ["sh", "-c", {json.dumps(setup)}]\n'
         f'[worktrees]\npool = {pool}\nsetup_inputs = ["package-lock.json"]\n'
-        f'keep = ["/node_modules"]\n'
+        f'keep = ["/node_modules"]\n{worktrees}'
         f'[agents.ed]\ncommand = ["sh", "-c", {json.dumps(agent)}]\n')
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "pool config")
@@ -200,3 +201,23 @@ def test_a_bad_pool_setting_is_one_line_and_exit_2(repo):
     (repo / "wf.toml").write_text('[worktrees]\nkeep = ["../outside"]\n')
     proc = wf(repo, "pool")
     assert proc.returncode == 2 and "keep" in proc.stderr
+
+
+def test_with_return_on_success_the_tasks_of_a_run_share_one_set_up_worktree(repo, tmp_path):
+    log = tmp_path / "setup.log"
+    _configure(repo, log, top="max_parallel = 1\n", worktrees="return_on_success = true\n")
+    assert wf(repo, "pool", "warm").returncode == 0
+    _run(repo, "t1", "t2", "t3")
+    taken = [e["data"] for e in events(repo) if e["type"] == "pool.taken"]
+    assert sorted(t["task"] for t in taken) == ["t1", "t2", "t3"]
+    assert {t["slot"] for t in taken} == {"p1"}  # each given back, then taken by the next
+    assert log.read_text().split() == ["pool"]  # one setup for the three tasks: the refill
+    # counts the slot a task holds, which comes back when the task succeeds
+    released = [e["data"] for e in events(repo) if e["type"] == "task.worktree_released"]
+    assert len(released) == 3
+    rows = status(repo)
+    assert all(rows[t]["state"] == "done" and rows[t]["worktree"] is None
+               for t in ("t1", "t2", "t3"))
+    diff = wf(repo, "diff", "t2")  # from its branch, the worktree being another's now
+    assert diff.returncode == 0 and "out-t2.txt" in diff.stdout and "t3" not in diff.stdout
+    assert [s["state"] for s in _pool(repo)["slots"]] == ["ready"]

@@ -67,6 +67,7 @@ def test_refill_prepares_what_is_missing_within_the_disk_cap():
     assert rules.to_prepare(rows(row("p1", size=100)), 4, 250) == 1  # the largest: 100 each
     assert rules.to_prepare(rows(), 3, 1000) == 1  # nothing measured yet: one at a time
     assert rules.to_prepare(pool, 1, None) == 0
+    assert rules.to_prepare(pool, 2, None, held_come_back=True) == 0  # p2 comes back
 
 
 def test_the_cap_evicts_idle_slots_idle_longest_first():

@@ -34,12 +34,15 @@ class Stopped(Exception):
 
 
 def prepare_one(pool: WorktreePool, target: int,
-                check_cancelled: Callable[[], None] = lambda: None) -> dict[str, Any] | None:
-    """Prepare one new slot if ``rules.to_prepare`` asks for one; its report, or None."""
+                check_cancelled: Callable[[], None] = lambda: None, *,
+                refill: bool = False) -> dict[str, Any] | None:
+    """Prepare one new slot if ``rules.to_prepare`` asks for one; its report, or None.
+    ``refill``: the background refill, which counts slots that come back by themselves."""
     s = pool.settings
     base = pool.base_commit()
     with pool.deciding() as rows:
-        if rules.to_prepare(rows, target, s.max_disk) == 0:
+        if rules.to_prepare(rows, target, s.max_disk,
+                            held_come_back=refill and s.return_on_success) == 0:
             return None
         slot = rules.next_slot(rows, _folders(pool))
         pool.record("pool.prepare_requested", slot=slot, path=str(pool.path_of(slot)),
@@ -206,7 +209,8 @@ class Refill:
                     recover(self.pool)
                     first = False
                 while not self._stop.is_set():
-                    done = prepare_one(self.pool, self.pool.settings.target, self._check)
+                    done = prepare_one(self.pool, self.pool.settings.target, self._check,
+                                       refill=True)
                     if done is None or done["result"] != "ready":
                         break  # full, or a failure: wait for the next wake-up
                 self.pool.evict()

@@ -139,9 +139,13 @@ def _estimate(rows: Mapping[str, Mapping[str, Any]]) -> int:
 
 
 def to_prepare(rows: Mapping[str, Mapping[str, Any]], target: int,
-               max_disk: int | None) -> int:
-    """How many new slots to prepare now so that ``target`` are idle, within ``max_disk``."""
-    idle = sum(1 for r in rows.values() if r["state"] in IDLE)
+               max_disk: int | None, *, held_come_back: bool = False) -> int:
+    """How many new slots to prepare now so that ``target`` are idle, within ``max_disk``.
+    ``held_come_back`` (``return_on_success``): the slots tasks hold count too, since a
+    task gives its slot back as soon as it succeeds; preparing more meanwhile would only
+    have returned slots thrown away."""
+    counted = IDLE | HELD if held_come_back else IDLE
+    idle = sum(1 for r in rows.values() if r["state"] in counted)
     missing = max(0, target - idle)
     if max_disk is None or missing == 0:
         return missing
