@@ -98,6 +98,7 @@ def test_a_returned_worktree_carries_nothing_from_its_previous_task(repo, tmp_pa
     git(path, "commit", "-q", "-m", "agent commit")  # runs the post-commit hook
     assert (path / "hook-output.log").exists()
     git(path, "checkout", "-q", "-b", "t1-own-branch")
+    git(path, "bisect", "start")  # per-worktree state in the worktree's own git dir
     (path / "README.md").write_text("tracked change\n")
     (path / "untracked.txt").write_text("untracked\n")
     (path / "debug.log").write_text("ignored\n")
@@ -121,6 +122,9 @@ def test_a_returned_worktree_carries_nothing_from_its_previous_task(repo, tmp_pa
     assert (path2 / "node_modules" / "cache.bin").read_text() == "kept between tasks\n"
     assert (path2 / "branch.txt").read_text().strip() == "wf/t2"
     assert git(path2, "rev-parse", "HEAD~1") == git(repo, "rev-parse", "main")
+    own_git_dir = Path(git(path2, "rev-parse", "--absolute-git-dir"))
+    assert not (own_git_dir / "BISECT_START").exists()
+    assert "t1-own-branch" not in git(path2, "reflog")  # HEAD's moves in t1's time are gone
     stashes = git(repo, "stash", "list")
     assert "mine" in stashes and "agent's" not in stashes
     worktrees = git(repo, "worktree", "list", "--porcelain")

@@ -7,8 +7,8 @@ can leave behind and where it goes:
 * tracked changes, untracked and ignored files: ``reset --hard`` and ``clean -ffdx`` with an
   ``-e`` pattern per ``keep`` folder (``-x`` drops .gitignore, the ``-e`` patterns still hold);
 * half-done merges, rebases, cherry-picks, bisects, per-worktree config (a ``core.hooksPath``
-  set with ``git config --worktree``) and per-worktree refs: the files of the worktree's own
-  git dir listed in ``WORKTREE_STATE``;
+  set with ``git config --worktree``), per-worktree refs and HEAD's reflog: the files of the
+  worktree's own git dir listed in ``WORKTREE_STATE``;
 * stashes: ``refs/stash`` is shared by every worktree of the repository, so only entries that
   name the task's branch ("WIP on wf/t: ...", "On wf/t: ...") are the worktree's own
   (:func:`stashes_of`); the keeper saves each under a backup ref before dropping it.
@@ -25,13 +25,13 @@ from wf.errors import GitError
 from wf.gitx.commands import check_rev, output, run_git
 from wf.gitx.refs import rev_parse, update_ref
 
-# Per-worktree state a task can leave in the worktree's own git dir (not HEAD, index, logs).
+# Per-worktree state a task can leave in the worktree's own git dir (not HEAD nor index).
 WORKTREE_STATE = (
     "MERGE_HEAD", "MERGE_MSG", "MERGE_MODE", "MERGE_AUTOSTASH", "AUTO_MERGE", "CHERRY_PICK_HEAD",
     "REVERT_HEAD", "ORIG_HEAD", "FETCH_HEAD", "BISECT_LOG", "BISECT_NAMES", "BISECT_START",
     "BISECT_EXPECTED_REV", "BISECT_ANCESTORS_OK", "BISECT_TERMS", "BISECT_RUN", "REBASE_HEAD",
     "SQUASH_MSG", "COMMIT_EDITMSG", "config.worktree", "rebase-merge", "rebase-apply",
-    "sequencer", "refs",
+    "sequencer", "refs", "logs",  # per-worktree refs, and HEAD's reflog (the last task's moves)
 )
 
 
