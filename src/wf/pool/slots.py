@@ -128,7 +128,7 @@ def remove(wt: WorktreeManager, path: Path) -> None:
 def measure(path: Path, limit: int = MEASURE_LIMIT) -> int:
     """Bytes the slot's files take on disk (allocated blocks, as ``du``; a hard link once),
     counting at most ``limit`` entries: a lower bound beyond that. The cost is one ``lstat``
-    per file: ~0.1 s for 50,000 files on this machine."""
+    per entry: ~0.35 s for 50,000 files on a 2-core VM (``du`` takes 0.27 s)."""
     total, seen, count = 0, set(), 0
     stack = [str(path)]
     while stack and count < limit:
