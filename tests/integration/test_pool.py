@@ -225,3 +225,18 @@ def test_with_return_on_success_the_tasks_of_a_run_share_one_set_up_worktree(rep
     diff = wf(repo, "diff", "t2")  # from its branch, the worktree being another's now
     assert diff.returncode == 0 and "out-t2.txt" in diff.stdout and "t3" not in diff.stdout
     assert [s["state"] for s in _pool(repo)["slots"]] == ["ready"]
+
+
+def test_the_idle_pool_stays_within_pool_max_disk(repo, tmp_path):
+    _configure(repo, tmp_path / "setup.log")
+    assert wf(repo, "pool", "warm").returncode == 0
+    [one] = _pool(repo)["slots"]
+    cap = one["size"] * 2 + one["size"] // 2  # room for two slots, not three
+    text = (repo / "wf.toml").read_text()
+    (repo / "wf.toml").write_text(text.replace("pool = 1\n", f"pool = 5\npool_max_disk = {cap}\n"))
+    git(repo, "commit", "-q", "-am", "cap")
+    warmed = wf(repo, "pool", "warm", "--json")
+    assert warmed.returncode == 0, warmed.stderr
+    status_ = _pool(repo)
+    assert status_["pool_max_disk"] == cap and status_["idle_bytes"] <= cap
+    assert 1 <= status_["idle"] <= 2
