@@ -9,10 +9,11 @@ import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 from helpers import commit_files, git, write
-from runwf import events, status, wait_until, wf, wf_bg, write_tasks
+from runwf import events, pid_alive, status, wait_until, wf, wf_bg, write_tasks
 
 
 def _configure(repo: Path, log: Path, *, pool: int = 1, gate: Path | None = None,
@@ -240,3 +241,20 @@ def test_the_idle_pool_stays_within_pool_max_disk(repo, tmp_path):
     status_ = _pool(repo)
     assert status_["pool_max_disk"] == cap and status_["idle_bytes"] <= cap
     assert 1 <= status_["idle"] <= 2
+
+
+def test_ctrl_c_stops_pool_warm_and_its_setup_within_a_second(repo, tmp_path):
+    log, gate = tmp_path / "setup.log", tmp_path / "never"
+    _configure(repo, log, gate=gate)
+    warming = wf_bg(repo, "pool", "warm", "1")
+    wait_until(lambda: Path(f"{log}.started").exists(), what="the pool's setup to start")
+    setup_pids = [int(p) for p in subprocess.run(
+        ["pgrep", "-f", str(gate)], capture_output=True, text=True).stdout.split()]
+    assert setup_pids
+    t0 = time.monotonic()
+    warming.send_signal(signal.SIGINT)
+    warming.communicate(timeout=30)
+    assert warming.returncode == 130 and time.monotonic() - t0 < 2.0
+    wait_until(lambda: not any(pid_alive(p) for p in setup_pids), timeout=2.0,
+               what="the setup to be stopped")
+    assert [s["state"] for s in _pool(repo)["slots"]] == ["preparing"]  # finished later

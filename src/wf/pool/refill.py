@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 from wf import gitx
@@ -27,6 +27,7 @@ from wf.pool.keeper import WorktreePool
 
 REFILL_NICE = 10
 IDLE_WAIT = 30.0  # seconds between two looks when nothing woke the refill
+STOP_GRACE = 0.8  # seconds Ctrl-C gives running setups to be stopped (SIGTERM, then SIGKILL)
 
 
 class Stopped(Exception):
@@ -35,7 +36,7 @@ class Stopped(Exception):
 
 def prepare_one(pool: WorktreePool, target: int,
                 check_cancelled: Callable[[], None] = lambda: None, *,
-                refill: bool = False) -> dict[str, Any] | None:
+                refill: bool = False, discard_on_stop: bool = True) -> dict[str, Any] | None:
     """Prepare one new slot if ``rules.to_prepare`` asks for one; its report, or None.
     ``refill``: the background refill, which counts slots that come back by themselves."""
     s = pool.settings
@@ -47,19 +48,20 @@ def prepare_one(pool: WorktreePool, target: int,
         slot = rules.next_slot(rows, _folders(pool))
         pool.record("pool.prepare_requested", slot=slot, path=str(pool.path_of(slot)),
                     base=base, owner=pool.owner)
-    return _prepare(pool, slot, base, check_cancelled)
+    return _prepare(pool, slot, base, check_cancelled, discard_on_stop)
 
 
-def _prepare(pool: WorktreePool, slot: str, base: str,
-             check_cancelled: Callable[[], None]) -> dict[str, Any]:
+def _prepare(pool: WorktreePool, slot: str, base: str, check_cancelled: Callable[[], None],
+             discard_on_stop: bool = True) -> dict[str, Any]:
     path = pool.path_of(slot)
     env = process.agent_environment(pool.environ, extra={}, wf_vars={
         "WF_WORKTREE": str(path), "WF_POOL_SLOT": slot})
     started = time.monotonic()
     try:
         key, size = slots.prepare(pool.wt, path, base, pool.settings, env, check_cancelled)
-    except Stopped:
-        _discard(pool, slot, "the engine stopped while it was prepared")
+    except Stopped:  # removed now, or (Ctrl-C: no time for it) by the next keeper
+        if discard_on_stop:
+            _discard(pool, slot, "the engine stopped while it was prepared")
         raise
     except (WfError, OSError) as exc:
         reason = exc.message if isinstance(exc, WfError) else f"{type(exc).__name__}: {exc}"
@@ -113,12 +115,31 @@ def recover(pool: WorktreePool, *, prepare_again: bool = True) -> list[dict[str,
 
 
 def warm(pool: WorktreePool, target: int, parallel: int) -> list[dict[str, Any]]:
-    """Prepare slots until ``target`` are idle (``wf pool warm``), ``parallel`` at a time."""
+    """Prepare slots until ``target`` are idle (``wf pool warm``), ``parallel`` at a time.
+    Ctrl-C kills the setups running (within ``STOP_GRACE``) and leaves their slots
+    half-prepared, for the next keeper to finish: it never waits for a setup to end."""
     report = recover(pool)
     missing = rules.to_prepare(pool.rows(), target, pool.settings.max_disk)
-    with ThreadPoolExecutor(max_workers=max(1, min(parallel, missing or 1))) as workers:
-        futures = [workers.submit(prepare_one, pool, target) for _ in range(missing)]
+    stop = threading.Event()
+
+    def check() -> None:
+        if stop.is_set():
+            raise Stopped
+
+    workers = ThreadPoolExecutor(max_workers=max(1, min(parallel, missing or 1)))
+    futures = [workers.submit(prepare_one, pool, target, check, discard_on_stop=False)
+               for _ in range(missing)]
+    try:
+        for future in futures:
+            while not future.done():
+                wait([future], timeout=0.1)  # short waits: Ctrl-C arrives between them
         report += [r for f in futures if (r := f.result()) is not None]
+    except KeyboardInterrupt:
+        stop.set()
+        wait(futures, timeout=STOP_GRACE)  # the setups' process groups are stopped
+        workers.shutdown(wait=False, cancel_futures=True)
+        raise
+    workers.shutdown()
     pool.evict()
     return report
 
