@@ -171,7 +171,7 @@ class WorktreePool:
                 self.record("pool.take_requested", slot=slot, task=task_id, branch=branch,
                             start=start if new_branch else None, owner=self.owner)
             else:
-                slot = rules.next_slot(rows, _slot_folders(wt.worktree_root))
+                slot = rules.next_slot(rows, slots.slot_folders(wt.worktree_root))
                 self.record("pool.create_requested", slot=slot, path=str(self.path_of(slot)),
                             task=task_id, owner=self.owner)
         self.on_taken()
@@ -259,13 +259,19 @@ class WorktreePool:
     def _save_stashes(self, task_id: str) -> tuple[str, ...]:
         """Move the stash entries made on the task's branch to backup refs (see gitx.pooled:
         refs/stash is shared by every worktree, so other entries are left alone)."""
-        root, saved = self.wt.repo_root, []
-        for index, sha in sorted(gitx.stashes_of(root, self.wt.branch_for(task_id)),
-                                 reverse=True):  # the highest index first: the others keep theirs
-            ref = write_backup_ref(root, task_id, sha, f"stash-{index}", self.wt.clock)
-            if gitx.drop_stash(root, index, sha):
-                saved.append(ref)
-        return tuple(saved)
+        root, branch = self.wt.repo_root, self.wt.branch_for(task_id)
+        saved: dict[str, str] = {}  # stash commit -> its backup ref
+        with repo_lock(self.wt.common_dir, "stash"):  # wf's own give-backs, one at a time
+            for _ in range(5):  # a stash made elsewhere meanwhile moves the indexes: again
+                found = gitx.stashes_of(root, branch)
+                if not found:
+                    break
+                for index, sha in sorted(found, reverse=True):  # highest first: the others
+                    if sha not in saved:                       # keep their index
+                        saved[sha] = write_backup_ref(root, task_id, sha, f"stash-{index}",
+                                                      self.wt.clock)
+                    gitx.drop_stash(root, index, sha)
+        return tuple(saved.values())
 
     def _return(self, slot: str, key: str | None) -> None:
         base = self.base_commit()
@@ -292,9 +298,3 @@ class WorktreePool:
             self._remove(slot, None)
         return chosen
 
-
-def _slot_folders(root: Path) -> list[str]:
-    try:
-        return [n for n in os.listdir(root) if n.startswith(rules.SLOT_DIR_PREFIX)]
-    except OSError:
-        return []

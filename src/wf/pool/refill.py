@@ -45,7 +45,7 @@ def prepare_one(pool: WorktreePool, target: int,
         if rules.to_prepare(rows, target, s.max_disk,
                             held_come_back=refill and s.return_on_success) == 0:
             return None
-        slot = rules.next_slot(rows, _folders(pool))
+        slot = rules.next_slot(rows, slots.slot_folders(pool.wt.worktree_root))
         pool.record("pool.prepare_requested", slot=slot, path=str(pool.path_of(slot)),
                     base=base, owner=pool.owner)
     return _prepare(pool, slot, base, check_cancelled, discard_on_stop)
@@ -163,7 +163,7 @@ def drain(pool: WorktreePool) -> list[dict[str, Any]]:
               f"pid {(r['owner'] or {}).get('pid')}"
         report.append({"slot": r["slot"], "path": r["path"], "result": f"kept: {why}"})
     known = {r["path"] for r in rows.values()}
-    for name in _folders(pool):
+    for name in slots.slot_folders(pool.wt.worktree_root):
         path = pool.wt.worktree_root / name
         if str(path) in known or slots.slot_entry(pool.wt, path) is None:
             continue
@@ -174,15 +174,6 @@ def drain(pool: WorktreePool) -> list[dict[str, Any]]:
             report.append({"slot": None, "path": str(path),
                            "result": "kept: not in the log, and on a branch or dirty"})
     return report
-
-
-def _folders(pool: WorktreePool) -> list[str]:
-    root = pool.wt.worktree_root
-    try:
-        return sorted(n for n in os.listdir(root) if n.startswith(rules.SLOT_DIR_PREFIX)
-                      and (root / n).is_dir())
-    except OSError:
-        return []
 
 
 class Refill:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from wf import gitx
 from wf.errors import GitError
+from wf.pool.rules import SLOT_DIR_PREFIX
 from wf.worktrees.include import INCLUDE_FILE, copy_included_files
 from wf.worktrees.locks import repo_lock
 
@@ -150,6 +151,15 @@ def measure(path: Path, limit: int = MEASURE_LIMIT) -> int:
         except OSError:
             continue
     return total
+
+
+def slot_folders(root: Path) -> list[str]:
+    """Names of the pooled worktrees' folders in ``root`` (``.wf-pool-<k>``), sorted."""
+    try:
+        return sorted(n for n in os.listdir(root) if n.startswith(SLOT_DIR_PREFIX)
+                      and os.path.isdir(os.path.join(root, n)))
+    except OSError:
+        return []
 
 
 def _copy_included(root: Path, path: Path) -> None:
