@@ -1,7 +1,7 @@
 """wf's overhead per task against the floor: a plain script doing the same git work.
 
     python bench/overhead.py [--tasks 200] [--files 5000] [--parallel 4] [--repeat 1]
-                             [--dir PATH] [--keep] [--deferred-floor] [--profile]
+                             [--dir PATH] [--keep] [--deferred-floor] [--profile] [--pool N]
 
 Both sides start from identical copies of one generated repository (``--files`` small files
 over many folders, one commit) and run ``--tasks`` tasks of the same no-op agent (``sh -c 'echo x
@@ -22,7 +22,10 @@ the verdict, and non-zero only when a run itself broke (a task not ``done``, a g
 everything else); ``--deferred-floor`` adds the floor with wf's lifecycle (every worktree kept
 until the end, then removed one by one), which separates what that lifecycle costs from what
 wf itself costs; ``--profile`` times every git command, lock and spawn wf makes, by phase and
-caller (the figures are then slightly inflated).
+caller (the figures are then slightly inflated). ``--pool N`` runs wf's side with
+``[worktrees] pool = N`` and ``return_on_success`` (each task's worktree goes back to the pool
+when it succeeds, the next task takes it), ending with ``wf pool drain`` so that, like the
+floor, it leaves no worktree; its target is 1.0× (issue 16).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 RATIO_TARGET = 1.25
+POOL_RATIO_TARGET = 1.0  # with --pool (issue 16)
 RSS_TARGET_MB = 150.0
 AGENT = ["sh", "-c", "echo x > out.txt"]
 FLOOR_BRANCH = "floor/"
@@ -170,11 +174,13 @@ def run_floor(repo: Path, n_tasks: int, parallel: int, deferred: bool = False) -
 
 
 # -- wf ----------------------------------------------------------------------------------------
-def tasks_toml(n_tasks: int, parallel: int, extra: str = "") -> str:
+def tasks_toml(n_tasks: int, parallel: int, extra: str = "", pool: int = 0) -> str:
     """The tasks file; ``extra``: more of its top-level settings (bench/hooks.py's
-    ``[[hooks]]``), TOML placed before its tables."""
+    ``[[hooks]]``), TOML placed before its tables; ``pool``: warm worktrees."""
     lines = [f"max_parallel = {parallel}", extra, "[retry]", "maximum_attempts = 1", "",
              "[agents.noop]", f"command = {json.dumps(AGENT)}", ""]
+    if pool:  # warm worktrees, each given back as soon as its task succeeded
+        lines += ["[worktrees]", f"pool = {pool}", "return_on_success = true", ""]
     for i in range(n_tasks):
         lines += ["[[task]]", f'id = "t{i:04d}"', f'prompt = "no-op {i}"', 'agent = "noop"', ""]
     return "\n".join(lines)
@@ -257,7 +263,8 @@ class Profiler:
         timed(process, "spawn")
 
 
-def wf_child(repo: Path, tasks_file: Path, profile: bool = False) -> dict[str, Any]:
+def wf_child(repo: Path, tasks_file: Path, profile: bool = False, pool: int = 0
+             ) -> dict[str, Any]:
     """Run in the child process: the wf side alone, in-process, and its figures."""
     import resource
     import sqlite3
@@ -278,6 +285,9 @@ def wf_child(repo: Path, tasks_file: Path, profile: bool = False) -> dict[str, A
     if prof:
         prof.phase = "clean"
     report = api.clean(repo_obj, [])
+    if pool:  # the floor leaves no worktree behind: neither does wf's side
+        report += [{"result": "worktree removed" if r["result"] == "removed" else r["result"]}
+                   for r in api.pool_drain(repo_obj)]
     t3, c3 = time.perf_counter(), cpu_seconds()
     rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
@@ -299,11 +309,11 @@ def wf_child(repo: Path, tasks_file: Path, profile: bool = False) -> dict[str, A
 
 
 def run_wf(repo: Path, n_tasks: int, parallel: int, env: dict[str, str],
-           profile: bool = False, extra: str = "") -> dict[str, Any]:
+           profile: bool = False, extra: str = "", pool: int = 0) -> dict[str, Any]:
     tasks_file = repo.parent / "tasks.toml"  # outside the repo: the main worktree stays clean
-    tasks_file.write_text(tasks_toml(n_tasks, parallel, extra))
+    tasks_file.write_text(tasks_toml(n_tasks, parallel, extra, pool))
     argv = [sys.executable, str(Path(__file__).resolve()), "--wf-only", str(repo), str(tasks_file),
-            *(["--profile"] if profile else [])]
+            *(["--profile"] if profile else []), "--pool", str(pool)]
     t0 = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
     process_wall = time.perf_counter() - t0
@@ -316,7 +326,7 @@ def run_wf(repo: Path, n_tasks: int, parallel: int, env: dict[str, str],
         raise BenchError(f"wf: {len(out['states'])} tasks (want {n_tasks}), exit code "
                          f"{out['exit_code']}, not done: {dict(list(bad.items())[:5])}")
     left = list((repo.parent / f"{repo.name}.worktrees").iterdir())
-    if out["removed"] != n_tasks or left:
+    if (out["removed"] != n_tasks and not pool) or left:
         raise BenchError(f"wf clean removed {out['removed']} worktrees (want {n_tasks}); "
                          f"{len(left)} left")
     out["wall"] = out["run"] + out["clean"]
@@ -366,7 +376,8 @@ def one_round(template: Path, root: Path, k: int, args: argparse.Namespace,
     floor_repo = copy_repo(template, root / f"floor-{k}")
     wf_repo = copy_repo(template, root / f"wf-{k}")
     sides = [("floor", lambda: run_floor(floor_repo, args.tasks, args.parallel)),
-             ("wf", lambda: run_wf(wf_repo, args.tasks, args.parallel, env, args.profile))]
+             ("wf", lambda: run_wf(wf_repo, args.tasks, args.parallel, env, args.profile,
+                                  pool=args.pool))]
     if args.deferred_floor:
         deferred_repo = copy_repo(template, root / f"deferred-{k}")
         sides.append(("deferred", lambda: run_floor(deferred_repo, args.tasks, args.parallel,
@@ -394,7 +405,8 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace) -> None:
     n_events = med(len(r["wf"]["events"]) for r in rounds)
     delta = (wf_wall - floor) / n
 
-    print(f"\n{n} tasks, {args.files} files, parallel {p}, {len(rounds)} round(s), "
+    print(f"\n{n} tasks, {args.files} files, parallel {p}, pool {args.pool}, "
+          f"{len(rounds)} round(s), "
           f"{os.cpu_count()} CPUs; medians")
     print(f"  floor wall                {floor:8.2f} s   ({floor / n * 1000:6.1f} ms/task)")
     print(f"  wf wall (run + clean)     {wf_wall:8.2f} s   ({wf_wall / n * 1000:6.1f} ms/task)"
@@ -419,8 +431,9 @@ def report(rounds: list[dict[str, Any]], args: argparse.Namespace) -> None:
     print(f"  CPU per task, wf          {w_self + w_kids:8.1f} ms   (wf process {w_self:.1f}, "
           f"git + shim + agent {w_kids:.1f}); {os.cpu_count()} CPUs for {p} slots")
 
-    rows = [("wall ratio wf / floor", f"{ratio:.2f}×", f"≤ {RATIO_TARGET:.2f}×",
-             ratio <= RATIO_TARGET),
+    target = POOL_RATIO_TARGET if args.pool else RATIO_TARGET
+    rows = [("wall ratio wf / floor", f"{ratio:.2f}×", f"≤ {target:.2f}×",
+             ratio <= target),
             ("wf peak RSS", f"{rss:.1f} MB", f"≤ {RSS_TARGET_MB:.0f} MB", rss <= RSS_TARGET_MB)]
     width = max(len(r[0]) for r in rows)
     print(f"\n{'figure':<{width}}  {'measured':>10}  {'target':>10}  result")
@@ -499,11 +512,14 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true",
                         help="time wf's git commands, locks and spawns by phase and caller "
                              "(adds a little overhead; RSS and wall are then not the real figures)")
+    parser.add_argument("--pool", type=int, default=0,
+                        help="wf side with [worktrees] pool = N and return_on_success")
     parser.add_argument("--wf-only", nargs=2, metavar=("REPO", "TASKS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.wf_only:  # the child: wf alone, figures as JSON on the last line of stdout
-        print(json.dumps(wf_child(Path(args.wf_only[0]), Path(args.wf_only[1]), args.profile)))
+        print(json.dumps(wf_child(Path(args.wf_only[0]), Path(args.wf_only[1]), args.profile,
+                                  args.pool)))
         return 0
 
     env = hermetic_env()

@@ -292,6 +292,70 @@ def clean(repo: Repo, task_ids: list[str], *, force: bool = False, orphans: bool
     return clean_tasks(repo, task_ids, force=force, orphans=orphans, forget=forget)
 
 
+# -- the worktree pool -----------------------------------------------------------------------
+
+POOL_FIELDS = ("slot", "path", "state", "task", "base", "key", "size", "uses", "created_ts",
+               "updated_ts")
+
+
+def pool_status(repo: Repo, now: float | None = None) -> dict[str, Any]:
+    """This clone's pool: its settings and one item per pooled worktree (``age``: seconds
+    since its last step; ``size``: bytes on disk when last measured)."""
+    from wf.pool.rules import IDLE
+
+    cfg = repo.config.worktrees
+    rows: list[dict[str, Any]] = []
+    if repo.db_path.exists():
+        store = open_store(repo, create=False)
+        try:
+            rows = store.pool()
+        finally:
+            store.close()
+    now = time.time() if now is None else now
+    slots = [{**{k: r[k] for k in POOL_FIELDS},
+              "age": round(now - (r["updated_ts"] or now), 1)} for r in rows]
+    idle = [r for r in rows if r["state"] in IDLE]
+    return {"pool": cfg.pool, "pool_max_disk": cfg.pool_max_disk,
+            "setup_inputs": list(cfg.setup_inputs), "keep": list(cfg.keep),
+            "idle": len(idle), "idle_bytes": sum(r["size"] or 0 for r in idle),
+            "slots": slots}
+
+
+def _pool(repo: Repo) -> Any:
+    from wf.pool.keeper import pool_for
+    from wf.worktrees import WorktreeManager
+
+    wt = WorktreeManager(repo.root, repo.worktree_root, port_range=repo.config.port_range)
+    return pool_for(repo, wt, os.environ)
+
+
+def pool_warm(repo: Repo, n: int | None = None) -> list[dict[str, Any]]:
+    """Prepare pooled worktrees until ``n`` (default ``[worktrees] pool``) are idle, up to
+    ``max_parallel`` at a time; first finish what a crashed wf left half-done."""
+    from wf.pool.refill import warm
+
+    target = repo.config.worktrees.pool if n is None else n
+    if target <= 0:
+        raise UsageError("the pool is off: nothing to warm",
+                         hint="set pool = N under [worktrees] in wf.toml, or `wf pool warm N`")
+    pool = _pool(repo)
+    try:
+        return warm(pool, target, repo.config.max_parallel)
+    finally:
+        pool.close()
+
+
+def pool_drain(repo: Repo) -> list[dict[str, Any]]:
+    """Remove the idle pooled worktrees; a task's is kept (``wf clean`` gives it back)."""
+    from wf.pool.refill import drain
+
+    pool = _pool(repo)
+    try:
+        return drain(pool)
+    finally:
+        pool.close()
+
+
 # -- the merge queue -------------------------------------------------------------------------
 
 QUEUE_FIELDS = ("task_id", "state", "position", "branch", "head", "approved", "last_check",

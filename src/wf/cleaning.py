@@ -20,6 +20,7 @@ from wf.repository import get_task, open_store
 from wf.store.projections import QUEUE_IN_LINE
 
 if TYPE_CHECKING:
+    from wf.pool.keeper import GiveBack, WorktreePool
     from wf.repository import Repo
     from wf.store import EventStore
     from wf.worktrees import WorktreeManager
@@ -41,6 +42,7 @@ def clean(repo: Repo, task_ids: list[str], *, force: bool = False, orphans: bool
                          hint="`wf clean TASK --forget`")
     wt = WorktreeManager(repo.root, repo.worktree_root, port_range=repo.config.port_range)
     rows: dict[str, dict[str, Any]] = {}
+    warm: WorktreePool | None = None  # the pool of warm worktrees, when tasks hold some
     store = open_store(repo) if repo.db_path.exists() or task_ids else None
     try:
         if store is not None:
@@ -53,8 +55,15 @@ def clean(repo: Repo, task_ids: list[str], *, force: bool = False, orphans: bool
                 _check_forgettable(rows[tid], queue.get(tid))
         chosen = task_ids or [t for t, r in rows.items() if _worth_a_look(r)]
 
+        if store is not None and store.pool():  # some tasks' worktrees are pooled ones
+            import os
+
+            from wf.pool.keeper import pool_for
+
+            warm = pool_for(repo, wt, os.environ)
+
         def one(tid: str) -> dict[str, Any]:
-            return _clean_task(store, wt, rows[tid], force=force or forget, forget=forget)
+            return _clean_task(store, wt, warm, rows[tid], force=force or forget, forget=forget)
 
         # Removing a worktree is mostly deleting its files, which runs in parallel.
         with ThreadPoolExecutor(max_workers=CLEAN_WORKERS) as pool:
@@ -62,6 +71,8 @@ def clean(repo: Repo, task_ids: list[str], *, force: bool = False, orphans: bool
         if orphans:
             report += _clean_orphans(wt, set(rows), force)
     finally:
+        if warm is not None:
+            warm.close()
         if store is not None:
             store.close()
     return report
@@ -85,8 +96,10 @@ def _check_forgettable(row: dict[str, Any], entry: dict[str, Any] | None) -> Non
                       f"({entry['state']})", hint=f"`wf queue rm {tid}` first")
 
 
-def _clean_task(store: EventStore, wt: WorktreeManager, row: dict[str, Any], *, force: bool,
-                forget: bool) -> dict[str, Any]:
+def _clean_task(store: EventStore, wt: WorktreeManager, pool: WorktreePool | None,
+                row: dict[str, Any], *, force: bool, forget: bool) -> dict[str, Any]:
+    """Remove the task's worktree (or give a pooled one back to the pool: reset, not
+    deleted) and its branch when that loses nothing; record ``task.cleaned``."""
     tid = row["id"]
     item: dict[str, Any] = {"kind": "task", "task": tid}
     if forget:
@@ -96,27 +109,40 @@ def _clean_task(store: EventStore, wt: WorktreeManager, row: dict[str, Any], *, 
         item["result"] = f"{where}: the task is {row['state']} (`wf cancel {tid}` first)"
         return item
     try:
-        removed = wt.remove(tid, force=force)
+        back = pool.give_back(tid, force=force) if pool is not None else None
+        if back is None:
+            removed = wt.remove(tid, force=force)
+        else:
+            from wf.worktrees import RemoveResult
+
+            removed = RemoveResult(True, back.backup_ref, back.stopped_pids)
         deleted = wt.delete_branch(tid, force=force, targets=[row["base_ref"]])
     except WfError as exc:
         item["result"] = f"kept: {exc.message}" + ("; not forgotten" if forget else "")
         return item
-    backups = [r for r in (removed.backup_ref, deleted.backup_ref) if r]
-    events = [NewEvent(task_stream(tid), "task.cleaned", {
-        "worktree_removed": removed.removed, "branch_deleted": deleted.deleted,
-        "backup_refs": backups})]
+    backups = [r for r in (removed.backup_ref, deleted.backup_ref,
+                           *(back.stash_refs if back else ())) if r]
+    data = {"worktree_removed": removed.removed, "branch_deleted": deleted.deleted,
+            "backup_refs": backups}
+    if back is not None:
+        data["returned_to_pool"] = back.returned
+    events = [NewEvent(task_stream(tid), "task.cleaned", data)]
     if forget:
         events.append(NewEvent(task_stream(tid), "task.forgotten", {
             "attempts": row["attempts"] or 0, "state": row["state"], "backup_refs": backups}))
         item["forgotten"] = True
     store.append(events)
-    item["result"] = ("forgotten; " if forget else "") + _cleaned(removed, deleted)
+    item["result"] = ("forgotten; " if forget else "") + _cleaned(removed, deleted, back)
+    for ref in back.stash_refs if back else ():
+        item["result"] += f"; its stash saved at {ref}"
     return item
 
 
-def _cleaned(removed: Any, deleted: Any) -> str:
+def _cleaned(removed: Any, deleted: Any, back: GiveBack | None = None) -> str:
     """The report line of one task's clean."""
     parts = ["worktree removed" if removed.removed else "no worktree"]
+    if back is not None and back.returned:
+        parts = ["worktree returned to the pool"]
     if deleted.deleted:
         parts.append(f"branch deleted ({deleted.reason})")
     elif deleted.reason.endswith("does not exist"):

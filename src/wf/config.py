@@ -159,6 +159,57 @@ class ProviderConfig(BaseModel):
     remote: str = Field("origin", description="git remote that branches are pushed to")
 
 
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 10**6, "mb": 10**6, "g": 10**9,
+               "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20,
+               "gib": 2**30, "tib": 2**40}
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from ``"20GB"``, ``"500MiB"``, ``"1.5G"`` or a plain number of bytes."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a size: {value!r}")
+    if isinstance(value, int | float) and value >= 0:
+        return int(value)
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(value))
+    if match and match.group(2).lower() in _SIZE_UNITS:
+        return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    raise ValueError(f"not a size: {value!r} (use e.g. \"20GB\", \"500MiB\" or bytes)")
+
+
+class WorktreesConfig(BaseModel):
+    """``[worktrees]``: the pool of warm worktrees (docs/configuration.md, "The worktree
+    pool"). With ``pool = 0`` (the default) every task gets a new worktree, as before."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pool: int = Field(0, ge=0, le=256, description="prepared worktrees kept ready")
+    setup_inputs: tuple[str, ...] = Field(
+        (), description="files whose content decides whether a prepared worktree's setup "
+        "is still valid (e.g. package-lock.json)")
+    keep: tuple[str, ...] = Field(
+        (), description="ignored folders that survive from one task to the next "
+        "(gitignore patterns, e.g. \"/node_modules\")")
+    pool_max_disk: int | None = Field(None, description="size cap of the idle pooled "
+                                      "worktrees, e.g. \"20GB\"")
+    return_on_success: bool = Field(
+        False, description="a task that succeeded gives its pooled worktree back at once "
+        "(its work is committed on its branch) instead of at `wf clean`")
+
+    @field_validator("pool_max_disk", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> int | None:
+        return None if value is None else parse_size(value) or None
+
+    @field_validator("setup_inputs", "keep")
+    @classmethod
+    def _relative(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            parts = item.strip("/").split("/")
+            if not item.strip() or ".." in parts or ".git" in parts or "\0" in item:
+                raise ValueError(f"must be paths inside the repository (got {item[:80]!r})")
+        return value
+
+
 ENGINE_KINDS = ("local", "temporal")  # what ``wf.engine.build_engine`` can build
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
@@ -279,6 +330,7 @@ class Config(BaseModel):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     provider: ProviderConfig = Field(default_factory=ProviderConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
+    worktrees: WorktreesConfig = Field(default_factory=WorktreesConfig)
     hooks: tuple[HookConfig, ...] = Field((), description="[[hooks]]: endpoints wf's events "
                                           "are delivered to (docs/hooks.md)")
     notify: NotifyConfig = Field(default_factory=NotifyConfig)

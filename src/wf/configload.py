@@ -71,6 +71,7 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "WF_TEMPORAL_NAMESPACE": ("engine", "namespace"),
     "WF_TEMPORAL_TASK_QUEUE": ("engine", "task_queue"),
     "WF_TEMPORAL_HOST": ("engine", "host"),
+    "WF_POOL": ("worktrees", "pool"),
 }
 _TEXT_VARS = frozenset({"WF_BASE", "WF_AGENT", "WF_WORKTREE_ROOT", "WF_ENGINE",
                         "WF_TEMPORAL_ADDRESS", "WF_TEMPORAL_NAMESPACE",

@@ -119,6 +119,16 @@ kind = "local"
 [notify]
 desktop = false
 
+# Warm worktrees (docs/configuration.md, "The worktree pool"): keep `pool` worktrees checked
+# out and set up ahead, so a task starts without a checkout or a setup. Setup runs again in a
+# pooled worktree only when the files of setup_inputs changed; the keep folders survive from
+# one task to the next, everything else a task leaves is removed.
+[worktrees]
+pool = 0
+# setup_inputs = ["package-lock.json", "uv.lock"]
+# keep = ["/node_modules", "/.venv"]
+# pool_max_disk = "20GB"          # size cap of the idle pooled worktrees
+
 # Rules checked when a branch enters the merge queue. Globs are gitignore-like ("**" crosses
 # folders, "*" does not). A denial names the rule and is never retried.
 [policy]

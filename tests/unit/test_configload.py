@@ -123,11 +123,13 @@ def test_env_overrides_every_variable(tmp_path: Path) -> None:
         "WF_RETRY_MAXIMUM_INTERVAL": "600", "WF_RETRY_JITTER": "0",
         "WF_ENGINE": "temporal", "WF_TEMPORAL_ADDRESS": "tc.example:7233",
         "WF_TEMPORAL_NAMESPACE": "ns", "WF_TEMPORAL_TASK_QUEUE": "wf-x", "WF_TEMPORAL_HOST": "h1",
+        "WF_POOL": "4",
     }
     assert set(env) == set(ENV_VARS)
     config = load_config(tmp_path, env=env)
     assert (config.max_parallel, config.base, config.agent, config.worktree_root) == (
         3, "develop", "demo", "/tmp/wt")
+    assert config.worktrees.pool == 4
     assert (config.timeout, config.no_output_timeout, config.log_max_bytes) == (90.0, 120.0, 65536)
     assert config.retry == RetryPolicy(maximum_attempts=0, initial_interval=60,
                                        backoff_coefficient=1.5, maximum_interval=600, jitter=0)

@@ -29,6 +29,7 @@ DECISIONS = [
     "wf.hooks.decide",
     "wf.hooks.events",
     "wf.hooks.state",
+    "wf.pool.rules",
 ]
 
 # Modules (and their submodules) that do I/O, tell the time, or draw from the global random.

@@ -41,7 +41,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 def _register() -> None:
     from wf.cli import running, inspect, control, queue  # noqa: F401, I001  (in this order)
     from wf.cli import pr, dash, doctor, worker  # noqa: F401, I001
-    from wf.cli import temporal, hooks  # noqa: F401, I001
+    from wf.cli import temporal, hooks, pool  # noqa: F401, I001
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -136,6 +136,21 @@ def event_text(e: Event) -> str:
         "task.worktree_lost": lambda: f"{task}: worktree {d.get('path')} was deleted; making "
                                       f"it again from {d.get('branch')}",
         "task.setup_done": lambda: f"{task}: setup done (attempt {d.get('n')})",
+        "task.worktree_released": lambda: f"{task}: worktree {d.get('path')} given back to "
+                                          "the pool",
+        "pool.prepare_requested": lambda: f"pool: preparing {d.get('slot')} at "
+                                          f"{str(d.get('base'))[:10]}",
+        "pool.prepared": lambda: f"pool: {d.get('slot')} ready",
+        "pool.take_requested": lambda: f"{task}: taking pooled worktree {d.get('slot')}",
+        "pool.create_requested": lambda: f"{task}: new pooled worktree {d.get('slot')}",
+        "pool.taken": lambda: f"{task}: pooled worktree {d.get('slot')} is its worktree",
+        "pool.setup_started": lambda: f"pool: setup runs in {d.get('slot')}",
+        "pool.setup_done": lambda: f"pool: {d.get('slot')} set up",
+        "pool.return_requested": lambda: f"{task}: giving pooled worktree {d.get('slot')} back",
+        "pool.returned": lambda: f"pool: {d.get('slot')} ready again",
+        "pool.remove_requested": lambda: f"pool: removing {d.get('slot')}"
+                                         + (f" ({d['reason']})" if d.get("reason") else ""),
+        "pool.removed": lambda: f"pool: {d.get('slot')} removed",
         "task.pushed": lambda: f"{task}: pushed {d.get('branch')} to {d.get('remote')} at "
                                f"{str(d.get('commit'))[:10]}",
         "task.push_failed": lambda: f"{task}: could not push to {d.get('remote')}: "

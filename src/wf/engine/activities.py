@@ -34,6 +34,7 @@ from wf.engine.attempt_plan import CANCELLED_BY_SIGNAL, Stop, deadline_passed, n
 from wf.model import NewEvent
 
 if TYPE_CHECKING:
+    from wf.pool.keeper import WorktreePool
     from wf.worktrees import WorktreeManager
 
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when stopping an attempt
@@ -179,11 +180,13 @@ class AttemptControl(Protocol):
 
 
 class TaskActivities:
-    """The activities of tasks, bound to one host's worktrees, attempt logs and environment."""
+    """The activities of tasks, bound to one host's worktrees, attempt logs and environment,
+    and its pool of warm worktrees (``wf.pool``) when one is configured."""
 
     def __init__(self, worktrees: WorktreeManager, environ: Mapping[str, str],
-                 logs_dir: Path) -> None:
+                 logs_dir: Path, worktree_pool: WorktreePool | None = None) -> None:
         self.worktrees, self.environ, self.logs_dir = worktrees, environ, logs_dir
+        self.worktree_pool = worktree_pool
 
     def files(self, task_id: str, n: int) -> AttemptFiles:
         return AttemptFiles.of(self.logs_dir, task_id, n)
@@ -192,8 +195,12 @@ class TaskActivities:
         return Path(path).is_dir()
 
     def ensure_worktree(self, inp: EnsureWorktree) -> WorktreeReady:
-        """Create or adopt the task's worktree and branch; merge the other dependencies."""
-        info = self.worktrees.ensure(inp.task_id, inp.base_ref, start_point=inp.start_point)
+        """Create or adopt the task's worktree and branch (from the pool when there is one);
+        merge the other dependencies."""
+        pool = self.worktree_pool
+        info = pool.ensure(inp.task_id, inp.base_ref, inp.start_point) if pool else None
+        if info is None:
+            info = self.worktrees.ensure(inp.task_id, inp.base_ref, start_point=inp.start_point)
         if inp.merge and not gitx.merge_into_worktree(info.path, list(inp.merge)):
             return WorktreeReady(info.branch, str(info.path), info.created, None, merged=False)
         if not info.created and inp.recorded_base:
@@ -226,10 +233,14 @@ class TaskActivities:
         return tuple(gitx.merge_leaving_conflicts(path, inp.target))
 
     def run_setup(self, inp: RunSetup, check_cancelled: Any = lambda: None) -> SetupResult:
-        """Run the setup command; its output goes to the attempt's log."""
-        ok, out = self.worktrees.run_setup(Path(inp.path), list(inp.command),
-                                           inp.env.build(self.environ), inp.timeout,
-                                           check_cancelled)
+        """Run the setup command; its output goes to the attempt's log. In a pooled worktree
+        it is skipped when it already ran there for the same inputs (``wf.pool``)."""
+        env = inp.env.build(self.environ)
+        pool = self.worktree_pool
+        done = pool.run_setup(Path(inp.path), tuple(inp.command), env, inp.timeout,
+                              check_cancelled) if pool else None
+        ok, out = done if done is not None else self.worktrees.run_setup(
+            Path(inp.path), list(inp.command), env, inp.timeout, check_cancelled)
         log = Path(inp.log_path)
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "a") as f:

@@ -153,6 +153,8 @@ async def drive(s: Scheduler, active: Active, adopt_n: int | None) -> None:
             n = adopt_n
             outcome = await _run_attempt(s, active, n, adopt=True)
         await _close(s, tid, n, outcome)
+        if outcome.state is AttemptState.SUCCEEDED:
+            await _release_worktree(s, tid)
     except ResourceError:
         raise  # the machine refused wf's step: stop, charge no attempt; resume redoes it
     except OSError as exc:
@@ -164,6 +166,26 @@ async def drive(s: Scheduler, active: Active, adopt_n: int | None) -> None:
                      infra_outcome(f"{type(exc).__name__}: {exc}"))
     except WfError as exc:  # an activity failed on wf's side: retry it
         await _close(s, tid, s.p.tasks[tid]["attempts"], infra_outcome(exc.message))
+
+
+async def _release_worktree(s: Scheduler, tid: str) -> None:
+    """With ``[worktrees] return_on_success``, give a succeeded task's pooled worktree back at
+    once: every change of its agent is committed on its branch, so nothing is lost, and the
+    next task takes it set up. Recorded first (``task.worktree_released``), so the task never
+    points at a folder another task may hold; a later attempt takes a worktree again."""
+    pool = s.acts.worktree_pool
+    task = s.p.tasks[tid]
+    if not (pool is not None and pool.settings.return_on_success
+            and task["state"] == "done" and task["worktree"]):
+        return
+    if not await anyio.to_thread.run_sync(pool.holds, tid):
+        return
+    await s.append(NewEvent(task_stream(tid), "task.worktree_released", {
+        "path": task["worktree"], "reason": "succeeded"}))
+    try:
+        await anyio.to_thread.run_sync(pool.give_back, tid)
+    except (WfError, OSError):  # uncommitted files after all: the slot stays the task's
+        pass                       # until `wf clean`, which gives it back or says why not
 
 
 async def _close(s: Scheduler, tid: str, n: int, outcome: Outcome) -> None:

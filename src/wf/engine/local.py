@@ -76,15 +76,25 @@ class LocalEngine:
         for observer in [*observers, *_crash_hook()]:
             writer.add_listener(observer)
         run_id = f"r-{uuid.uuid4().hex[:8]}"
+        refill = None
         try:
             if specs:
                 writer.append_sync(submit_events(store, specs))
             config = repo.config
             wt = WorktreeManager(repo.root, repo.worktree_root, port_range=config.port_range)
             target = (config.merge.target or repo.default_base()) if config.merge.enabled else None
+            pool = refill = None
+            if config.worktrees.pool or store.pool():  # slots of tasks, even with the pool off
+                from wf.pool.keeper import pool_for
+                from wf.pool.refill import Refill
+
+                pool = pool_for(repo, wt, self.environ)
+                refill = Refill(pool)
+                refill.start()
             scheduler = Scheduler(EngineDeps(
                 store=store, writer=writer, worktrees=wt, config=config, logs_dir=repo.logs_dir,
-                clock=self.clock, rng=self.rng, environ=self.environ), merge_target=target)
+                clock=self.clock, rng=self.rng, environ=self.environ, worktree_pool=pool),
+                merge_target=target)
             try:
                 final = _unwrap_errors(anyio.run, scheduler.run, run_id, [command])
             except KeyboardInterrupt:
@@ -106,6 +116,8 @@ class LocalEngine:
                              key=lambda q: q["position"] or 0)
             return RunOutcome(code, rows, stopped, idle=not touched, queue=entries)
         finally:
+            if refill is not None:
+                refill.stop()  # it lets go at once: a setup it runs is killed
             writer.close()
             store.close()
             lock.release()

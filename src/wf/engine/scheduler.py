@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from wf.config import Config
     from wf.engine.activities import TaskActivities
     from wf.merge_queue.queue_loop import QueueLoop
+    from wf.pool.keeper import WorktreePool
     from wf.store import EventStore, GroupCommitWriter
     from wf.worktrees import WorktreeManager
 
@@ -53,6 +54,7 @@ class EngineDeps:
     clock: Clock = field(default_factory=SystemClock)
     rng: random.Random = field(default_factory=random.Random)
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    worktree_pool: WorktreePool | None = None
 
 
 class Scheduler:
@@ -63,7 +65,8 @@ class Scheduler:
         self.p = Projection()
         self.active: dict[str, Active] = {}
         self.touched: set[str] = set()  # tasks this engine session drove or changed
-        self.acts: TaskActivities = TaskActivities(deps.worktrees, deps.environ, deps.logs_dir)
+        self.acts: TaskActivities = TaskActivities(deps.worktrees, deps.environ, deps.logs_dir,
+                                                      deps.worktree_pool)
         self._wake = anyio.Event()
         self._last_signal_poll = 0.0
         self.merge_target = merge_target if deps.config.merge.enabled else None

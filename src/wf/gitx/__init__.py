@@ -12,6 +12,8 @@ Callers use the package, never its modules: ``from wf import gitx; gitx.head(pat
   snapshots, resets, diffs.
 * :mod:`~wf.gitx.worktrees`: ``git worktree`` (list, add, populate, remove) and the files a new
   worktree may copy.
+* :mod:`~wf.gitx.pooled`: a pooled worktree's moves (detach, wipe, switch to a task's branch),
+  its setup inputs and its own stashes.
 * :mod:`~wf.gitx.objects`: in-process object work through libgit2 for the merge queue
   (:class:`ObjectDb`, :class:`WorktreeCheckout`). pygit2 is imported only when that is used, so
   importing this package does not load it.
@@ -52,6 +54,16 @@ from wf.gitx.objects import (
     ObjectDb,
     WorktreeCheckout,
     object_db,
+)
+from wf.gitx.pooled import (
+    detach_at,
+    drop_stash,
+    git_dir,
+    inputs_listing,
+    stashes_of,
+    switch_to_branch,
+    wipe,
+    worktree_add_detached_unpopulated,
 )
 from wf.gitx.refs import (
     branch_exists,
@@ -107,4 +119,7 @@ __all__ = [  # what callers use; the modules' helpers (output, reason, ...) stay
     "snapshot_tree", "split_remote_ref", "symbolic_full_name", "tree_of", "untracked_matching",
     "update_ref", "worktree_add_detached", "worktree_add_unpopulated", "worktree_prune",
     "worktree_remove", "worktree_unlock",
+    # pooled worktrees
+    "detach_at", "drop_stash", "git_dir", "inputs_listing", "stashes_of", "switch_to_branch",
+    "wipe", "worktree_add_detached_unpopulated",
 ]

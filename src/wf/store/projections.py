@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wf.model import Event
+from wf.pool.rules import COLUMNS as POOL_COLUMNS
+from wf.pool.rules import apply_pool
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "tasks": (
@@ -37,6 +39,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "tested_trees": ("tree", "result", "passes", "fails", "infra", "detail", "log",
                      "updated_ts"),
+    "pool": POOL_COLUMNS,  # the warm worktrees of this host (wf.pool.rules)
 }
 PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "tasks": ("id",),
@@ -45,9 +48,10 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "runs": ("id",),
     "queue": ("task_id",),
     "tested_trees": ("tree",),
+    "pool": ("slot",),
 }
 JSON_COLUMNS = {("tasks", "spec"), ("tasks", "depends_on"), ("tasks", "resolve"),
-                ("signals", "data"), ("runs", "argv")}
+                ("signals", "data"), ("runs", "argv"), ("pool", "owner")}
 
 
 @dataclass
@@ -60,6 +64,7 @@ class Projection:
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     queue: dict[str, dict[str, Any]] = field(default_factory=dict)
     tested_trees: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pool: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def table(self, name: str) -> dict[Any, dict[str, Any]]:
         return getattr(self, name)
@@ -97,6 +102,9 @@ def apply(p: Projection, e: Event) -> set[tuple[str, Any]]:
         touched.add(("attempts", key))
 
     t = e.type
+    if t.startswith("pool."):  # the worktree pool's own stream
+        touched.update(("pool", slot) for slot in apply_pool(p.pool, e))
+        return touched
     if t == "task.submitted":
         spec = d["spec"]
         # A task submitted again after `wf clean --forget` numbers its attempts after the
@@ -125,6 +133,8 @@ def apply(p: Projection, e: Event) -> set[tuple[str, Any]]:
              port=d.get("port"), worktree_ready=1, cleaned=0)
     elif t == "task.worktree_lost":  # deleted by hand: made again before the next attempt
         task(worktree_ready=0, setup_done=0)
+    elif t == "task.worktree_released":  # given back to the pool: its work is on its branch
+        task(worktree_ready=0, setup_done=0, worktree=None)
     elif t == "task.setup_done":
         task(setup_done=1)
     elif t == "attempt.started":

@@ -226,6 +226,10 @@ class SqliteEventStore:
         """Merge-queue entries in the order they entered."""
         return self._rows("queue", " ORDER BY position")
 
+    def pool(self) -> list[dict[str, Any]]:
+        """The pooled worktrees of this clone (``wf.pool.rules``), by slot."""
+        return self._rows("pool", " ORDER BY slot")
+
     def projection(self) -> Projection:
         """The current state of every projection table, as a fresh ``Projection``."""
         with self._lock:

@@ -87,6 +87,16 @@ def _application_error(exc: WfError) -> ApplicationError:
                             non_retryable=type(exc).__name__ == "ConfigError")
 
 
+def _has_slots(repo: Repo) -> bool:
+    from wf.repository import open_store
+
+    store = open_store(repo)
+    try:
+        return bool(store.pool())
+    finally:
+        store.close()
+
+
 class TemporalControl(LocalControl):
     """``AttemptControl`` for an attempt run by a Temporal worker: the local engine's control
     (a cancel or the worker's going wakes the attempt's thread through a pipe), with what it
@@ -166,7 +176,13 @@ class WorkerActivities:
         from wf.worktrees import WorktreeManager
 
         wt = WorktreeManager(repo.root, repo.worktree_root, port_range=repo.config.port_range)
-        self.acts = TaskActivities(wt, environ, repo.logs_dir)
+        # This host's own pool of warm worktrees, over its own clone and log (wf.pool).
+        worktree_pool = None
+        if repo.config.worktrees.pool or (repo.db_path.exists() and _has_slots(repo)):
+            from wf.pool.keeper import pool_for
+
+            worktree_pool = pool_for(repo, wt, environ)
+        self.acts = TaskActivities(wt, environ, repo.logs_dir, worktree_pool)
         self.host = host
         self.report: Report = report or (lambda kind, data: None)
         self.slots = slots

@@ -61,6 +61,12 @@ async def serve(repo: Repo, environ: Mapping[str, str], stop: asyncio.Event, *,
     host = cfg.host_name()
     client = await connect(cfg, environ)
     acts = WorkerActivities(repo, host, environ, slots=slots, report=report)
+    refill = None
+    if acts.acts.worktree_pool is not None:  # this host keeps its own pool filled
+        from wf.pool.refill import Refill
+
+        refill = Refill(acts.acts.worktree_pool)
+        refill.start()
     queue = QueueWorker(repo, host, environ, max(repo.config.merge.max_parallel_checks,
                                                  QUEUE_SLOTS))
     common: dict[str, Any] = dict(
@@ -86,4 +92,6 @@ async def serve(repo: Repo, environ: Mapping[str, str], stop: asyncio.Event, *,
                                                    stop.is_set, every=1.0))
         await stop.wait()
         mirror.cancel()
+    if refill is not None:
+        refill.stop()
     acts.pool.shutdown(wait=False, cancel_futures=True)

@@ -106,6 +106,22 @@ class WorktreeManager:
     def _common_dir(self) -> Path:
         return gitx.common_dir(self.repo_root)
 
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self._clock
+
+    @property
+    def common_dir(self) -> Path:
+        return self._common_dir
+
+    def fetch_if_remote(self, ref: str) -> None:
+        """Fetch ``ref`` first when it is a remote-tracking ref (once per manager)."""
+        self._fetch_if_remote(ref)
+
+    def fork_point(self, branch: str, *refs: str) -> str:
+        """Where ``branch`` forked from the first of ``refs`` that shares history with it."""
+        return self._fork_point(branch, *refs)
+
     def _lock(self, name: str, *, shared: bool = False) -> AbstractContextManager[None]:
         return repo_lock(self._common_dir, name, shared=shared)
 
@@ -117,8 +133,8 @@ class WorktreeManager:
 
     # --- create or adopt ---------------------------------------------------------------
 
-    def ensure(self, task_id: str, base_ref: str, *,
-               start_point: str | None = None) -> WorktreeInfo:
+    def ensure(self, task_id: str, base_ref: str, *, start_point: str | None = None,
+               path: Path | None = None) -> WorktreeInfo:
         """Return the task's worktree, creating its branch (from ``start_point`` if given, else
         ``base_ref``; a remote-tracking ref is fetched first) and folder when missing.
         Idempotent. Raises GitError when the folder exists but is not this task's worktree.
@@ -126,8 +142,10 @@ class WorktreeManager:
         Only registering the worktree holds the repository's worktree lock; checking out its
         files (most of the time, in a large repository) runs outside it, in parallel with
         other tasks. Until that is done the worktree stays locked ``wf: populating``, so a
-        crash half-way is recognised and finished by the next ``ensure``."""
-        branch, path = self.branch_for(task_id), self.path_for(task_id)
+        crash half-way is recognised and finished by the next ``ensure``. ``path``: where the
+        worktree goes instead of ``<worktree_root>/<task-id>`` (a pooled worktree's folder)."""
+        branch = self.branch_for(task_id)
+        path = Path(path) if path is not None else self.path_for(task_id)
         fork_from = gitx.check_rev(start_point or base_ref)
         gitx.check_rev(base_ref)
         root = self.repo_root
@@ -382,8 +400,8 @@ class WorktreeManager:
         with self._lock("worktree"):
             entries = gitx.list_worktrees(self.repo_root)
         for entry in entries:
-            if entry.path.resolve().parent != self.worktree_root:
-                continue
+            if entry.path.resolve().parent != self.worktree_root or entry.path.name[:1] == ".":
+                continue  # not a task's (pooled worktrees and the queue's slots start with .)
             task_id = entry.path.name
             if task_id in known_task_ids:
                 continue

@@ -1,0 +1,101 @@
+"""Warm worktrees on the Temporal engine: two hosts (two ``wf worker`` processes, each with its
+own clone), each with a pool of its own. A task's worktree is a pooled one of the host that
+took it, its setup is skipped there when the host's pool already ran it for the same inputs,
+and each clone's log holds only its own host's pool."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import git
+from runwf import agent_cmd, wait_until
+from test_temporal_hosts import BOUND, Host, host_of, tasks_file
+
+from wf.api import open_repo
+from wf.engine import build_engine
+from wf.model import Event
+from wf.task_input import plan_tasks_file
+
+pytest.importorskip("temporalio")
+
+# The setup logs who ran it (a task's id, or "pool") beside the worktrees.
+SETUP = ('setup = ["sh", "-c", "mkdir -p deps && cp lock.txt deps/ && '
+         'echo ${WF_TASK_ID:-pool} >> ../setup-runs"]\n')
+
+
+def pool_rows(clone: Path, env: dict[str, str]) -> list[dict]:
+    proc = subprocess.run([sys.executable, "-m", "wf", "pool", "--json"], cwd=clone, env=env,
+                          capture_output=True, text=True, timeout=BOUND)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)["slots"]
+
+
+@pytest.fixture
+def pooled_hosts(repo: Path, origin: Path, tmp_path: Path, temporal_server: str,
+                 ) -> Iterator[tuple[Path, dict[str, str], list[Host]]]:
+    (repo / "lock.txt").write_text("v1\n")
+    (repo / ".gitignore").write_text(".env\ndeps/\n")
+    (repo / "wf.toml").write_text(
+        f'{SETUP}[worktrees]\npool = 1\nsetup_inputs = ["lock.txt"]\nkeep = ["/deps"]\n')
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "pool")
+    git(repo, "push", "-q", "origin", "main")
+    queue = f"pool{os.getpid()}{tmp_path.name[-6:].replace('_', '')}".lower()
+    env = {**os.environ, "WF_ENGINE": "temporal", "WF_TEMPORAL_ADDRESS": temporal_server,
+           "WF_TEMPORAL_TASK_QUEUE": queue}
+    other = tmp_path / "b"
+    subprocess.run(["git", "clone", "-q", str(origin), str(other)], check=True)
+    started: list[Host] = []
+    try:
+        started.append(Host("h1", repo, env, slots=1))
+        started.append(Host("h2", other, env, slots=1))
+        for clone in (repo, other):  # each worker warms its own host's pool
+            wait_until(lambda c=clone: [s for s in pool_rows(c, env) if s["state"] == "ready"],
+                       timeout=BOUND, what=f"the pool of {clone.name} to be warm")
+        yield repo, env, started
+    finally:
+        for host in started:
+            if host.proc.poll() is None:
+                host.kill()
+
+
+def test_each_host_hands_its_tasks_worktrees_from_its_own_pool(
+        pooled_hosts: tuple[Path, dict[str, str], list[Host]], tmp_path: Path) -> None:
+    root, env, (h1, h2) = pooled_hosts
+    gate, journal = tmp_path / "gate", tmp_path / "journal"
+    path = tasks_file(tmp_path, env, agent_cmd("gated", str(gate), journal), ["a", "b"])
+    repo, specs = plan_tasks_file(open_repo(root), path)
+    engine = build_engine(repo, environ=env)
+    seen: list[Event] = []
+
+    def watch(events: list[Event]) -> None:
+        seen.extend(events)
+        if sum(e.type == "attempt.spawned" for e in seen) == 2:
+            gate.touch()  # one slot each: one task on each host
+
+    out = engine.run(specs, observers=[watch])
+    assert out.exit_code == 0, out.tasks
+    events = engine.events()
+    for host in (h1, h2):
+        [tid] = [t for t in ("a", "b") if host_of(events, "task.worktree_ready", t)
+                 == [host.name]]
+        [ready] = [e for e in events if e.type == "task.worktree_ready" and e.task_id == tid]
+        worktree = Path(ready.data["path"])
+        assert worktree.parent == Path(f"{host.clone}.worktrees").resolve()
+        assert worktree.name.startswith(".wf-pool-")
+        rows = pool_rows(host.clone, env)
+        assert [r["task"] for r in rows if r["task"]] == [tid]  # only this host's task
+        assert (worktree / "deps" / "lock.txt").read_text() == "v1\n"
+    runs = [line for host in (h1, h2) for line in _lines(Path(f"{host.clone}.worktrees")
+                                                              / "setup-runs")]
+    assert "pool" in runs and "a" not in runs and "b" not in runs  # warm setups held
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
