@@ -99,3 +99,25 @@ def test_each_host_hands_its_tasks_worktrees_from_its_own_pool(
 
 def _lines(path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
+
+
+def test_a_succeeded_tasks_worktree_goes_back_to_its_hosts_pool(
+        pooled_hosts: tuple[Path, dict[str, str], list[Host]], tmp_path: Path) -> None:
+    # [worktrees] return_on_success on Temporal: the task workflow records
+    # task.worktree_released after task.succeeded, then the host that holds the worktree
+    # gives it back to its own pool, set up for the next task.
+    root, env, (h1, h2) = pooled_hosts
+    extra = ('[worktrees]\npool = 1\nsetup_inputs = ["lock.txt"]\nkeep = ["/deps"]\n'
+             'return_on_success = true\n')
+    path = tasks_file(tmp_path, env, agent_cmd("commit"), ["a", "b"], extra=extra)
+    repo, specs = plan_tasks_file(open_repo(root), path)
+    engine = build_engine(repo, environ=env)
+    out = engine.run(specs)
+    assert out.exit_code == 0, out.tasks
+    events = engine.events()
+    for tid in ("a", "b"):
+        types = [e.type for e in events if e.task_id == tid]
+        assert types.index("task.worktree_released") > types.index("task.succeeded"), types
+    for host in (h1, h2):
+        wait_until(lambda h=host: all(r["task"] is None for r in pool_rows(h.clone, env)),
+                   timeout=BOUND, what=f"{host.name}'s pool holding no task")

@@ -35,6 +35,12 @@ def slot_dir(slot: str) -> str:
     return SLOT_DIR_PREFIX + slot.removeprefix("p")
 
 
+def is_slot_path(path: str) -> bool:
+    """Whether a worktree at ``path`` is a pool slot's folder (with the pool on, every task's
+    worktree is one)."""
+    return path.rstrip("/").rsplit("/", 1)[-1].startswith(SLOT_DIR_PREFIX)
+
+
 def apply_pool(rows: dict[str, dict[str, Any]], e: Event) -> set[str]:
     """Fold one ``pool.*`` event into ``rows`` (slot → row); return the slots it touched."""
     d, t = e.data, e.type

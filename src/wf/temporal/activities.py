@@ -195,7 +195,16 @@ class WorkerActivities:
 
     def all(self) -> list[Callable[..., Any]]:
         return [self.ensure_worktree, self.host_read, self.worktree_exists, self.reset_for_retry,
-                self.start_resolution, self.run_setup, self.run_attempt, self.task_result]
+                self.start_resolution, self.run_setup, self.run_attempt, self.task_result,
+                self.release_worktree]
+
+    @activity.defn(name="wf.release_worktree")
+    @one_line_errors
+    def release_worktree(self, task_id: str) -> bool:
+        """Give a succeeded task's pooled worktree back to this host's pool (idempotent:
+        False when the pool no longer holds it for the task)."""
+        pool = self.acts.worktree_pool
+        return pool is not None and pool.give_back(task_id) is not None
 
     @activity.defn(name="wf.task_result")
     async def task_result(self, run: TaskRun) -> AttemptResult:

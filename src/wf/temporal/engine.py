@@ -97,6 +97,7 @@ def settings_for(repo: Repo) -> Settings:
                     heartbeat_timeout=c.engine.heartbeat_timeout,
                     host_lost_after=c.engine.host_lost_after,
                     continue_after=c.engine.continue_after,
+                    return_on_success=bool(c.worktrees.pool and c.worktrees.return_on_success),
                     # Hosts share branches through the remote their clones came from; a clone
                     # without it is a trial on one machine, where there is nothing to push.
                     remote=c.merge.remote if gitx.remote_url(repo.root, c.merge.remote)

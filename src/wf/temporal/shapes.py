@@ -81,6 +81,7 @@ class Settings:
     remote: str | None = "origin"  # where a host pushes a finished task's branch (None: not)
     merge: MergeSettings | None = None  # the merge queue, when [merge] is on
     continue_after: int = 10_000  # history events before the repository workflow starts anew
+    return_on_success: bool = False  # [worktrees]: a succeeded task's pooled worktree goes back
 
 
 def settings_from(d: dict[str, Any]) -> Settings:

@@ -15,6 +15,7 @@ decision modules (``tests/unit/test_decision_purity.py``) and the dataclasses ac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 from typing import Any
 
@@ -38,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from wf.engine.decide import Outcome, attempt_outcome, close_attempt, infra_outcome
     from wf.model import AttemptState, Event, FailureKind, task_stream
+    from wf.pool.rules import is_slot_path
     from wf.spec import TaskSpec
     from wf.store.projections import Projection, apply
     from wf.temporal.shapes import (
@@ -119,7 +121,22 @@ class TaskWorkflow:
             outcome = infra_outcome(failure_cause(exc))
         self._emit_all(close_attempt(p.tasks[tid], self.n, outcome, self.spec.retry,
                                      workflow.random(), enqueue=inp.enqueue))
+        await self._release_worktree()
         return AttemptResult(self.log.events, self.host, self.pushed)
+
+    async def _release_worktree(self) -> None:
+        """``[worktrees] return_on_success``: a succeeded task's pooled worktree goes back to
+        its host's pool at once (its work is committed on its branch). Recorded first, as on
+        the local engine, so the task never points at a folder another task may hold."""
+        path = self.task["worktree"]
+        if not (self.inp.settings.return_on_success and self.task["state"] == "done"
+                and self.host is not None and path and is_slot_path(path)):
+            return
+        self._emit("task.worktree_released", {"path": path, "reason": "succeeded"})
+        # Not given back (its host gone, changes left after all): the slot stays the task's
+        # until `wf clean` on that host gives it back or says why not.
+        with contextlib.suppress(ActivityError, _HostLost):
+            await self._activity("wf.release_worktree", self.tid, bool)
 
     def _host_lost(self, host: str) -> Outcome:
         """The host holding the worktree took no step for ``host_lost_after``: the next
