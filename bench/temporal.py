@@ -121,6 +121,7 @@ class Lab:
         from wf.temporal.devserver import start_dev_server
 
         self.root = root
+        self.pool = 0  # warm worktrees per host in figure 2 (--pool)
         t0 = time.perf_counter()
         self.server = start_dev_server(root / "temporal.db")
         print(f"dev server at {self.server.address}, ready in {time.perf_counter() - t0:.2f} s")
@@ -146,7 +147,16 @@ class Lab:
                "WF_TEMPORAL_TASK_QUEUE": queue}
         if host:
             env["WF_TEMPORAL_HOST"] = host
+        if self.pool:  # warm worktrees on every host (figure 2 with --pool)
+            env["WF_POOL"] = str(self.pool)
         return env
+
+    def pool_ready(self, clone: Path, queue: str) -> bool:
+        proc = subprocess.run([sys.executable, "-m", "wf", "pool", "--json"], cwd=clone,
+                              env=self.engine_env(queue), capture_output=True, text=True,
+                              check=False)
+        slots = json.loads(proc.stdout)["slots"] if proc.returncode == 0 else []
+        return sum(s["state"] == "ready" for s in slots) >= self.pool
 
     def start_worker(self, clone: Path, queue: str, host: str, slots: int
                      ) -> subprocess.Popen[bytes]:
@@ -186,9 +196,11 @@ class Lab:
         self.server.stop()
 
 
-def tasks_toml(n: int, script: str, parallel: int, *, engine: str = "", prefix: str = "t"
-               ) -> str:
-    lines = [f"max_parallel = {parallel}", "", engine, "[retry]", "maximum_attempts = 1", "",
+def tasks_toml(n: int, script: str, parallel: int, *, engine: str = "", prefix: str = "t",
+               pool: int = 0) -> str:
+    warm = ["[worktrees]", f"pool = {pool}", "return_on_success = true", ""] if pool else []
+    lines = [f"max_parallel = {parallel}", "", engine, *warm, "[retry]", "maximum_attempts = 1",
+             "",
              "[agents.bench]", f"command = {json.dumps(['sh', '-c', script])}", ""]
     for i in range(n):
         lines += ["[[task]]", f'id = "{prefix}{i:04d}"', f'prompt = "bench {i}"',
@@ -295,11 +307,16 @@ def figure_spread(lab: Lab, n: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for hosts in (1, 2):
         queue = queue_name(f"s{hosts}")
-        workers = [lab.start_worker(lab.clone(f"spread{hosts}-h{h}"), queue, f"h{h}", 4)
-                   for h in range(1, hosts + 1)]
+        clones = [lab.clone(f"spread{hosts}-h{h}") for h in range(1, hosts + 1)]
+        workers = [lab.start_worker(clone, queue, f"h{h}", 4)
+                   for h, clone in enumerate(clones, 1)]
         try:
+            for clone in clones if lab.pool else ():  # timed from warm pools, as in use
+                wait_for(lambda c=clone, q=queue: lab.pool_ready(c, q),
+                         f"{clone.name}'s pool", timeout=120)
             repo, specs = plan(lab.clone(f"spread{hosts}-client"),
-                               tasks_toml(n, SLEEP5, 4 * hosts, engine=engine_section(lab, queue)))
+                               tasks_toml(n, SLEEP5, 4 * hosts, engine=engine_section(lab, queue),
+                                          pool=lab.pool))
             before = load()
             wall = run_checked(repo, specs)
             spread = Counter(e.data.get("host") for e in build_engine(repo).events()
@@ -498,6 +515,9 @@ def main() -> int:
     parser.add_argument("--only", type=int, choices=range(1, 6), action="append",
                         help="run only figure N (repeatable)")
     parser.add_argument("--dir", type=Path, default=None, help="work here instead of /tmp")
+    parser.add_argument("--pool", type=int, default=0, metavar="N",
+                        help="figure 2 with N warm worktrees per host ([worktrees] pool, "
+                             "return_on_success)")
     parser.add_argument("--follow-poll", type=float, default=None, metavar="SECONDS",
                         help="an experiment: the client's follow loop polls the workflows this "
                              "often instead of wf.temporal.engine.FOLLOW_POLL (0.1 s)")
@@ -526,6 +546,7 @@ def main() -> int:
     lab = None
     try:
         lab = Lab(root)
+        lab.pool = args.pool
         if 1 in only:
             print(f"1. {args.tasks} no-op tasks, max_parallel {args.parallel}")
             r1 = figure_noop(lab, args.tasks, args.parallel, args.repeat)

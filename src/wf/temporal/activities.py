@@ -124,7 +124,9 @@ class TemporalControl(LocalControl):
                                else e.data) for e in events]
             now = time.monotonic()
             self._since = self._since or now
-            due = now - self._since >= FACTS_EVERY
+            # An adoption (a worker came back) is said at once: rare, and awaited.
+            due = now - self._since >= FACTS_EVERY or any(
+                e.type == "attempt.adopted" for e in events)
         if due:
             self.flush()
 
