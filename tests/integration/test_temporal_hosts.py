@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fakeforge import TOKEN, FakeForge
@@ -97,12 +98,12 @@ def host_of(events: list[Event], type_: str, tid: str) -> list[str]:
     return [e.data.get("host") for e in events if e.type == type_ and e.task_id == tid]
 
 
-def test_tasks_spread_over_hosts_run_where_their_worktree_is_and_push_their_branch(
-        hosts: tuple[Path, dict[str, str], list[Host]], origin: Path, tmp_path: Path,
-        forge: FakeForge) -> None:
-    root, env, (_, h2) = hosts
-    gate, journal = tmp_path / "gate", tmp_path / "journal"
-    path = tasks_file(tmp_path, env, agent_cmd("gated", str(gate), journal), ["a", "b"])
+def one_on_each_host(root: Path, env: dict[str, str], tmp_path: Path, extra: str = ""
+                     ) -> tuple[Any, Any]:
+    """Run tasks a and b from ``root`` with agents that wait at a gate until both run: with
+    one slot a host, one runs on each. (The engine, the run's outcome.)"""
+    gate = tmp_path / "gate"
+    path = tasks_file(tmp_path, env, agent_cmd("gated", str(gate)), ["a", "b"], extra=extra)
     repo, specs = plan_tasks_file(open_repo(root), path)
     engine = build_engine(repo, environ=env)
     seen: list[Event] = []
@@ -110,9 +111,16 @@ def test_tasks_spread_over_hosts_run_where_their_worktree_is_and_push_their_bran
     def watch(events: list[Event]) -> None:
         seen.extend(events)
         if sum(e.type == "attempt.spawned" for e in seen) == 2:
-            gate.touch()  # both agents run at once: one slot each, so one on each host
+            gate.touch()
 
-    out = engine.run(specs, observers=[watch])
+    return engine, engine.run(specs, observers=[watch])
+
+
+def test_tasks_spread_over_hosts_run_where_their_worktree_is_and_push_their_branch(
+        hosts: tuple[Path, dict[str, str], list[Host]], origin: Path, tmp_path: Path,
+        forge: FakeForge) -> None:
+    root, env, (_, h2) = hosts
+    engine, out = one_on_each_host(root, env, tmp_path)
     assert out.exit_code == 0, out.tasks
     events = engine.events()
     where = {tid: host_of(events, "task.worktree_ready", tid) for tid in ("a", "b")}
@@ -173,20 +181,9 @@ def test_the_merge_queue_lands_the_branches_finished_on_both_hosts(
     # Each host runs one task (one slot each, both agents at once); the queue's host fetches
     # the other host's branch from the shared remote, tests both and pushes main there.
     root, env, _ = hosts
-    gate = tmp_path / "gate"
-    path = tasks_file(tmp_path, env, agent_cmd("gated", str(gate)), ["a", "b"],
-                      extra='[merge]\nauto = true\nland = "push"\n'
-                            'check = ["sh", "-c", "test -e notes/a.txt || test -e notes/b.txt"]\n')
-    repo, specs = plan_tasks_file(open_repo(root), path)
-    engine = build_engine(repo, environ=env)
-    seen: list[Event] = []
-
-    def watch(events: list[Event]) -> None:
-        seen.extend(events)
-        if sum(e.type == "attempt.spawned" for e in seen) == 2:
-            gate.touch()
-
-    out = engine.run(specs, observers=[watch])
+    engine, out = one_on_each_host(root, env, tmp_path, extra=(
+        '[merge]\nauto = true\nland = "push"\n'
+        'check = ["sh", "-c", "test -e notes/a.txt || test -e notes/b.txt"]\n'))
     assert out.exit_code == 0, (out.tasks, out.queue_stopped)
     events = engine.events()
     assert sorted(h for tid in "ab" for h in host_of(events, "task.worktree_ready", tid)) == [

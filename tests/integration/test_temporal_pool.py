@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 from helpers import git
 from runwf import agent_cmd, wait_until
-from test_temporal_hosts import BOUND, Host, host_of, tasks_file
+from test_temporal_hosts import BOUND, Host, host_of, one_on_each_host, tasks_file
 
 from wf.api import open_repo
 from wf.engine import build_engine
-from wf.model import Event
 from wf.task_input import plan_tasks_file
 
 pytest.importorskip("temporalio")
@@ -68,18 +67,7 @@ def pooled_hosts(repo: Path, origin: Path, tmp_path: Path, temporal_server: str,
 def test_each_host_hands_its_tasks_worktrees_from_its_own_pool(
         pooled_hosts: tuple[Path, dict[str, str], list[Host]], tmp_path: Path) -> None:
     root, env, (h1, h2) = pooled_hosts
-    gate, journal = tmp_path / "gate", tmp_path / "journal"
-    path = tasks_file(tmp_path, env, agent_cmd("gated", str(gate), journal), ["a", "b"])
-    repo, specs = plan_tasks_file(open_repo(root), path)
-    engine = build_engine(repo, environ=env)
-    seen: list[Event] = []
-
-    def watch(events: list[Event]) -> None:
-        seen.extend(events)
-        if sum(e.type == "attempt.spawned" for e in seen) == 2:
-            gate.touch()  # one slot each: one task on each host
-
-    out = engine.run(specs, observers=[watch])
+    engine, out = one_on_each_host(root, env, tmp_path)
     assert out.exit_code == 0, out.tasks
     events = engine.events()
     for host in (h1, h2):
