@@ -287,8 +287,10 @@ class RepoWorkflow:
         return self.merge is not None and self.merge.s.auto
 
     def _start_ready(self) -> None:
-        if self.continuing:  # the next run starts them, at once
-            return
+        if self.continuing and (self.merge is None or self.merge.parked):
+            return  # about to continue as new: the next run starts them, at once. (While
+            # the merge queue finishes a round, which may take a check's whole run, tasks
+            # still start.)
         running = {t: self.p.tasks[t]["agent"] for t in self.running}
         plan_ = schedule(self.p.tasks, running, self.log.now(),
                          max_parallel=self.settings.max_parallel,
