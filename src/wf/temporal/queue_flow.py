@@ -23,10 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import (
-    ActivityError,
-    ApplicationError,
-)
+from temporalio.exceptions import ActivityError, ApplicationError
 
 # Workflow code too, imported in the sandbox.
 from wf.temporal.forge_flow import ForgeLanding
