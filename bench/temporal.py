@@ -318,7 +318,7 @@ def figure_spread(lab: Lab, n: int) -> dict[str, Any]:
                                tasks_toml(n, SLEEP5, 4 * hosts, engine=engine_section(lab, queue),
                                           pool=lab.pool))
             before = load()
-            wall = run_checked(repo, specs)
+            wall = run_checked(repo, specs, phases=True)
             spread = Counter(e.data.get("host") for e in build_engine(repo).events()
                              if e.type == "task.worktree_ready")
         finally:

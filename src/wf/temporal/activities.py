@@ -112,6 +112,7 @@ class TemporalControl(LocalControl):
         # (a no-op agent's spawn and output were two). What is left at the end goes back in
         # the activity's result instead (``take``).
         self._pending: list[tuple[str, dict[str, Any]]] = []
+        self._times: list[float] = []
         self._since: float | None = None
         self._facts = threading.Lock()
         self.open_pipe()
@@ -122,6 +123,7 @@ class TemporalControl(LocalControl):
         with self._facts:
             self._pending += [(e.type, {**e.data, **self._extra} if e.type == "attempt.spawned"
                                else e.data) for e in events]
+            self._times += [time.time()] * len(events)
             now = time.monotonic()
             self._since = self._since or now
             # An adoption (a worker came back) is said at once: rare, and awaited.
@@ -130,10 +132,11 @@ class TemporalControl(LocalControl):
         if due:
             self.flush()
 
-    def take(self) -> list[tuple[str, dict[str, Any]]]:
+    def take(self) -> Facts:
         """The facts not sent yet, now the workflow gets them some other way."""
         with self._facts:
-            facts, self._pending, self._since = self._pending, [], None
+            facts = Facts(self._pending, self._times)
+            self._pending, self._times, self._since = [], [], None
         return facts
 
     def due(self) -> bool:
@@ -143,17 +146,16 @@ class TemporalControl(LocalControl):
     async def flush_async(self) -> None:
         """Send what waits (from the event loop: the heartbeat's turn)."""
         facts = self.take()
-        if facts:
-            await self._handle.signal("facts", Facts(facts))
+        if facts.events:
+            await self._handle.signal("facts", facts)
 
     def flush(self) -> None:
         """Send what waits, from the attempt's thread; AttemptAbandoned when the worker is
         going or the workflow cannot take it."""
         facts = self.take()
-        if not facts:
+        if not facts.events:
             return
-        sent = asyncio.run_coroutine_threadsafe(self._handle.signal("facts", Facts(facts)),
-                                                self._loop)
+        sent = asyncio.run_coroutine_threadsafe(self._handle.signal("facts", facts), self._loop)
         while not self.gone.is_set():
             try:
                 sent.result(timeout=0.2)
@@ -301,14 +303,15 @@ class WorkerActivities:
 
     @activity.defn(name="wf.run_attempt")
     async def run_attempt(self, step: AttemptStep) -> AttemptDone:
-        report, facts = await self._attempt(step.attempt)
+        report, left = await self._attempt(step.attempt)
+        facts = {"facts": left.events, "fact_times": left.times}
         if not (step.push and report.ended == "exited" and report.commit):
-            return AttemptDone(report, facts=facts)
+            return AttemptDone(report, **facts)
         try:
             ref = await asyncio.to_thread(self._push, step.attempt, step.push, report.commit)
         except WfError as exc:
-            return AttemptDone(report, push_error=exc.message, facts=facts)
-        return AttemptDone(report, pushed=ref, facts=facts)
+            return AttemptDone(report, push_error=exc.message, **facts)
+        return AttemptDone(report, pushed=ref, **facts)
 
     def _push(self, inp: RunAttempt, remote: str, commit: str) -> str | None:
         """The branch on the remote (``origin/wf/a``), or None when this clone has no such
@@ -319,7 +322,7 @@ class WorkerActivities:
         gitx.push_branch(root, remote, commit, inp.branch)
         return f"{remote}/{inp.branch}"
 
-    async def _attempt(self, inp: RunAttempt) -> tuple[AttemptReport, list[Any]]:
+    async def _attempt(self, inp: RunAttempt) -> tuple[AttemptReport, Facts]:
         info = activity.info()
         details = info.heartbeat_details
         if info.attempt > 1 or details:  # a retry: adopt the agent a previous try started

@@ -174,6 +174,9 @@ class Facts:
     ``attempt.adopted`` and ``agent.*`` events, as (type, data) pairs."""
 
     events: list[tuple[str, dict[str, Any]]]
+    # When each happened on the host (wall clock): facts travel in batches, so the time the
+    # workflow takes them in is up to a second late.
+    times: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -214,8 +217,9 @@ class AttemptDone:
     report: AttemptReport
     pushed: str | None = None
     push_error: str | None = None
-    # Facts the attempt reported that no ``facts`` signal carried yet, in order.
+    # Facts the attempt reported that no ``facts`` signal carried yet, in order, and when.
     facts: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    fact_times: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

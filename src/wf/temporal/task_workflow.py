@@ -175,8 +175,7 @@ class TaskWorkflow:
         if self.log is None:  # a signal may come before run() starts
             self.pending_facts.append(facts)
             return
-        for type_, data in facts.events:
-            self._emit(type_, data)
+        self._emit_facts(facts.events, facts.times)
 
     @workflow.query(name="events")
     def events(self) -> list[WireEvent]:
@@ -184,11 +183,23 @@ class TaskWorkflow:
 
     # -- the attempt ---------------------------------------------------------------------------
     def _emit(self, type_: str, data: dict[str, Any], key: str | None = None,
-              stream: str | None = None) -> None:
+              stream: str | None = None, ts: float | None = None) -> None:
         assert self.log is not None
         i = len(self.log.events) + 1
-        self.log.fold(WireEvent(stream or task_stream(self.tid), type_, data, self.log.now(),
+        self.log.fold(WireEvent(stream or task_stream(self.tid), type_, data,
+                                self.log.now() if ts is None else ts,
                                 key or f"tw:{self.inp.queue}:{self.tid}:{self.n}:{i}"))
+
+    def _emit_facts(self, events: list[tuple[str, dict[str, Any]]], times: list[float]) -> None:
+        """Facts with the time they happened on the host (the test clock's offset added),
+        never later than now nor earlier than the attempt's last event."""
+        assert self.log is not None
+        for i, (type_, data) in enumerate(events):
+            ts = None
+            if i < len(times):
+                last = self.log.events[-1].ts if self.log.events else 0.0
+                ts = min(max(times[i] + self.log.offset, last), self.log.now())
+            self._emit(type_, data, ts=ts)
 
     def _emit_all(self, events: list[Any]) -> None:
         for e in events:
@@ -328,8 +339,7 @@ class TaskWorkflow:
             raise exc
         except asyncio.CancelledError:
             return Outcome(AttemptState.CANCELLED, None, self.cancel_reason or "cancelled")
-        for type_, data in done.facts:  # what it reported since its last facts signal
-            self._emit(type_, data)
+        self._emit_facts(done.facts, done.fact_times)  # reported since its last signal
         self._pushed(done)
         return attempt_outcome(done.report)
 
