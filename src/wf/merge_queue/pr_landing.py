@@ -41,6 +41,7 @@ from wf.daemon_thread import in_daemon_thread
 from wf.merge_queue import forge_decide as fd
 from wf.merge_queue.decide import LandOutcome
 from wf.merge_queue.forge_activities import FindLatest, ForgeActivities, Merge, OpenPr
+from wf.merge_queue.forge_wait import wait_for_checks, wait_for_forge_merge
 from wf.model import task_stream
 from wf.providers.base import Forge, ForgeChecks, PullRequest
 
@@ -129,42 +130,13 @@ class PrLanding:
 
     async def _wait_for_checks(self, pr: PullRequest, commit: str, stream: str,
                                record: Record, *, ci_config: str | None) -> ForgeChecks:
-        """Poll the forge's checks on ``commit`` until they pass or fail; record each change
-        of verdict. The interval grows by half while nothing changes (up to a minute).
-        ``ci_config`` is the file in ``commit`` that configures the forge's CI, if any."""
-        first, timeout = self.cfg.forge_poll_interval, self.cfg.forge_check_timeout
-        grace = fd.checks_grace(self.cfg.forge_checks_grace, timeout)
-        interval = first
-        start = self.clock()
-        deadline = fd.deadline_of(start, timeout)
-        last: ForgeChecks | None = None
-        while True:
-            reading = await forge_read(self.acts.read_checks, pr, commit)
-            checks = fd.judge_checks(reading, ci_config=ci_config, waited=self.clock() - start,
-                                     grace=grace)
-            changed = checks != last
-            if changed:
-                await record(fd.pr_checks(stream, pr.number, checks))
-                last = checks
-            interval = fd.next_interval(interval, changed=changed, first=first)
-            verdict = fd.checks_verdict(checks, now=self.clock(), deadline=deadline,
-                                        timeout=timeout)
-            if verdict is not None:
-                return verdict
-            await self.sleep(fd.sleep_for(interval, now=self.clock(), deadline=deadline))
+        return await wait_for_checks(
+            lambda: forge_read(self.acts.read_checks, pr, commit), record, self.clock,
+            self.sleep, stream=stream, number=pr.number, ci_config=ci_config,
+            first=self.cfg.forge_poll_interval, timeout=self.cfg.forge_check_timeout,
+            grace=self.cfg.forge_checks_grace)
 
     async def _wait_for_forge_merge(self, pr: PullRequest) -> PullRequest | None:
-        """The PR/MR once the forge merged it; None if it was closed or the wait timed out."""
-        first = self.cfg.forge_poll_interval
-        interval = first
-        deadline = fd.deadline_of(self.clock(), self.cfg.forge_check_timeout)
-        while fd.in_time(self.clock(), deadline):
-            now = await forge_read(self.acts.get, pr.number)
-            state = fd.auto_merge_state(now)
-            if state == "merged":
-                return now
-            if state == "closed":
-                return None
-            await self.sleep(interval)
-            interval = fd.next_interval(interval, changed=False, first=first)
-        return None
+        return await wait_for_forge_merge(
+            lambda: forge_read(self.acts.get, pr.number), self.clock, self.sleep,
+            first=self.cfg.forge_poll_interval, timeout=self.cfg.forge_check_timeout)

@@ -14,7 +14,7 @@ Workflow code: no I/O, no clock but the workflow's; it runs in the sandbox.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
 
@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from wf.merge_queue.candidates import Entry
     from wf.merge_queue.decide import LandOutcome
     from wf.merge_queue.forge_activities import FindLatest, Merge, OpenPr
+    from wf.merge_queue.forge_wait import wait_for_checks, wait_for_forge_merge
     from wf.model import task_stream
     from wf.providers.base import ForgeChecks, MergeOutcome, PullRequest
     from wf.temporal.queue_activities import ForgeLatest, Publish, Published, ReadChecks
@@ -80,42 +81,24 @@ class ForgeLanding:
 
     async def _wait_for_checks(self, pr: PullRequest, commit: str, stream: str,
                                ci_config: str | None) -> ForgeChecks:
-        """As ``PrLanding._wait_for_checks``: each change of verdict recorded, the interval
-        growing while nothing changes, up to ``forge_check_timeout``."""
         s = self.q.s
-        first, timeout = s.forge_poll_interval, s.forge_check_timeout
-        grace = fd.checks_grace(s.forge_checks_grace, timeout)
-        interval, start = first, self._now()
-        deadline = fd.deadline_of(start, timeout)
-        last: ForgeChecks | None = None
-        while True:
-            reading: ForgeChecks = await self.q.step("wf.queue.forge.checks",
-                                                     ReadChecks(pr, commit), ForgeChecks)
-            checks = fd.judge_checks(reading, ci_config=ci_config, waited=self._now() - start,
-                                     grace=grace)
-            changed = checks != last
-            if changed:
-                self.q.append(fd.pr_checks(stream, pr.number, checks))
-                last = checks
-            interval = fd.next_interval(interval, changed=changed, first=first)
-            verdict = fd.checks_verdict(checks, now=self._now(), deadline=deadline,
-                                        timeout=timeout)
-            if verdict is not None:
-                return verdict
-            await workflow.sleep(fd.sleep_for(interval, now=self._now(), deadline=deadline))
+
+        async def read() -> ForgeChecks:
+            return await self.q.step("wf.queue.forge.checks", ReadChecks(pr, commit),
+                                     ForgeChecks)
+
+        async def record(e: Any) -> None:
+            self.q.append(e)
+
+        return await wait_for_checks(read, record, self._now, workflow.sleep, stream=stream,
+                                     number=pr.number, ci_config=ci_config,
+                                     first=s.forge_poll_interval,
+                                     timeout=s.forge_check_timeout, grace=s.forge_checks_grace)
 
     async def _wait_for_forge_merge(self, pr: PullRequest) -> PullRequest | None:
-        """The PR/MR once the forge merged it; None if it was closed or the wait timed out."""
-        first = self.q.s.forge_poll_interval
-        interval = first
-        deadline = fd.deadline_of(self._now(), self.q.s.forge_check_timeout)
-        while fd.in_time(self._now(), deadline):
-            now: PullRequest = await self.q.step("wf.queue.forge.get", pr.number, PullRequest)
-            state = fd.auto_merge_state(now)
-            if state == "merged":
-                return now
-            if state == "closed":
-                return None
-            await workflow.sleep(interval)
-            interval = fd.next_interval(interval, changed=False, first=first)
-        return None
+        async def get() -> PullRequest:
+            return await self.q.step("wf.queue.forge.get", pr.number, PullRequest)
+
+        return await wait_for_forge_merge(get, self._now, workflow.sleep,
+                                          first=self.q.s.forge_poll_interval,
+                                          timeout=self.q.s.forge_check_timeout)
