@@ -12,6 +12,7 @@ A host whose worker dies and never comes back loses its task to the other host a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -60,11 +61,13 @@ class Host:
         self.kill()
 
 
-@pytest.fixture
-def hosts(repo: Path, origin: Path, tmp_path: Path, temporal_server: str,
-          ) -> Iterator[tuple[Path, dict[str, str], list[Host]]]:
-    """(the client's clone, the workers' environment, the two hosts h1 and h2)."""
-    queue = f"hosts{os.getpid()}{tmp_path.name[-6:].replace('_', '')}".lower()
+@contextlib.contextmanager
+def two_hosts(repo: Path, origin: Path, tmp_path: Path, temporal_server: str, tag: str
+              ) -> Iterator[tuple[Path, dict[str, str], list[Host]]]:
+    """A second clone of ``origin`` and a ``wf worker`` with one slot in each clone (hosts h1
+    and h2), on a task-queue prefix of their own: (the first clone, the workers'
+    environment, the two hosts). The workers are killed on the way out."""
+    queue = f"{tag}{os.getpid()}{tmp_path.name[-6:].replace('_', '')}".lower()
     env = {**os.environ, "WF_ENGINE": "temporal", "WF_TEMPORAL_ADDRESS": temporal_server,
            "WF_TEMPORAL_TASK_QUEUE": queue}
     other = tmp_path / "b"
@@ -78,6 +81,14 @@ def hosts(repo: Path, origin: Path, tmp_path: Path, temporal_server: str,
         for host in started:
             if host.proc.poll() is None:
                 host.kill()
+
+
+@pytest.fixture
+def hosts(repo: Path, origin: Path, tmp_path: Path, temporal_server: str,
+          ) -> Iterator[tuple[Path, dict[str, str], list[Host]]]:
+    """(the client's clone, the workers' environment, the two hosts h1 and h2)."""
+    with two_hosts(repo, origin, tmp_path, temporal_server, "hosts") as made:
+        yield made
 
 
 def tasks_file(tmp_path: Path, env: dict[str, str], agent: str, ids: list[str],

@@ -6,7 +6,6 @@ and each clone's log holds only its own host's pool."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,7 +14,14 @@ from pathlib import Path
 import pytest
 from helpers import git
 from runwf import agent_cmd, wait_until
-from test_temporal_hosts import BOUND, Host, host_of, one_on_each_host, tasks_file
+from test_temporal_hosts import (
+    BOUND,
+    Host,
+    host_of,
+    one_on_each_host,
+    tasks_file,
+    two_hosts,
+)
 
 from wf.api import open_repo
 from wf.engine import build_engine
@@ -45,23 +51,12 @@ def pooled_hosts(repo: Path, origin: Path, tmp_path: Path, temporal_server: str,
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "pool")
     git(repo, "push", "-q", "origin", "main")
-    queue = f"pool{os.getpid()}{tmp_path.name[-6:].replace('_', '')}".lower()
-    env = {**os.environ, "WF_ENGINE": "temporal", "WF_TEMPORAL_ADDRESS": temporal_server,
-           "WF_TEMPORAL_TASK_QUEUE": queue}
-    other = tmp_path / "b"
-    subprocess.run(["git", "clone", "-q", str(origin), str(other)], check=True)
-    started: list[Host] = []
-    try:
-        started.append(Host("h1", repo, env, slots=1))
-        started.append(Host("h2", other, env, slots=1))
-        for clone in (repo, other):  # each worker warms its own host's pool
-            wait_until(lambda c=clone: [s for s in pool_rows(c, env) if s["state"] == "ready"],
-                       timeout=BOUND, what=f"the pool of {clone.name} to be warm")
-        yield repo, env, started
-    finally:
-        for host in started:
-            if host.proc.poll() is None:
-                host.kill()
+    with two_hosts(repo, origin, tmp_path, temporal_server, "pool") as (root, env, started):
+        for host in started:  # each worker warms its own host's pool
+            wait_until(lambda c=host.clone: [s for s in pool_rows(c, env)
+                                             if s["state"] == "ready"],
+                       timeout=BOUND, what=f"the pool of {host.name} to be warm")
+        yield root, env, started
 
 
 def test_each_host_hands_its_tasks_worktrees_from_its_own_pool(
