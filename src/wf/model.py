@@ -112,10 +112,11 @@ class FailureKind(StrEnum):
     POLICY_DENIED = "policy_denied"  # a policy or the agent's permission check refused
     LIMIT = "limit"  # the agent hit its turn or budget limit
     CONFIG_ERROR = "config_error"  # never retried
+    BUDGET = "budget"  # a wf budget with on_exceed = "stop" was crossed; never retried
 
 
 NEVER_RETRIED = frozenset({FailureKind.CONFIG_ERROR, FailureKind.POLICY_DENIED,
-                           FailureKind.DEPENDENCY_CONFLICT})
+                           FailureKind.DEPENDENCY_CONFLICT, FailureKind.BUDGET})
 
 
 class RandomSource(Protocol):

@@ -20,6 +20,7 @@ DECISIONS = [
     "wf.engine.schedule",
     "wf.engine.attempt_plan",
     "wf.engine.signal_rules",
+    "wf.engine.budget",
     "wf.merge_queue.decide",
     "wf.merge_queue.forge_decide",
     "wf.merge_queue.planner",

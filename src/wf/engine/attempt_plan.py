@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from wf.engine.budget import active_seconds
 from wf.errors import ConfigError
 from wf.model import AttemptState, FailureKind
 from wf.spec import TaskSpec
@@ -118,26 +119,33 @@ class Stop:
 
 
 def deadline_passed(now: float, started: float, last_output: float | None,
-                    timeout: float | None, no_output_timeout: float | None) -> Stop | None:
+                    timeout: float | None, no_output_timeout: float | None,
+                    pauses: Iterable[tuple[float, float | None]] = ()) -> Stop | None:
     """Whether the attempt has run past ``timeout`` or been silent past ``no_output_timeout``
-    (counted from its last output, or its start)."""
-    if timeout and now - started > timeout:
+    (counted from its last output, or its start). Time spent in ``pauses`` (a budget paused
+    the agent: start, end or None) counts toward neither."""
+    pauses = tuple(pauses)
+    if timeout and active_seconds(started, now, pauses) > timeout:
         return Stop(AttemptState.TIMED_OUT, FailureKind.TIMEOUT, f"timed out after {timeout:g}s")
     quiet_since = max(started, last_output or 0)
-    if no_output_timeout and now - quiet_since > no_output_timeout:
+    if no_output_timeout and active_seconds(quiet_since, now, pauses) > no_output_timeout:
         return Stop(AttemptState.TIMED_OUT, FailureKind.NO_OUTPUT_TIMEOUT,
                     f"no output for {no_output_timeout:g}s")
     return None
 
 
 def next_look(now: float, started: float, last_output: float | None, timeout: float | None,
-              no_output_timeout: float | None, *, poll: float) -> float:
-    """Seconds until the watcher must look again: ``poll``, or sooner when a deadline falls."""
+              no_output_timeout: float | None, *, poll: float,
+              pauses: Iterable[tuple[float, float | None]] = ()) -> float:
+    """Seconds until the watcher must look again: ``poll``, or sooner when a deadline falls
+    (time in ``pauses`` does not bring a deadline nearer)."""
+    pauses = tuple(pauses)
     tick = poll
     if timeout:
-        tick = min(tick, started + timeout - now)
+        tick = min(tick, timeout - active_seconds(started, now, pauses))
     if no_output_timeout:
-        tick = min(tick, max(started, last_output or 0) + no_output_timeout - now)
+        quiet_since = max(started, last_output or 0)
+        tick = min(tick, no_output_timeout - active_seconds(quiet_since, now, pauses))
     return max(0.01, tick)
 
 
