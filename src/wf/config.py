@@ -19,10 +19,23 @@ from pydantic import (
     model_validator,
 )
 
+from wf.engine.budget import Budget, parse_budget
 from wf.hooks.config import HookConfig, NotifyConfig, check_hooks
+from wf.errors import ConfigError
 from wf.merge_queue.policy import PolicyConfig
 from wf.model import check_task_id, parse_duration
 from wf.spec import RetryPolicy
+
+
+def _budget(value: Any) -> Budget | None:
+    """A ``budget = {...}`` table (``wf.engine.budget.parse_budget``); its one-line error
+    becomes a ValueError so that the message names the file and the table."""
+    if value is None:
+        return None
+    try:
+        return parse_budget(value, "budget")
+    except ConfigError as exc:
+        raise ValueError(exc.message.removeprefix("budget: ").removeprefix("budget.")) from None
 
 
 def _opt_duration(value: Any) -> float | None:
@@ -59,9 +72,14 @@ class AgentConfig(BaseModel):
     max_parallel: int | None = Field(None, ge=1, description="cap on this agent's running tasks")
     timeout: float | None = Field(None, description="whole-attempt timeout for this agent")
     no_output_timeout: float | None = Field(None, description="silence allowed for this agent")
+    budget: Budget | None = Field(None, description="cap on what all this agent's tasks use "
+                                  "together: max_cost_usd, max_tokens, max_wall, on_exceed")
+    adaptive: bool | None = Field(None, description="lower this agent's parallelism when its "
+                                  "attempts are rate limited (default: on for agent CLIs)")
 
     _durations = field_validator("timeout", "no_output_timeout", mode="before")(
         classmethod(lambda cls, v: _opt_duration(v)))
+    _budgets = field_validator("budget", mode="before")(classmethod(lambda cls, v: _budget(v)))
 
 
 class TaskConfig(BaseModel):
@@ -78,9 +96,12 @@ class TaskConfig(BaseModel):
     no_output_timeout: float | None = None
     retry: dict[str, Any] | None = Field(None, description="overrides of [retry] fields")
     setup: tuple[str, ...] | None = Field(None, description="command run once in the worktree")
+    budget: Budget | None = Field(None, description="cap on what the task's attempts use "
+                                  "together: max_cost_usd, max_tokens, max_wall, on_exceed")
 
     _durations = field_validator("timeout", "no_output_timeout", mode="before")(
         classmethod(lambda cls, v: _opt_duration(v)))
+    _budgets = field_validator("budget", mode="before")(classmethod(lambda cls, v: _budget(v)))
 
     @field_validator("id")
     @classmethod
@@ -334,7 +355,10 @@ class Config(BaseModel):
     hooks: tuple[HookConfig, ...] = Field((), description="[[hooks]]: endpoints wf's events "
                                           "are delivered to (docs/hooks.md)")
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    budget: Budget | None = Field(None, description="[budget]: cap on what the whole run "
+                                  "uses: max_cost_usd, max_tokens, max_wall, on_exceed")
 
+    _budgets = field_validator("budget", mode="before")(classmethod(lambda cls, v: _budget(v)))
     _hooks = field_validator("hooks")(classmethod(lambda cls, v: check_hooks(v)))
 
     _durations = field_validator("timeout", "no_output_timeout", mode="before")(

@@ -129,6 +129,15 @@ pool = 0
 # keep = ["/node_modules", "/.venv"]
 # pool_max_disk = "20GB"          # size cap of the idle pooled worktrees
 
+# Spend caps for the whole run (per task: budget = { ... } in a [[task]]; per agent: budget
+# in [agents.NAME]). Crossed while an agent runs, it is paused (not killed) and wf asks:
+# `wf budget TASK --add 2.00` (or --tokens, --wall) raises the cap and resumes it.
+# [budget]
+# max_cost_usd = 20.0                     # or "$20"
+# max_tokens = "5M"                       # or a number; k and M are understood
+# max_wall = "2h"                         # the attempts' time together, pauses not counted
+# on_exceed = "pause"                     # or "stop": the attempt fails as `budget`
+
 # Rules checked when a branch enters the merge queue. Globs are gitignore-like ("**" crosses
 # folders, "*" does not). A denial names the rule and is never retried.
 [policy]
@@ -151,6 +160,9 @@ approval_paths = []
 # max_parallel = 2                        # cap on this agent's running tasks
 # timeout = "30m"                         # overrides the timeout above for this agent
 # no_output_timeout = "10m"
+# budget = { max_cost_usd = 5.0 }         # cap on this agent's tasks together
+# adaptive = true                         # halve its parallelism on rate limits (default
+#                                         # on for the agent CLIs wf knows)
 
 # [agents.claude]                         # the CLIs wf knows (claude, codex, gemini,
 #                                         # opencode, aider) need no table; one adjusts

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from wf.engine.budget import Budget, parse_budget
 from wf.model import (
     NEVER_RETRIED,
     FailureKind,
@@ -83,7 +84,11 @@ class TaskSpec(BaseModel):
     no_output_timeout: float | None = None
     retry: RetryPolicy = RetryPolicy()
     setup: tuple[str, ...] | None = None
+    budget: Budget | None = Field(None, description="the task's own budget")
+    agent_budget: Budget | None = Field(None, description="its agent's budget (all its tasks)")
 
+    _budgets = field_validator("budget", "agent_budget", mode="before")(
+        classmethod(lambda cls, v: None if v is None else parse_budget(v, "budget")))
     _check_id = field_validator("id")(classmethod(lambda cls, v: check_task_id(v)))
 
     @property

@@ -229,7 +229,7 @@ def _build_spec(tid: str, task: TaskConfig, deps: tuple[str, ...], config: Confi
         base=task.base or config.base or default_base,
         timeout=_inherit("timeout", task, agent, config),
         no_output_timeout=_inherit("no_output_timeout", task, agent, config),
-        retry=retry, setup=setup or None,
+        retry=retry, setup=setup or None, budget=task.budget, agent_budget=agent.budget,
     )
 
 

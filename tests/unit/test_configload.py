@@ -641,3 +641,44 @@ def test_structured_tasks_files_load_or_raise_config_error(
     write(repo / "tasks.toml", toml_document({"agent": "shell", "task": tasks}))
     load_everything(repo, {})
 
+
+
+# --- budgets ------------------------------------------------------------------------------
+
+def test_budgets_in_wf_toml_agents_and_tasks_reach_the_specs(tmp_path: Path) -> None:
+    write(tmp_path / "wf.toml", '[budget]\nmax_cost_usd = "$20"\non_exceed = "stop"\n'
+          '[agents.a]\ncommand = ["true"]\nbudget = { max_tokens = "1.5M" }\nadaptive = false\n')
+    config = load_config(tmp_path, env={})
+    assert config.budget is not None and (config.budget.max_cost_usd,
+                                          config.budget.on_exceed) == (20.0, "stop")
+    assert config.agents["a"].adaptive is False
+    path = write(tmp_path / "tasks.toml", '[[task]]\nid = "t"\nprompt = "x"\nagent = "a"\n'
+                 'budget = { max_wall = "10m", max_tokens = 5000 }\n')
+    run_config, tasks = load_tasks_file(path, config)
+    (spec,) = specs(tasks, run_config)
+    assert spec.budget is not None and (spec.budget.max_wall, spec.budget.max_tokens) == \
+        (600.0, 5000)
+    assert spec.agent_budget is not None and spec.agent_budget.max_tokens == 1_500_000
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("[budget]\nmax_cost_usd = -1", "wf.toml: budget: max_cost_usd: a budget cannot be negative"),
+    ('[budget]\nmax_tokens = "5 gigatokens"', "wf.toml: budget: max_tokens: not an amount"),
+    ('[budget]\nmax_wall = "3 weeks"', "wf.toml: budget: max_wall: not a duration"),
+    ('[budget]\non_exceed = "boom"', 'wf.toml: budget: on_exceed must be "pause" or "stop"'),
+    ("[budget]\nmax_dollars = 3", "wf.toml: budget: unknown budget key 'max_dollars'"),
+    ('[agents.a]\ncommand = ["x"]\nbudget = { max_cost_usd = "2 EUR" }',
+     "wf.toml: [agents.a].budget: max_cost_usd: not an amount"),
+])
+def test_a_bad_budget_is_one_line(tmp_path: Path, text: str, expected: str) -> None:
+    write(tmp_path / "wf.toml", text)
+    message = str(config_error(load_config, tmp_path, env={}))
+    assert message.startswith(expected), message
+
+
+def test_a_bad_task_budget_names_the_task(tmp_path: Path) -> None:
+    path = write(tmp_path / "tasks.toml",
+                 '[[task]]\nid = "a"\nprompt = "x"\nbudget = { max_cost_usd = -2 }\n')
+    message = str(config_error(load_tasks_file, path, Config()))
+    assert message.startswith(f"{path}: [[task]] #1 (id 'a').budget: max_cost_usd: a budget "
+                              "cannot be negative"), message
