@@ -20,8 +20,8 @@ from pydantic import (
 )
 
 from wf.engine.budget import Budget, parse_budget
-from wf.hooks.config import HookConfig, NotifyConfig, check_hooks
 from wf.errors import ConfigError
+from wf.hooks.config import HookConfig, NotifyConfig, check_hooks
 from wf.merge_queue.policy import PolicyConfig
 from wf.model import check_task_id, parse_duration
 from wf.spec import RetryPolicy
