@@ -142,6 +142,7 @@ class SignalKind(StrEnum):
     REQUEUE = "requeue"  # wf queue retry
     APPROVE = "approve"
     REJECT = "reject"
+    BUDGET = "budget"  # wf budget TASK --add/--tokens/--wall: raise and resume
 
 
 @dataclass(frozen=True)

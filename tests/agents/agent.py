@@ -12,6 +12,8 @@ Modes:
   gated FILE      print a line, wait until FILE exists, then commit
   marker FILE     exit 1 while FILE does not exist, then commit
   flood MB        print MB megabytes of output, then commit
+  spend N         Claude Code stream-json: N assistant messages 0.1 s apart, each with
+                  usage of 100 input tokens (journal line "tick"), a result line, then commit
 Every run appends "<task> <attempt> <pid>" to $WF_TEST_JOURNAL if set (via argv[3]).
 """
 
@@ -85,5 +87,22 @@ elif mode == "flood":
         sys.stdout.write(chunk)
     sys.stdout.flush()
     write_and_commit()
+elif mode == "spend":
+    import json
+
+    for i in range(int(arg)):
+        print(json.dumps({"type": "assistant", "message": {
+            "id": f"msg_{attempt}_{i}", "role": "assistant",
+            "content": [{"type": "text", "text": f"step {i}"}],
+            "usage": {"input_tokens": 100, "output_tokens": 0}}}), flush=True)
+        if journal:
+            with open(journal, "a") as f:
+                f.write(f"{task} {attempt} {os.getpid()} tick\n")
+        time.sleep(0.1)
+    write_and_commit()
+    print(json.dumps({"type": "result", "subtype": "success", "is_error": False,
+                      "result": "done", "total_cost_usd": 0.01 * int(arg),
+                      "usage": {"input_tokens": 100 * int(arg), "output_tokens": 0}}),
+          flush=True)
 else:
     sys.exit(f"unknown mode {mode}")

@@ -73,16 +73,17 @@ def test_a_task_that_fails_once_then_succeeds(store: SqliteEventStore) -> None:
         "next_retry_at": None, "commit_sha": "c2", "created_ts": 1.0, "updated_ts": 21.0,
         "started_ts": 4.0, "ended_ts": 20.0, "cleaned": 1, "version": 13, "submitted_seq": 2, "resolve": None,
         "pr_url": None, "pr_number": None, "pr_state": None, "forge_checks": None,
-        "tokens": 0, "cost_usd": None, "session_id": None,
+        "tokens": 0, "cost_usd": None, "session_id": None, "budget_exceeded": None,
+        "budget_added": None, "paused": None,
     }
     assert store.attempts("a") == [
         {"task_id": "a", "n": 1, "state": "failed", "pid": 111, "pid_start": 5,
          "log_path": "/logs/a.1", "started_ts": 4.0, "ended_ts": 5.0, "exit_code": 1,
          "failure_kind": "agent_error", "error": "exit status 1", "commit_sha": None,
-         "retry_delay": 5.0},
+         "retry_delay": 5.0, "pauses": None},
         {"task_id": "a", "n": 2, "state": "succeeded", "pid": 222, "pid_start": None,
          "log_path": "/logs/a.2", "started_ts": 10.0, "ended_ts": 20.0, "exit_code": 0,
-         "failure_kind": None, "error": None, "commit_sha": "c2", "retry_delay": None},
+         "failure_kind": None, "error": None, "commit_sha": "c2", "retry_delay": None, "pauses": None},
     ]
     assert store.runs() == [{"id": "r1", "pid": 10, "host": "h", "argv": ["run", "-j2"],
                              "started_ts": 1.0, "ended_ts": 21.0, "exit_code": 0}]

@@ -58,6 +58,11 @@ class ClaudeReader(a.OutputReader):
     def __init__(self) -> None:
         self.result: dict[str, Any] | None = None
         self.last_retry: dict[str, Any] | None = None
+        # Usage counted live from assistant messages (each message id once: Claude Code
+        # repeats a message's usage on each of its content blocks); the result line's totals
+        # then add only what these missed, so a budget sees tokens as they are spent.
+        self.seen_messages: set[str] = set()
+        self.counted = [0, 0]
 
     def feed(self, line: str) -> list[a.Entry]:
         obj = a.parse_json_line(line)
@@ -73,18 +78,31 @@ class ClaudeReader(a.OutputReader):
                                                   f"({obj.get('error')}), retrying"})]
             return []
         if kind in ("assistant", "user"):
-            return _content_entries(kind, (obj.get("message") or {}).get("content"))
+            message = obj.get("message") or {}
+            entries = _content_entries(kind, message.get("content"))
+            live = self._live_usage(message) if kind == "assistant" else None
+            return entries if live is None else [*entries, live]
         if kind == "result":
             self.result = obj
             u = obj.get("usage") or {}
-            tokens_in = sum(int(u.get(k) or 0) for k in (
-                "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
-            out = [a.usage(tokens_in, int(u.get("output_tokens") or 0),
-                           obj.get("total_cost_usd"))]
+            tokens_in, tokens_out = _tokens(u)
+            out = [a.usage(max(0, tokens_in - self.counted[0]),
+                           max(0, tokens_out - self.counted[1]), obj.get("total_cost_usd"))]
             if obj.get("is_error"):
                 out.append(a.Entry("error", {"text": str(obj.get("result") or "error")}))
             return out
         return []
+
+    def _live_usage(self, message: dict[str, Any]) -> a.Entry | None:
+        u, mid = message.get("usage"), message.get("id")
+        if not isinstance(u, dict) or (mid is not None and mid in self.seen_messages):
+            return None
+        if mid is not None:
+            self.seen_messages.add(str(mid))
+        tokens_in, tokens_out = _tokens(u)
+        self.counted[0] += tokens_in
+        self.counted[1] += tokens_out
+        return a.usage(tokens_in, tokens_out, None) if tokens_in or tokens_out else None
 
     def verdict(self, exit_code: int | None) -> a.Verdict | None:
         r = self.result
@@ -136,3 +154,10 @@ def _result_text(content: Any) -> Any:
 
 
 adapter = ClaudeAdapter()
+
+
+def _tokens(u: dict[str, Any]) -> tuple[int, int]:
+    """(input tokens, cache reads and writes included; output tokens) of a usage object."""
+    tokens_in = sum(int(u.get(k) or 0) for k in (
+        "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
+    return tokens_in, int(u.get("output_tokens") or 0)

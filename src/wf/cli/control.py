@@ -17,7 +17,7 @@ from wf.model import SignalKind
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 
-def _signal(kind: SignalKind, task: str, as_json: bool, **data: str) -> int:
+def _signal(kind: SignalKind, task: str, as_json: bool, **data: object) -> int:
     repo = api.open_repo()
     event, active = api.send_signal(repo, kind, task, **data)
     if as_json:
@@ -40,6 +40,31 @@ def cancel(task: Annotated[str, typer.Argument(help="task id")], as_json: JsonOp
 def retry(task: Annotated[str, typer.Argument(help="task id")], as_json: JsonOpt = False) -> int:
     """Run a failed, cancelled or blocked task again, with a fresh retry budget."""
     return _signal(SignalKind.RETRY, task, as_json)
+
+
+@app.command()
+def budget(
+    task: Annotated[str, typer.Argument(help="task id")],
+    add: Annotated[str | None, typer.Option("--add", help="more cost in USD, e.g. 2.00")] = None,
+    tokens: Annotated[str | None, typer.Option("--tokens", help="more tokens, e.g. 200k")] = None,
+    wall: Annotated[str | None, typer.Option("--wall", help="more time, e.g. 30m")] = None,
+    as_json: JsonOpt = False,
+) -> int:
+    """Raise a task's budget; a task a budget paused resumes."""
+    from wf.engine.budget import parse_budget
+    from wf.errors import ConfigError
+
+    if add is None and tokens is None and wall is None:
+        raise UsageError("say how much more: --add USD, --tokens N or --wall DURATION")
+    try:
+        more = parse_budget({"max_cost_usd": add, "max_tokens": tokens, "max_wall": wall},
+                            "wf budget")
+    except ConfigError as exc:
+        raise UsageError(exc.message.replace("wf budget.max_cost_usd", "--add")
+                         .replace("wf budget.max_tokens", "--tokens")
+                         .replace("wf budget.max_wall", "--wall")) from None
+    return _signal(SignalKind.BUDGET, task, as_json, cost_usd=more.max_cost_usd or 0.0,
+                   tokens=more.max_tokens or 0, wall=more.max_wall or 0.0)
 
 
 @app.command()

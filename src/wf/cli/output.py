@@ -158,6 +158,13 @@ def event_text(e: Event) -> str:
         "task.host_lost": lambda: f"{task}: host {d.get('host')} took no step for "
                                   f"{d.get('after')}s; prepared again elsewhere from "
                                   f"{d.get('start_from')}",
+        "task.paused": lambda: f"{task}: attempt {d['n']} paused (its agent is stopped, "
+                               f"not killed); `wf budget {task} --add ...` resumes it",
+        "task.resumed": lambda: f"{task}: attempt {d['n']} resumed",
+        "budget.exceeded": lambda: f"{task}: budget crossed: {d.get('message')} "
+                                   f"({'stopped' if d.get('action') == 'stop' else 'paused'})",
+        "budget.raised": lambda: f"{task}: budget raised by " + ", ".join(
+            f"{k} {d[k]:g}" for k in ("cost_usd", "tokens", "wall") if d.get(k)),
         "task.forgotten": lambda: f"{task}: forgotten (was {d.get('state')}, "
                                   f"{d.get('attempts')} attempt(s))",
         "attempt.spawned": lambda: f"{task}: attempt {d['n']} running (pid {d.get('pid')})"

@@ -132,6 +132,10 @@ class RunAttempt:
     adopt: bool = False
     session: str | None = None  # the agent session the attempt resumes
     spawned: tuple[int, int | None] | None = None  # (pid, start time) the log recorded
+    # Spans the agent spent paused by a budget (start, end or None: still paused), as the log
+    # has them: they count toward neither timeout, and an open one is kept paused on adopt.
+    pauses: tuple[tuple[float, float | None], ...] = ()
+    poll: float | None = None  # how often to look (a budget needs sooner than OWN_POLL)
 
 
 @dataclass
@@ -170,6 +174,11 @@ class AttemptControl(Protocol):
 
     def cancel_requested(self) -> bool:
         """Whether the attempt must be stopped (``wf cancel``)."""
+
+    # Optional (a control without them never pauses and is never stopped by a budget):
+    #   stop_requested() -> Stop | None   a reason other than cancel to stop (a budget's stop)
+    #   pause_requested() -> bool         whether the agent must be paused now (a budget)
+    #   paused(pid) / resumed()           the agent's process group was stopped / continued
 
     def heartbeat(self) -> None:
         """The attempt is alive and watched (a Temporal activity heartbeats here)."""
@@ -303,25 +312,36 @@ class _Attempt:
         inp, files = self.inp, self.files
         pidfd = _pidfd(pid)
         stop: Stop | None = None
+        pauses = [list(p) for p in inp.pauses]
         try:
             while True:
                 if self.control.cancel_requested():
                     stop = CANCELLED_BY_SIGNAL
+                    break
+                stop = _optional(self.control, "stop_requested", None)
+                if stop is not None:
                     break
                 self._record_output()
                 if (proc is not None and proc.poll() is not None) or files.read_exit():
                     break
                 if proc is None and not process.is_alive(pid, None):
                     break
+                self._pause_or_resume(pid, pauses)
                 now, last = time.time(), files.last_output()
-                stop = deadline_passed(now, inp.started, last, inp.timeout, inp.no_output_timeout)
+                spans = [(p[0], p[1]) for p in pauses]
+                stop = deadline_passed(now, inp.started, last, inp.timeout,
+                                       inp.no_output_timeout, spans)
                 if stop is not None:
                     break
                 self.control.heartbeat()
-                poll = OWN_POLL if proc is not None or pidfd is not None else ADOPTED_POLL
+                poll = inp.poll or (OWN_POLL if proc is not None or pidfd is not None
+                                    else ADOPTED_POLL)
                 self.control.wait(next_look(now, inp.started, last, inp.timeout,
-                                            inp.no_output_timeout, poll=poll), pidfd)
+                                            inp.no_output_timeout, poll=poll, pauses=spans),
+                                  pidfd)
             if stop is not None:
+                if pauses and pauses[-1][1] is None:  # a stopped group gets no SIGTERM
+                    process.signal_group(pid, signal.SIGCONT)
                 self._stop_group(pid, pidfd)
         finally:
             if pidfd is not None:
@@ -335,6 +355,22 @@ class _Attempt:
             return AttemptReport(
                 "lost", error="the agent's supervisor died without recording an exit status")
         return self._finish()
+
+    def _pause_or_resume(self, pid: int, pauses: list[list[float | None]]) -> None:
+        """Carry out what the interpreter asks: SIGSTOP the agent's process group while a
+        budget holds it (again after an adoption: harmless if it still is), SIGCONT once it
+        no longer does. Each change is told to the control, which records it."""
+        want = bool(_optional(self.control, "pause_requested", False))
+        is_paused = bool(pauses) and pauses[-1][1] is None
+        if want:
+            process.signal_group(pid, signal.SIGSTOP)
+            if not is_paused:
+                pauses.append([time.time(), None])
+                _optional(self.control, "paused", None, pid)
+        elif is_paused:
+            process.signal_group(pid, signal.SIGCONT)
+            pauses[-1][1] = time.time()
+            _optional(self.control, "resumed", None)
 
     def _stop_group(self, pid: int, pidfd: int | None) -> None:
         """SIGTERM the attempt's process group, then SIGKILL what is left after a grace."""
@@ -372,6 +408,12 @@ class _Attempt:
             events = self.recorder.poll(final=final)
             if events:
                 self.control.agent_events(events)
+
+
+def _optional(control: AttemptControl, method: str, default: Any, *args: Any) -> Any:
+    """Call one of the control's optional methods, or give ``default`` if it has none."""
+    call = getattr(control, method, None)
+    return default if call is None else call(*args)
 
 
 def _pidfd(pid: int) -> int | None:

@@ -192,6 +192,65 @@ def active_seconds(start: float, end: float,
     return max(0.0, total)
 
 
+# -- a task's verdict from the log's rows ---------------------------------------------------------
+
+def task_usage(task: Mapping[str, Any], attempts: Iterable[Mapping[str, Any]],
+               now: float) -> Usage:
+    """What a task has used (its row's tokens and cost, summed from ``agent.usage``) and its
+    attempts' wall time together, less the time they spent paused."""
+    wall = sum(active_seconds(a["started_ts"], a["ended_ts"] or now,
+                              [tuple(p) for p in a["pauses"] or ()])
+               for a in attempts if a["started_ts"] is not None)
+    return Usage(task["cost_usd"], int(task["tokens"] or 0), wall)
+
+
+@dataclass(frozen=True)
+class Usages:
+    """Every task's usage, and the sums per agent and for the run, computed once per look."""
+
+    tasks: Mapping[str, Usage]
+    agents: Mapping[str, Usage]
+    run: Usage
+
+
+def usages(tasks: Mapping[str, Mapping[str, Any]],
+           attempts: Mapping[tuple[str, int], Mapping[str, Any]], now: float) -> Usages:
+    by_task: dict[str, list[Mapping[str, Any]]] = {}
+    for (tid, _n), row in attempts.items():
+        by_task.setdefault(tid, []).append(row)
+    per_task = {tid: task_usage(row, by_task.get(tid, ()), now) for tid, row in tasks.items()}
+    agents: dict[str, Usage] = {}
+    run = Usage()
+    for tid, used in per_task.items():
+        agent = tasks[tid]["agent"] or ""
+        agents[agent] = agents.get(agent, Usage()).plus(used)
+        run = run.plus(used)
+    return Usages(per_task, agents, run)
+
+
+def task_verdict(tid: str, tasks: Mapping[str, Mapping[str, Any]], used: Usages,
+                 run_budget: Budget | None) -> Exceeded | None:
+    """Whether task ``tid`` may not go on: its own budget, its agent's or the run's is
+    crossed. A ``wf budget`` raise for the task (``budget_added``) widens each of the three
+    for this task alone, so raising one paused task resumes that one."""
+    task = tasks[tid]
+    spec = task["spec"] or {}
+    added = task["budget_added"] or {}
+
+    def widen(budget: Budget) -> Budget:
+        return budget.raised(float(added.get("cost_usd") or 0), int(added.get("tokens") or 0),
+                             float(added.get("wall") or 0))
+
+    agent = task["agent"] or ""
+    scopes = [(f"task:{tid}", used.tasks.get(tid, Usage()),
+               parse_budget(spec.get("budget"), "budget")),
+              (f"agent:{agent}", used.agents.get(agent, Usage()),
+               parse_budget(spec.get("agent_budget"), "budget")),
+              ("run", used.run, run_budget or Budget())]
+    return first_crossed((scope, usage, widen(budget)) for scope, usage, budget in scopes
+                         if not budget.empty)
+
+
 # -- adaptive parallelism -----------------------------------------------------------------------
 
 RAISE_AFTER = 3  # successes in a row before the limit goes up by one

@@ -41,6 +41,8 @@ from wf.engine.decide import Outcome, attempt_outcome, close_attempt, infra_outc
 from wf.errors import ResourceError, WfError, resource_error
 from wf.model import AttemptState, FailureKind, NewEvent, task_stream
 
+BUDGET_POLL = 0.2  # how often an attempt under a budget reads its usage (a pause within 1 s)
+
 if TYPE_CHECKING:
     from wf.engine.scheduler import Scheduler
     from wf.spec import TaskSpec
@@ -51,6 +53,8 @@ class LocalControl:
 
     def __init__(self) -> None:
         self.cancel_reason: str | None = None
+        self.stop: plan.Stop | None = None  # a reason to stop other than cancel (a budget)
+        self.pause_wanted = False  # a budget holds the agent: its process group is stopped
         self.gone = threading.Event()  # the engine no longer waits for this attempt
         self._fds = threading.Lock()  # closing and poking the pipe never cross
         self._r = self._w = -1  # the wake-up pipe: made by bind, closed by the attempt's thread
@@ -73,6 +77,16 @@ class LocalControl:
     def request_cancel(self, reason: str) -> None:
         self.cancel_reason = reason
         self._poke()
+
+    def request_stop(self, stop: plan.Stop) -> None:
+        self.stop = stop
+        self._poke()
+
+    def request_pause(self, wanted: bool) -> None:
+        """Pause (or resume) the agent; a change wakes its thread at once."""
+        if wanted != self.pause_wanted:
+            self.pause_wanted = wanted
+            self._poke()
 
     def abandon(self) -> None:
         self.gone.set()
@@ -113,6 +127,19 @@ class LocalControl:
 
     def cancel_requested(self) -> bool:
         return self.cancel_reason is not None
+
+    def stop_requested(self) -> plan.Stop | None:
+        return self.stop
+
+    def pause_requested(self) -> bool:
+        return self.pause_wanted
+
+    def paused(self, pid: int) -> None:
+        self._record(NewEvent(task_stream(self._tid), "task.paused",
+                              {"n": self._n, "pid": pid}))
+
+    def resumed(self) -> None:
+        self._record(NewEvent(task_stream(self._tid), "task.resumed", {"n": self._n}))
 
     def heartbeat(self) -> None:
         """Nothing to tell: the local engine sees its attempt's thread alive."""
@@ -275,13 +302,16 @@ async def _run_attempt(s: Scheduler, active: Active, n: int, *, adopt: bool,
         or s.d.clock.now(), base_commit=task["base_commit"], branch=task["branch"] or spec.branch,
         commit_message=f"wf: {tid}: {first_line(spec.prompt)}", adapter=spec.adapter,
         timeout=spec.timeout, no_output_timeout=spec.no_output_timeout,
-        max_log_bytes=s.d.config.log_max_bytes, adopt=adopt, session=session)
+        max_log_bytes=s.d.config.log_max_bytes, adopt=adopt, session=session,
+        pauses=tuple((a, b) for a, b in s.p.attempts[(tid, n)]["pauses"] or ()),
+        poll=BUDGET_POLL if s.budgets_apply(tid) else None)
     if adopt:
         row = s.p.attempts[(tid, n)]
         spawned = (row["pid"], row["pid_start"]) if row.get("pid") else None
         inp = dataclasses.replace(inp, spawned=spawned)
     control = active.control
     control.bind(s.append, tid, n)
+    await s.check_budget(tid)  # before the first look: a paused agent adopted stays paused
 
     def attempt() -> AttemptReport:
         try:

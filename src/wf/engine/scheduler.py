@@ -23,11 +23,21 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from wf.engine import budget as budgets
+from wf.engine.attempt_plan import Stop
 from wf.engine.base import Clock, SystemClock
 from wf.engine.driver import Active, drive
 from wf.engine.schedule import all_settled, schedule, sleep_for
 from wf.engine.signal_rules import QUEUE_SIGNALS, decide_signal
-from wf.model import RUN_STREAM, SIGNAL_STREAM, Event, NewEvent
+from wf.model import (
+    RUN_STREAM,
+    SIGNAL_STREAM,
+    AttemptState,
+    Event,
+    FailureKind,
+    NewEvent,
+    task_stream,
+)
 from wf.spec import TaskSpec
 from wf.store.projections import Projection, apply
 
@@ -71,6 +81,7 @@ class Scheduler:
         self._last_signal_poll = 0.0
         self.merge_target = merge_target if deps.config.merge.enabled else None
         self.queue: QueueLoop | None = None
+        self._budgeted: bool | None = None  # whether the run has a [budget]
 
     # -- the log ----------------------------------------------------------------------------
     async def append(self, *events: NewEvent) -> list[Event]:
@@ -79,6 +90,8 @@ class Scheduler:
             apply(self.p, e)
             if e.task_id:
                 self.touched.add(e.task_id)
+            if e.type == "agent.usage" and self._any_budget():
+                self.wake()  # look at the budgets now, not at the next turn
         return committed
 
     def spec(self, tid: str) -> TaskSpec:
@@ -108,6 +121,7 @@ class Scheduler:
                 tg.start_soon(self.queue.run)
             while True:
                 await self._poll_signals()
+                await self._check_budgets()
                 await self._start_ready(tg)
                 if not self.active and self._all_settled():
                     break
@@ -124,9 +138,74 @@ class Scheduler:
     def wake(self) -> None:
         self._wake.set()
 
+    # -- budgets (wf.engine.budget decides; the attempt's control carries it out) -----------
+    def _any_budget(self) -> bool:
+        if self._budgeted is None:
+            self._budgeted = self.d.config.budget is not None and not self.d.config.budget.empty
+        return self._budgeted or any(self.budgets_apply(t) for t in self.active)
+
+    def budgets_apply(self, tid: str) -> bool:
+        """Whether a budget of the task, its agent or the run can hold task ``tid``."""
+        spec = self.p.tasks[tid]["spec"] or {}
+        run = self.d.config.budget
+        return any(not budgets.parse_budget(b, "budget").empty
+                   for b in (spec.get("budget"), spec.get("agent_budget"), run))
+
+    async def check_budget(self, tid: str) -> None:
+        """Pause, resume or stop the running attempt of ``tid`` as its budgets say."""
+        if tid in self.active and self.budgets_apply(tid):
+            used = budgets.usages(self.p.tasks, self.p.attempts, self.d.clock.now())
+            await self._act_on_budget(tid, used)
+
+    async def _check_budgets(self) -> None:
+        running = [t for t in self.active if self.p.tasks[t]["state"] == "running"
+                   and self.budgets_apply(t)]
+        if running:
+            used = budgets.usages(self.p.tasks, self.p.attempts, self.d.clock.now())
+            for tid in running:
+                await self._act_on_budget(tid, used)
+
+    async def _act_on_budget(self, tid: str, used: budgets.Usages) -> None:
+        verdict = budgets.task_verdict(tid, self.p.tasks, used, self.d.config.budget)
+        control = self.active[tid].control
+        if verdict is None:
+            control.request_pause(False)
+            return
+        await self._record_exceeded(tid, verdict)
+        if verdict.action == "stop":
+            control.request_stop(Stop(AttemptState.FAILED, FailureKind.BUDGET,
+                                      f"budget: {verdict.message}"))
+        else:
+            control.request_pause(True)
+
+    async def _record_exceeded(self, tid: str, verdict: budgets.Exceeded) -> None:
+        """``budget.exceeded`` (an attention event), once per crossing: a raise clears it."""
+        task = self.p.tasks[tid]
+        if task["budget_exceeded"] is None:
+            await self.append(NewEvent(task_stream(tid), "budget.exceeded", {
+                "n": task["attempts"], **verdict.as_event()}))
+
+    async def _held_by_budget(self) -> set[str]:
+        """Tasks ready to start that a crossed budget holds back (recorded once each)."""
+        waiting = [t for t, row in self.p.tasks.items()
+                   if row["state"] in ("queued", "retrying") and self.budgets_apply(t)]
+        if not waiting:
+            return set()
+        used = budgets.usages(self.p.tasks, self.p.attempts, self.d.clock.now())
+        held = set()
+        for tid in waiting:
+            verdict = budgets.task_verdict(tid, self.p.tasks, used, self.d.config.budget)
+            if verdict is not None:
+                held.add(tid)
+                await self._record_exceeded(tid, verdict)
+        return held
+
     async def _start_ready(self, tg: anyio.abc.TaskGroup) -> None:
         limits = {name: cfg.max_parallel for name, cfg in self.d.config.agents.items()}
-        plan = schedule(self.p.tasks, {t: self.p.tasks[t]["agent"] for t in self.active},
+        held = await self._held_by_budget()
+        tasks = self.p.tasks if not held else {
+            t: ({**row, "state": "held"} if t in held else row) for t, row in self.p.tasks.items()}
+        plan = schedule(tasks, {t: self.p.tasks[t]["agent"] for t in self.active},
                         self.d.clock.now(), max_parallel=self.d.config.max_parallel,
                         agent_limits=limits, deps_must_land=self.queue_takes_successes)
         if plan.blocked:

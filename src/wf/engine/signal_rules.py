@@ -26,7 +26,8 @@ ENQUEUEABLE = frozenset({"done", "evicted"})  # the agent's work is on the branc
 # What a person types for each signal, for "cannot approve x: ...".
 VERBS = {SignalKind.CANCEL: "cancel", SignalKind.RETRY: "retry", SignalKind.ENQUEUE: "queue",
          SignalKind.DEQUEUE: "remove", SignalKind.REQUEUE: "requeue",
-         SignalKind.APPROVE: "approve", SignalKind.REJECT: "reject"}
+         SignalKind.APPROVE: "approve", SignalKind.REJECT: "reject",
+         SignalKind.BUDGET: "raise the budget of"}
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,10 @@ def judge_signal(kind: str, tid: str, task: Mapping[str, Any] | None,
             return _refuse("it is already queued", "it starts when a slot is free")
         return _refuse(f"it is already {state}, and a finished task is not run again",
                        f"to start it over, `wf clean {tid} --forget` and run it again")
+    if kind == SignalKind.BUDGET:
+        if state == "done":
+            return _refuse("it is already done", "nothing of it runs")
+        return APPLIES
     return _refuse(f"unknown signal {kind}")
 
 
@@ -136,6 +141,9 @@ def decide_signal(kind: str, tid: str, data: Mapping[str, Any],
             "kind": "cancelled", "error": "cancelled by signal"}),))
     if kind == SignalKind.RETRY:
         return SignalOutcome("requeued", tuple(requeue_with_dependents(tid, tasks)))
+    if kind == SignalKind.BUDGET:  # the engine resumes the task once no budget holds it
+        return SignalOutcome("raised", (NewEvent(stream, "budget.raised", {
+            k: data.get(k) or 0 for k in ("cost_usd", "tokens", "wall")}),))
     if kind in (SignalKind.ENQUEUE, SignalKind.REQUEUE):
         task = tasks.get(tid)
         if task is not None:  # the task's branch at the commit its agent made

@@ -18,7 +18,8 @@ KNOWN_TYPES: tuple[str, ...] = (
     "task.submitted", "task.worktree_requested", "task.worktree_ready", "task.worktree_lost",
     "task.setup_done", "task.retry_scheduled", "task.succeeded", "task.failed",
     "task.cancelled", "task.blocked", "task.requeued", "task.cleaned", "task.forgotten",
-    "task.pushed", "task.push_failed", "task.host_lost",
+    "task.pushed", "task.push_failed", "task.host_lost", "task.paused", "task.resumed",
+    "budget.exceeded", "budget.raised",
     "attempt.started", "attempt.spawned", "attempt.adopted", "attempt.reset",
     "attempt.finished", "attempt.conflict",
     "agent.session", "agent.message", "agent.tool", "agent.usage",
@@ -40,6 +41,7 @@ GROUPS: dict[str, frozenset[str]] = {
     # What a person must act on: an approval, a task that failed or is blocked, a branch the
     # queue sent back, the merge queue stopped, an endpoint disabled.
     "attention": frozenset({"task.failed", "task.blocked", "queue.needs_approval",
+                            "budget.exceeded",
                             "queue.evicted", "queue.paused", HOOK_ATTENTION}),
     # A run's end, with its summary.
     "finished": frozenset({"run.finished"}),

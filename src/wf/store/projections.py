@@ -24,11 +24,11 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "budget_start", "last_error", "last_failure_kind", "next_retry_at", "commit_sha",
         "created_ts", "updated_ts", "started_ts", "ended_ts", "cleaned", "version",
         "submitted_seq", "resolve", "pr_url", "pr_number", "pr_state", "forge_checks",
-        "tokens", "cost_usd", "session_id",
+        "tokens", "cost_usd", "session_id", "budget_exceeded", "budget_added", "paused",
     ),
     "attempts": (
         "task_id", "n", "state", "pid", "pid_start", "log_path", "started_ts", "ended_ts",
-        "exit_code", "failure_kind", "error", "commit_sha", "retry_delay",
+        "exit_code", "failure_kind", "error", "commit_sha", "retry_delay", "pauses",
     ),
     "signals": ("seq", "kind", "task_id", "data", "created_ts", "handled_seq", "result"),
     "runs": ("id", "pid", "host", "argv", "started_ts", "ended_ts", "exit_code"),
@@ -51,6 +51,7 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "pool": ("slot",),
 }
 JSON_COLUMNS = {("tasks", "spec"), ("tasks", "depends_on"), ("tasks", "resolve"),
+                ("tasks", "budget_exceeded"), ("tasks", "budget_added"), ("attempts", "pauses"),
                 ("signals", "data"), ("runs", "argv"), ("pool", "owner")}
 
 
@@ -151,6 +152,11 @@ def apply(p: Projection, e: Event) -> set[tuple[str, Any]]:
         attempt(d["n"], state=d["state"], ended_ts=e.ts, exit_code=d.get("exit_code"),
                 failure_kind=d.get("failure_kind"), error=d.get("error"),
                 commit_sha=d.get("commit"))
+        pauses = p.attempts[(tid, d["n"])]["pauses"]
+        if pauses and pauses[-1][1] is None:  # ended while paused (cancelled): pause over
+            attempt(d["n"], pauses=[*pauses[:-1], [pauses[-1][0], e.ts]])
+        if p.tasks[tid]["paused"]:
+            task(paused=0)
     elif t == "task.retry_scheduled":
         attempt(d["n"], retry_delay=d["delay"])
         task(state="retrying", next_retry_at=e.ts + d["delay"], last_error=d.get("error"),
@@ -173,6 +179,24 @@ def apply(p: Projection, e: Event) -> set[tuple[str, Any]]:
         task(tokens=(row["tokens"] or 0) + int(d.get("input_tokens") or 0)
              + int(d.get("output_tokens") or 0),
              cost_usd=row["cost_usd"] if cost is None else (row["cost_usd"] or 0.0) + cost)
+    elif t == "budget.exceeded":  # wf.engine.budget: a cap crossed while the task ran
+        task(budget_exceeded={k: d.get(k) for k in ("scope", "limit", "used", "allowed",
+                                                    "action", "message")})
+    elif t == "budget.raised":  # `wf budget`: more room for this task in every scope
+        added = dict(p.tasks[tid]["budget_added"] or {})
+        for kind in ("cost_usd", "tokens", "wall"):
+            added[kind] = (added.get(kind) or 0) + (d.get(kind) or 0)
+        task(budget_added=added, budget_exceeded=None)
+    elif t == "task.paused":  # the agent's process group stopped (SIGSTOP), still alive
+        row = p.attempts.get((tid, d["n"]))
+        if row is not None and not (row["pauses"] and row["pauses"][-1][1] is None):
+            attempt(d["n"], pauses=[*(row["pauses"] or []), [e.ts, None]])
+        task(paused=1)
+    elif t == "task.resumed":
+        row = p.attempts.get((tid, d["n"]))
+        if row is not None and row["pauses"] and row["pauses"][-1][1] is None:
+            attempt(d["n"], pauses=[*row["pauses"][:-1], [row["pauses"][-1][0], e.ts]])
+        task(paused=0)
     elif t == "agent.session":
         task(session_id=d.get("session_id"))
     elif t == "task.cleaned":
