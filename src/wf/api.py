@@ -128,7 +128,7 @@ STATUS_FIELDS = ("id", "state", "agent", "attempts", "branch", "worktree", "last
                  "last_failure_kind", "next_retry_at", "depends_on", "base_commit", "commit_sha",
                  "port", "started_ts", "ended_ts", "created_ts", "updated_ts",
                  "pr_url", "pr_number", "pr_state", "forge_checks", "tokens", "cost_usd",
-                 "session_id")
+                 "session_id", "budget_exceeded", "paused")
 
 
 def status(repo: Repo, *, all_tasks: bool = False) -> list[dict[str, Any]]:

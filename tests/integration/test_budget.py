@@ -61,6 +61,10 @@ def test_a_crossed_budget_pauses_the_agent_and_wf_budget_resumes_it(repo, tmp_pa
         [exceeded] = events(repo, "budget.exceeded")
         assert exceeded["data"]["limit"] == "max_tokens" and exceeded["data"]["scope"] == "task:t"
         assert [e["data"]["n"] for e in events(repo, "task.paused")] == [1]
+        row = status(repo)["t"]
+        assert row["paused"] == 1 and row["budget_exceeded"]["limit"] == "max_tokens"
+        shown = wf(repo, "status", env={"COLUMNS": "200"}).stdout
+        assert "paused: budget" in shown and "wf budget t" in shown, shown
         # Paused longer than no_output_timeout: the pause does not count, nothing times out.
         paused_at = time.monotonic()
         wait_until(lambda: time.monotonic() - paused_at > 1.5, what="a pause past the timeout")

@@ -60,9 +60,15 @@ def status(all_tasks: AllOpt = False, as_json: JsonOpt = False) -> int:
         state = styled_state(t["state"])
         if t["state"] == "retrying" and t["next_retry_at"]:
             state += f" in {format_duration(t['next_retry_at'] - now)}"
+        held = t.get("budget_exceeded") if t["state"] in ("running", "queued",
+                                                          "retrying") else None
+        if held:  # attention: a budget holds it until `wf budget`
+            state += " (paused: budget)" if t.get("paused") else " (held: budget)"
+        error = (f"{held['message']}; `wf budget {t['id']} --add/--tokens/--wall` resumes it"
+                 if held else t["last_error"] or "")
         table.add_row(t["id"], state, str(t["attempts"]), t["agent"], t["branch"] or "-",
                       *([pr_cell(t)] if with_pr else []), _tokens(t["tokens"]),
-                      _cost(t["cost_usd"]), escape(t["last_error"] or ""))
+                      _cost(t["cost_usd"]), escape(error))
     costs = [t["cost_usd"] for t in tasks if t["cost_usd"] is not None]
     if any(t["tokens"] for t in tasks) or costs:
         table.add_section()
