@@ -191,3 +191,27 @@ def test_a_tool_call_is_recorded_by_what_it_targets_not_the_content_it_writes():
     assert entry.data["input"] == "/w/.env" and "secret" not in str(entry.event_data())
     assert a.tool("Bash", {"command": "pytest -q", "timeout": 5}).data["input"] == "pytest -q"
     assert a.tool("Other", {"x": 1, "y": 2}).data["input"] == '{"x": 1, "y": 2}'
+
+
+def test_claude_usage_counts_live_each_message_once_and_the_result_adds_the_rest():
+    import json
+
+    reader = find_adapter("claude").reader()
+
+    def assistant(mid: str, tokens_in: int, out: int) -> str:
+        return json.dumps({"type": "assistant", "message": {
+            "id": mid, "content": [{"type": "text", "text": "hi"}],
+            "usage": {"input_tokens": tokens_in, "cache_read_input_tokens": 5,
+                      "output_tokens": out}}})
+
+    def usages(line: str) -> list[dict]:
+        return [e.data for e in reader.feed(line) if e.kind == "usage"]
+
+    assert usages(assistant("m1", 10, 2)) == [
+        {"input_tokens": 15, "output_tokens": 2, "cost_usd": None}]
+    assert usages(assistant("m1", 10, 2)) == []  # the same message's next content block
+    assert len(usages(assistant("m2", 20, 3))) == 1
+    final = usages(claude_result(usage={"input_tokens": 100, "output_tokens": 10},
+                                 total_cost_usd=0.5))
+    # the totals less what was counted live: 100 - 40 in, 10 - 5 out, and the cost
+    assert final == [{"input_tokens": 60, "output_tokens": 5, "cost_usd": 0.5}]

@@ -16,6 +16,8 @@ from wf.engine.budget import (
     may_start,
     next_limit,
     parse_budget,
+    task_verdict,
+    usages,
 )
 from wf.errors import ConfigError
 from wf.model import NEVER_RETRIED, FailureKind
@@ -130,3 +132,44 @@ def test_the_limit_rises_by_one_after_a_run_of_successes_up_to_max() -> None:
         lim = next_limit(lim, "success", now=0.0, max_parallel=3)
     assert lim.limit == 3
     assert next_limit(lim, "rate_limited", now=0.0, max_parallel=3).successes == 0
+
+
+def _row(agent: str, tokens: int, cost: float | None = None, **spec: object) -> dict:
+    return {"agent": agent, "tokens": tokens, "cost_usd": cost, "spec": spec,
+            "budget_added": None}
+
+
+def test_a_task_verdict_weighs_its_own_its_agents_and_the_runs_budget() -> None:
+    tasks = {"a": _row("x", 600, budget={"max_tokens": 1000}),
+             "b": _row("x", 500, agent_budget={"max_tokens": 1000}),
+             "c": _row("y", 10)}
+    attempts = {("a", 1): {"started_ts": 0.0, "ended_ts": None, "pauses": [[10.0, 40.0]]},
+                ("c", 1): {"started_ts": 0.0, "ended_ts": 5.0, "pauses": None}}
+    used = usages(tasks, attempts, now=100.0)
+    assert used.tasks["a"].wall == 70.0 and used.tasks["c"].wall == 5.0
+    assert (used.agents["x"].tokens, used.run.tokens) == (1100, 1110)
+    assert task_verdict("a", tasks, used, None) is None
+    held = task_verdict("b", tasks, used, None)
+    assert held is not None and held.scope == "agent:x"
+    run = task_verdict("c", tasks, used, Budget(max_tokens=1000))
+    assert run is not None and (run.scope, run.used) == ("run", 1110.0)
+    tasks["c"]["budget_added"] = {"tokens": 200}  # wf budget c --tokens 200
+    assert task_verdict("c", tasks, used, Budget(max_tokens=1000)) is None
+    assert task_verdict("a", tasks, used, Budget(max_tokens=1000)) is not None
+
+
+def test_the_budget_signal_raises_and_is_refused_only_for_a_done_task() -> None:
+    from wf.engine.signal_rules import decide_signal, judge_signal
+    from wf.model import SignalKind
+
+    row = {"state": "running"}
+    assert judge_signal(SignalKind.BUDGET, "t", row, None, queue_enabled=False,
+                        running=True).applies
+    done = judge_signal(SignalKind.BUDGET, "t", {"state": "done"}, None,
+                        queue_enabled=False, running=False)
+    assert not done.applies and "done" in done.reason
+    out = decide_signal(SignalKind.BUDGET, "t", {"tokens": 5000}, {"t": row}, {},
+                        queue_enabled=False, running=True)
+    [event] = out.events
+    assert (out.result, event.type, event.data) == (
+        "raised", "budget.raised", {"cost_usd": 0, "tokens": 5000, "wall": 0})
