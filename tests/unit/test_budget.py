@@ -173,3 +173,20 @@ def test_the_budget_signal_raises_and_is_refused_only_for_a_done_task() -> None:
     [event] = out.events
     assert (out.result, event.type, event.data) == (
         "raised", "budget.raised", {"cost_usd": 0, "tokens": 5000, "wall": 0})
+
+
+def test_the_adaptive_limit_reads_the_log_and_records_only_changes() -> None:
+    from wf.engine.budget import attempt_signal, limit_event
+
+    assert AgentLimit.of_row(None, 8) == AgentLimit(8)
+    row = {"parallel": 6, "not_before": 50.0, "successes": 1, "reason": "r"}
+    assert AgentLimit.of_row(row, 4) == AgentLimit(4, 50.0, 1, "r")  # wf.toml lowered it
+    assert (attempt_signal("succeeded", None), attempt_signal("failed", "transient"),
+            attempt_signal("failed", "agent_error")) == ("success", "rate_limited", "other")
+    at_max = AgentLimit(8)
+    assert next_limit(at_max, "success", now=0.0, max_parallel=8) == at_max
+    assert limit_event("claude", at_max, at_max) is None
+    lower = next_limit(at_max, "rate_limited", now=0.0, max_parallel=8, retry_after=2.0)
+    data = limit_event("claude", at_max, lower)
+    assert data is not None and (data["agent"], data["limit"], data["not_before"]) == (
+        "claude", 4, 2.0)

@@ -268,7 +268,32 @@ class AgentLimit:
 
     def as_event(self, agent: str) -> dict[str, Any]:
         return {"agent": agent, "limit": self.limit, "not_before": self.not_before,
-                "reason": self.reason}
+                "successes": self.successes, "reason": self.reason}
+
+    @classmethod
+    def of_row(cls, row: Mapping[str, Any] | None, max_parallel: int) -> AgentLimit:
+        """The limit the log holds for an agent (its ``agent_limits`` row), or a fresh one at
+        ``max_parallel``; never above ``max_parallel`` (wf.toml may have lowered it since)."""
+        if row is None:
+            return cls(max_parallel)
+        return cls(min(max_parallel, int(row["parallel"])), float(row["not_before"] or 0.0),
+                   int(row["successes"] or 0), row["reason"] or "")
+
+
+def attempt_signal(state: str, kind: str | None) -> str:
+    """What an attempt's end says to the adaptive limit: ``rate_limited`` for a transient
+    failure (a rate limit, an overload, exit 75: the provider pushed back), ``success`` for a
+    success, ``other`` for anything else (bad work says nothing about the provider)."""
+    if state == "succeeded":
+        return "success"
+    return "rate_limited" if kind == "transient" else "other"
+
+
+def limit_event(agent: str, before: AgentLimit, after: AgentLimit) -> dict[str, Any] | None:
+    """The ``agent.limit_changed`` data when ``after`` differs from ``before`` in what must
+    survive a restart (the limit, the time before which nothing starts, or a count of
+    successes that will raise it), else None."""
+    return None if after == before else after.as_event(agent)
 
 
 def next_limit(current: AgentLimit, outcome: str, *, now: float, max_parallel: int,
@@ -284,6 +309,8 @@ def next_limit(current: AgentLimit, outcome: str, *, now: float, max_parallel: i
                   else "rate limited at 1")
         return AgentLimit(lower, wait_until, 0, reason)
     if outcome == "success":
+        if current.limit >= max_parallel:  # nothing to raise: nothing to count or record
+            return current
         done = current.successes + 1
         if current.limit < max_parallel and done >= raise_after:
             return AgentLimit(current.limit + 1, current.not_before, 0,

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from wf.store import EventStore, GroupCommitWriter
     from wf.worktrees import WorktreeManager
 
+ADAPTIVE_BY_DEFAULT = frozenset({"claude", "codex", "gemini", "opencode", "aider"})
 SIGNAL_POLL = 0.25  # how often the loop looks for signals written by other processes
 
 
@@ -82,6 +83,8 @@ class Scheduler:
         self.merge_target = merge_target if deps.config.merge.enabled else None
         self.queue: QueueLoop | None = None
         self._budgeted: bool | None = None  # whether the run has a [budget]
+        self._limit_seen: set[str] = set()  # agents whose adaptiveness was looked up
+        self._ceilings: dict[str, int] = {}  # adaptive agents: their max_parallel
 
     # -- the log ----------------------------------------------------------------------------
     async def append(self, *events: NewEvent) -> list[Event]:
@@ -200,8 +203,53 @@ class Scheduler:
                 await self._record_exceeded(tid, verdict)
         return held
 
+    # -- adaptive parallelism (wf.engine.budget.next_limit decides) ---------------------------
+    def _adaptive(self, agent: str, adapter: str | None) -> int | None:
+        """The ceiling of ``agent``'s adaptive limit, or None when it is not adaptive: on by
+        default for the agent CLIs wf knows, ``[agents.NAME] adaptive`` says otherwise."""
+        cfg = self.d.config.agents.get(agent)
+        on = cfg.adaptive if cfg is not None and cfg.adaptive is not None else (
+            adapter in ADAPTIVE_BY_DEFAULT)
+        if not on:
+            return None
+        return (cfg.max_parallel if cfg is not None else None) or self.d.config.max_parallel
+
+    def _agent_limits(self, now: float) -> dict[str, int | None]:
+        limits: dict[str, int | None] = {
+            name: cfg.max_parallel for name, cfg in self.d.config.agents.items()}
+        for row in self.p.tasks.values():
+            agent = row["agent"]
+            if row["state"] not in ("queued", "retrying") or agent in self._limit_seen:
+                continue
+            self._limit_seen.add(agent)
+            ceiling = self._adaptive(agent, (row["spec"] or {}).get("adapter"))
+            if ceiling is not None:
+                self._ceilings[agent] = ceiling
+        for agent, ceiling in self._ceilings.items():
+            lim = budgets.AgentLimit.of_row(self.p.agent_limits.get(agent), ceiling)
+            limits[agent] = lim.limit if budgets.may_start(lim, 0, now) else 0
+        return limits
+
+    async def adapt(self, tid: str, state: str, kind: str | None,
+                    retry_after: float | None) -> None:
+        """After an attempt of ``tid`` ended: its agent's adaptive limit, recorded if it
+        changed (``agent.limit_changed`` on the stream ``agent:NAME``)."""
+        task = self.p.tasks[tid]
+        agent = task["agent"]
+        ceiling = self._adaptive(agent, (task["spec"] or {}).get("adapter"))
+        if ceiling is None:
+            return
+        self._ceilings[agent] = ceiling
+        before = budgets.AgentLimit.of_row(self.p.agent_limits.get(agent), ceiling)
+        after = budgets.next_limit(before, budgets.attempt_signal(state, kind),
+                                   now=self.d.clock.now(), max_parallel=ceiling,
+                                   retry_after=retry_after)
+        data = budgets.limit_event(agent, before, after)
+        if data is not None:
+            await self.append(NewEvent(f"agent:{agent}", "agent.limit_changed", data))
+
     async def _start_ready(self, tg: anyio.abc.TaskGroup) -> None:
-        limits = {name: cfg.max_parallel for name, cfg in self.d.config.agents.items()}
+        limits = self._agent_limits(self.d.clock.now())
         held = await self._held_by_budget()
         tasks = self.p.tasks if not held else {
             t: ({**row, "state": "held"} if t in held else row) for t, row in self.p.tasks.items()}

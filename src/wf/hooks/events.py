@@ -19,7 +19,7 @@ KNOWN_TYPES: tuple[str, ...] = (
     "task.setup_done", "task.retry_scheduled", "task.succeeded", "task.failed",
     "task.cancelled", "task.blocked", "task.requeued", "task.cleaned", "task.forgotten",
     "task.pushed", "task.push_failed", "task.host_lost", "task.paused", "task.resumed",
-    "budget.exceeded", "budget.raised",
+    "budget.exceeded", "budget.raised", "agent.limit_changed",
     "attempt.started", "attempt.spawned", "attempt.adopted", "attempt.reset",
     "attempt.finished", "attempt.conflict",
     "agent.session", "agent.message", "agent.tool", "agent.usage",

@@ -40,6 +40,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "tested_trees": ("tree", "result", "passes", "fails", "infra", "detail", "log",
                      "updated_ts"),
     "pool": POOL_COLUMNS,  # the warm worktrees of this host (wf.pool.rules)
+    # The adaptive parallelism of each agent (wf.engine.budget.next_limit), as last changed.
+    "agent_limits": ("agent", "parallel", "not_before", "successes", "reason", "updated_ts"),
 }
 PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "tasks": ("id",),
@@ -49,6 +51,7 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "queue": ("task_id",),
     "tested_trees": ("tree",),
     "pool": ("slot",),
+    "agent_limits": ("agent",),
 }
 JSON_COLUMNS = {("tasks", "spec"), ("tasks", "depends_on"), ("tasks", "resolve"),
                 ("tasks", "budget_exceeded"), ("tasks", "budget_added"), ("attempts", "pauses"),
@@ -66,6 +69,7 @@ class Projection:
     queue: dict[str, dict[str, Any]] = field(default_factory=dict)
     tested_trees: dict[str, dict[str, Any]] = field(default_factory=dict)
     pool: dict[str, dict[str, Any]] = field(default_factory=dict)
+    agent_limits: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def table(self, name: str) -> dict[Any, dict[str, Any]]:
         return getattr(self, name)
@@ -105,6 +109,12 @@ def apply(p: Projection, e: Event) -> set[tuple[str, Any]]:
     t = e.type
     if t.startswith("pool."):  # the worktree pool's own stream
         touched.update(("pool", slot) for slot in apply_pool(p.pool, e))
+        return touched
+    if t == "agent.limit_changed":  # stream agent:NAME
+        p.agent_limits[d["agent"]] = _blank(
+            "agent_limits", agent=d["agent"], parallel=d["limit"], not_before=d.get("not_before"),
+            successes=d.get("successes") or 0, reason=d.get("reason"), updated_ts=e.ts)
+        touched.add(("agent_limits", d["agent"]))
         return touched
     if t == "task.submitted":
         spec = d["spec"]
