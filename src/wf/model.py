@@ -118,6 +118,18 @@ class FailureKind(StrEnum):
 NEVER_RETRIED = frozenset({FailureKind.CONFIG_ERROR, FailureKind.POLICY_DENIED,
                            FailureKind.DEPENDENCY_CONFLICT, FailureKind.BUDGET})
 
+# A transient failure is a rate limit when the provider pushed back: HTTP 429 (too many
+# requests), 529 (Anthropic's overloaded), "rate limit", "overloaded", RESOURCE_EXHAUSTED
+# (Google). A network blip, a 5xx or a timeout is transient too but says nothing about how
+# many agents the provider takes at once, so the adaptive limit does not react to it.
+RATE_LIMIT_RE = re.compile(r"\b(?:429|529)\b|rate.?limit|too many requests|overloaded|"
+                           r"resource.?exhausted", re.I)
+
+
+def says_rate_limited(text: str | None) -> bool:
+    """Whether an agent's error message says the provider rate limited it (``RATE_LIMIT_RE``)."""
+    return bool(text) and RATE_LIMIT_RE.search(text) is not None
+
 
 class RandomSource(Protocol):
     """Where decisions draw randomness from (retry jitter): a ``random.Random`` locally, a

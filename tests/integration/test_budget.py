@@ -8,6 +8,8 @@ import os
 import signal
 import time
 
+from helpers import git
+from hookserver import Receiver
 from runwf import (
     agent_cmd,
     events,
@@ -84,7 +86,18 @@ def test_on_exceed_stop_fails_the_attempt_as_budget_never_retried(repo, tmp_path
     journal = tmp_path / "journal"
     path = spend_tasks(repo, journal, '[[task]]\nid = "t"\nprompt = "x"\nagent = "s"\n'
                        'budget = { max_tokens = 500, on_exceed = "stop" }\n')
-    assert wf(repo, "run", str(path)).returncode == 1
+    receiver = Receiver()
+    try:  # budget.exceeded is an `attention` event: an endpoint taking that group gets it
+        (repo / "wf.toml").write_text(f'[[hooks]]\nname = "people"\n'
+                                      f'url = "{receiver.url("/people")}"\n'
+                                      'events = ["attention"]\n')
+        git(repo, "add", "wf.toml")
+        git(repo, "commit", "-qm", "wf.toml")
+        assert wf(repo, "run", str(path)).returncode == 1
+        got = [r["json"]["type"] for r in receiver.accepted("/people")]
+    finally:
+        receiver.close()
+    assert got == ["budget.exceeded", "task.failed"]
     row = status(repo)["t"]
     assert (row["state"], row["last_failure_kind"], row["attempts"]) == ("failed", "budget", 1)
     assert ticks(journal, "t") < 30

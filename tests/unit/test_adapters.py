@@ -3,6 +3,7 @@ judges the end, and the argv it builds."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,49 @@ def test_a_failed_stream_is_classified(cli, scenario, kind, retry_after, words):
     outcome = classify_exit({"exit_code": code}, changed=False, commit=None, last_line="",
                             verdict=verdict)
     assert (outcome.kind, outcome.retry_after) == (kind, retry_after)
+    # every "rate_limit" scenario is one the adaptive limit reacts to; nothing else is
+    assert outcome.rate_limited == verdict.rate_limited == (scenario == "rate_limit")
+
+
+@pytest.mark.parametrize("status, message, rate_limited", [
+    (429, "API Error: 429 rate_limit_error", True),
+    (529, "API Error: 529 overloaded_error", True),
+    (503, "API Error: 503 service unavailable", False),
+    (None, "API Error: Unable to connect to API (ECONNRESET)", False),
+])
+def test_claude_tells_a_rate_limit_from_a_network_blip(status, message, rate_limited):
+    reader = find_adapter("claude").reader()
+    reader.feed('{"type":"system","subtype":"api_retry","attempt":1,"max_retries":1,'
+                f'"retry_delay_ms":2500,"error_status":{status or "null"},"error":"x"}}')
+    reader.feed(claude_result(is_error=True, api_error_status=status, result=message))
+    verdict = reader.verdict(1)
+    assert (verdict.kind, verdict.retry_after, verdict.rate_limited) == (
+        FailureKind.TRANSIENT, 2.5, rate_limited)
+
+
+@pytest.mark.parametrize("cli, message, rate_limited", [
+    ("codex", "429 Too Many Requests: try again in 2s", True),
+    ("codex", "stream disconnected before completion", False),
+    ("codex", "503 Service Unavailable", False),
+    ("aider", "litellm.APIConnectionError: connection refused", False),
+    ("aider", "litellm.RateLimitError: rate limited", True),
+])
+def test_transient_failures_that_are_not_rate_limits_say_so(cli, message, rate_limited):
+    reader = find_adapter(cli).reader()
+    line = (json.dumps({"type": "turn.failed", "error": {"message": message}})
+            if cli == "codex" else message)
+    reader.feed(line)
+    verdict = reader.verdict(1)
+    assert (verdict.kind, verdict.rate_limited) == (FailureKind.TRANSIENT, rate_limited)
+
+
+def test_exit_75_is_a_rate_limit_only_when_its_last_line_says_so():
+    limited = classify_exit({"exit_code": 75}, changed=False, commit=None,
+                            last_line="error: 429 rate limited by the model provider")
+    blip = classify_exit({"exit_code": 75}, changed=False, commit=None,
+                         last_line="network unreachable")
+    assert (limited.kind, limited.rate_limited) == (FailureKind.TRANSIENT, True)
+    assert (blip.kind, blip.rate_limited) == (FailureKind.TRANSIENT, False)
 
 
 def claude_result(**fields) -> str:

@@ -119,6 +119,20 @@ def test_the_limit_halves_on_rate_limits_and_waits_retry_after() -> None:
     assert lim.limit == 1 and lim.reason == "rate limited at 1"
 
 
+def test_attempts_of_one_overload_halve_the_limit_once() -> None:
+    """Four attempts started together at 8 and all rate limited: 8 -> 4, not 8 -> 1; an
+    attempt started after the lowering that is rate limited again halves it again."""
+    lim = next_limit(AgentLimit(8), "rate_limited", now=100.0, max_parallel=8,
+                     retry_after=2.0, started=90.0)
+    assert (lim.limit, lim.lowered_at) == (4, 100.0)
+    for t in (100.5, 101.0, 103.0):
+        lim = next_limit(lim, "rate_limited", now=t, max_parallel=8, retry_after=2.0,
+                         started=90.0)
+    assert (lim.limit, lim.not_before, lim.lowered_at) == (4, 105.0, 100.0)
+    lim = next_limit(lim, "rate_limited", now=110.0, max_parallel=8, started=106.0)
+    assert (lim.limit, lim.lowered_at) == (2, 110.0) and "4 -> 2" in lim.reason
+
+
 def test_the_limit_rises_by_one_after_a_run_of_successes_up_to_max() -> None:
     lim = AgentLimit(2)
     for _ in range(2):
@@ -179,10 +193,12 @@ def test_the_adaptive_limit_reads_the_log_and_records_only_changes() -> None:
     from wf.engine.budget import attempt_signal, limit_event
 
     assert AgentLimit.of_row(None, 8) == AgentLimit(8)
-    row = {"parallel": 6, "not_before": 50.0, "successes": 1, "reason": "r"}
-    assert AgentLimit.of_row(row, 4) == AgentLimit(4, 50.0, 1, "r")  # wf.toml lowered it
-    assert (attempt_signal("succeeded", None), attempt_signal("failed", "transient"),
+    row = {"parallel": 6, "not_before": 50.0, "successes": 1, "reason": "r", "lowered_at": 40.0}
+    assert AgentLimit.of_row(row, 4) == AgentLimit(4, 50.0, 1, "r", 40.0)  # wf.toml lowered it
+    assert (attempt_signal("succeeded", None), attempt_signal("failed", "transient", True),
             attempt_signal("failed", "agent_error")) == ("success", "rate_limited", "other")
+    # a transient failure the adapter did not call a rate limit (a network blip) says nothing
+    assert attempt_signal("failed", "transient") == "other"
     at_max = AgentLimit(8)
     assert next_limit(at_max, "success", now=0.0, max_parallel=8) == at_max
     assert limit_event("claude", at_max, at_max) is None

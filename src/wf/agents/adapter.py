@@ -46,12 +46,16 @@ class Entry:
 @dataclass(frozen=True)
 class Verdict:
     """How the CLI says the attempt ended. ``kind`` None means it says it succeeded (wf still
-    checks that something changed); ``denied`` lists tools a permission check refused."""
+    checks that something changed); ``denied`` lists tools a permission check refused;
+    ``rate_limited`` tells a rate limit or an overload apart from other transient failures."""
 
     kind: FailureKind | None = None
     error: str | None = None
     retry_after: float | None = None  # seconds, when the CLI reported a retry time
     denied: tuple[str, ...] = ()
+    # A TRANSIENT failure because the provider pushed back (429, overloaded: see
+    # wf.model.RATE_LIMIT_RE), not a network blip: the adaptive parallelism reacts to it.
+    rate_limited: bool = False
 
 
 def message(text: str, role: str = "assistant") -> Entry:

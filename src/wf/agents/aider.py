@@ -13,7 +13,7 @@ import re
 from wf.agents import adapter as a
 from wf.agents.codex import retry_in
 from wf.config import AgentConfig
-from wf.model import FailureKind
+from wf.model import FailureKind, says_rate_limited
 
 TOKENS_RE = re.compile(r"Tokens: ([\d.]+)(k?) sent(?:, ([\d.]+)(k?) cache \w+)*, ([\d.]+)(k?) "
                        r"received\.(?: Cost: \$([\d.]+) message)?")
@@ -79,7 +79,8 @@ class AiderReader(a.OutputReader):
                              f"({message}): {AiderAdapter.auth_hint}")
         if RATE_RE.search(message):
             return a.Verdict(FailureKind.TRANSIENT, message,
-                             retry_after=retry_in(message) or self.retry_after)
+                             retry_after=retry_in(message) or self.retry_after,
+                             rate_limited=says_rate_limited(message))
         return None
 
 

@@ -18,6 +18,7 @@ from wf.config import AgentConfig
 from wf.model import FailureKind
 
 TRANSIENT_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+RATE_LIMIT_STATUSES = frozenset({429, 529})  # too many requests, overloaded
 AUTH_STATUSES = frozenset({401, 403})
 LIMIT_REASONS = {"max_turns": "turn limit", "error_max_turns": "turn limit",
                  "max_budget": "budget limit", "error_max_budget_usd": "budget limit"}
@@ -120,7 +121,8 @@ class ClaudeReader(a.OutputReader):
                              f"{ClaudeAdapter.auth_hint}")
         if status in TRANSIENT_STATUSES or (status is None and "Unable to connect" in message):
             return a.Verdict(FailureKind.TRANSIENT, f"API error: {message}",
-                             retry_after=self._retry_after())
+                             retry_after=self._retry_after(),
+                             rate_limited=status in RATE_LIMIT_STATUSES)
         if reason in LIMIT_REASONS:
             return a.Verdict(FailureKind.LIMIT, f"{LIMIT_REASONS[reason]} reached: {message}")
         return a.Verdict(FailureKind.AGENT_ERROR, message, denied=denied)

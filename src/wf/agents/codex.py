@@ -14,8 +14,9 @@ from typing import Any
 
 from wf.agents import adapter as a
 from wf.config import AgentConfig
-from wf.model import FailureKind
+from wf.model import FailureKind, says_rate_limited
 
+# Transient: a rate limit (wf.model.says_rate_limited tells which) or the network.
 RATE_LIMIT_RE = re.compile(r"\b(429|rate.?limit|too many requests|overloaded|503|502|"
                            r"stream disconnected|timed? ?out)\b", re.I)
 AUTH_RE = re.compile(r"\b(401|403|unauthori[sz]ed|invalid api key|not logged in|"
@@ -93,7 +94,8 @@ class CodexReader(a.OutputReader):
                              f"Codex could not authenticate ({message}): "
                              f"{CodexAdapter.auth_hint}")
         if RATE_LIMIT_RE.search(message):
-            return a.Verdict(FailureKind.TRANSIENT, message, retry_after=retry_in(message))
+            return a.Verdict(FailureKind.TRANSIENT, message, retry_after=retry_in(message),
+                             rate_limited=says_rate_limited(message))
         return a.Verdict(FailureKind.AGENT_ERROR, message)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from wf.agents import adapter as a
 from wf.agents.codex import AUTH_RE, RATE_LIMIT_RE, retry_in
 from wf.config import AgentConfig
-from wf.model import FailureKind
+from wf.model import FailureKind, says_rate_limited
 
 EXIT_KINDS = {41: FailureKind.CONFIG_ERROR, 42: FailureKind.CONFIG_ERROR,
               52: FailureKind.CONFIG_ERROR, 53: FailureKind.LIMIT}
@@ -115,7 +115,8 @@ class GeminiReader(a.OutputReader):
                              f"({a.clip(message, 200)}): {GeminiAdapter.auth_hint}")
         if RATE_LIMIT_RE.search(message) or "RESOURCE_EXHAUSTED" in message:
             return a.Verdict(FailureKind.TRANSIENT, a.clip(message, 200),
-                             retry_after=retry_in(message))
+                             retry_after=retry_in(message),
+                             rate_limited=says_rate_limited(message))
         return a.Verdict(FailureKind.AGENT_ERROR, a.clip(message, 200))
 
 

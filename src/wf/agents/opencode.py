@@ -14,7 +14,7 @@ from typing import Any
 from wf.agents import adapter as a
 from wf.agents.codex import AUTH_RE, RATE_LIMIT_RE, retry_in
 from wf.config import AgentConfig
-from wf.model import FailureKind
+from wf.model import FailureKind, says_rate_limited
 
 
 class OpencodeAdapter(a.Adapter):
@@ -95,7 +95,8 @@ class OpencodeReader(a.OutputReader):
                              f"({message}): {OpencodeAdapter.auth_hint}")
         if data.get("isRetryable") or status in (429, 500, 502, 503, 529) or (
                 status is None and RATE_LIMIT_RE.search(message)):
-            return a.Verdict(FailureKind.TRANSIENT, message, retry_after=retry_in(message))
+            return a.Verdict(FailureKind.TRANSIENT, message, retry_after=retry_in(message),
+                             rate_limited=status in (429, 529) or says_rate_limited(message))
         return a.Verdict(FailureKind.AGENT_ERROR, message)
 
 

@@ -8,7 +8,11 @@ so neither ``max_wall`` nor ``timeout``/``no_output_timeout`` count them.
 
 ``next_limit`` is the adaptive parallelism of one agent: halve on a rate limit (down to 1)
 and start nothing before the ``retry_after`` the CLI reported; after a run of successes,
-one more, up to ``max_parallel``.
+one more, up to ``max_parallel``. A rate limit is what the adapter says is one (a 429, an
+overload: ``Verdict.rate_limited``), not every transient failure. Attempts that were already
+running when the limit was lowered were sent into the same overload, so their rate limits
+lower it no further (halving once per episode, as TCP does; else four attempts failing
+together would take a limit of 8 to 1 at once).
 
 No I/O, no clock: the engine passes usage, pauses and ``now``; both engines ask here.
 """
@@ -259,16 +263,19 @@ RAISE_AFTER = 3  # successes in a row before the limit goes up by one
 @dataclass(frozen=True)
 class AgentLimit:
     """The adaptive parallelism of one agent: how many attempts may run at once, no start
-    before ``not_before`` (epoch seconds), successes since the last change, and why."""
+    before ``not_before`` (epoch seconds), successes since the last change, why, and when
+    it was last lowered (``lowered_at``: an attempt started before then lowers it no more)."""
 
     limit: int
     not_before: float = 0.0
     successes: int = 0
     reason: str = "max_parallel"
+    lowered_at: float = 0.0
 
     def as_event(self, agent: str) -> dict[str, Any]:
         return {"agent": agent, "limit": self.limit, "not_before": self.not_before,
-                "successes": self.successes, "reason": self.reason}
+                "successes": self.successes, "reason": self.reason,
+                "lowered_at": self.lowered_at}
 
     @classmethod
     def of_row(cls, row: Mapping[str, Any] | None, max_parallel: int) -> AgentLimit:
@@ -277,16 +284,19 @@ class AgentLimit:
         if row is None:
             return cls(max_parallel)
         return cls(min(max_parallel, int(row["parallel"])), float(row["not_before"] or 0.0),
-                   int(row["successes"] or 0), row["reason"] or "")
+                   int(row["successes"] or 0), row["reason"] or "",
+                   float(row.get("lowered_at") or 0.0))
 
 
-def attempt_signal(state: str, kind: str | None) -> str:
+def attempt_signal(state: str, kind: str | None, rate_limited: bool = False) -> str:
     """What an attempt's end says to the adaptive limit: ``rate_limited`` for a transient
-    failure (a rate limit, an overload, exit 75: the provider pushed back), ``success`` for a
-    success, ``other`` for anything else (bad work says nothing about the provider)."""
+    failure the adapter recognised as a rate limit or an overload (``rate_limited``: the
+    provider pushed back), ``success`` for a success, ``other`` for anything else: bad work,
+    and a transient failure that is not a rate limit (a network blip, a 5xx), say nothing
+    about how many agents the provider takes at once."""
     if state == "succeeded":
         return "success"
-    return "rate_limited" if kind == "transient" else "other"
+    return "rate_limited" if kind == "transient" and rate_limited else "other"
 
 
 def limit_event(agent: str, before: AgentLimit, after: AgentLimit) -> dict[str, Any] | None:
@@ -297,24 +307,29 @@ def limit_event(agent: str, before: AgentLimit, after: AgentLimit) -> dict[str, 
 
 
 def next_limit(current: AgentLimit, outcome: str, *, now: float, max_parallel: int,
-               retry_after: float | None = None, raise_after: int = RAISE_AFTER) -> AgentLimit:
+               retry_after: float | None = None, raise_after: int = RAISE_AFTER,
+               started: float | None = None) -> AgentLimit:
     """The limit after an attempt of the agent ended with ``outcome``: ``rate_limited``
     halves it (down to 1) and waits at least ``retry_after``; ``success`` counts toward
     one more (after ``raise_after`` in a row, up to ``max_parallel``); anything else leaves
-    it as it is. A limit changed means an event to record (compare with ``current``)."""
+    it as it is. A rate limit of an attempt ``started`` before the limit was last lowered
+    only pushes ``not_before`` on: that attempt ran in the episode the limit already
+    answered. A limit changed means an event to record (compare with ``current``)."""
     if outcome == "rate_limited":
-        lower = max(1, current.limit // 2)
         wait_until = max(current.not_before, now + (retry_after or 0.0))
+        if started is not None and started < current.lowered_at:
+            return replace(current, not_before=wait_until, successes=0)
+        lower = max(1, current.limit // 2)
         reason = (f"rate limited: {current.limit} -> {lower}" if lower < current.limit
                   else "rate limited at 1")
-        return AgentLimit(lower, wait_until, 0, reason)
+        return AgentLimit(lower, wait_until, 0, reason, lowered_at=now)
     if outcome == "success":
         if current.limit >= max_parallel:  # nothing to raise: nothing to count or record
             return current
         done = current.successes + 1
         if current.limit < max_parallel and done >= raise_after:
-            return AgentLimit(current.limit + 1, current.not_before, 0,
-                              f"{done} successes: {current.limit} -> {current.limit + 1}")
+            return replace(current, limit=current.limit + 1, successes=0,
+                           reason=f"{done} successes: {current.limit} -> {current.limit + 1}")
         return replace(current, successes=done)
     return current
 

@@ -12,7 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from wf.model import AttemptState, FailureKind, NewEvent, RandomSource, task_stream
+from wf.model import (
+    AttemptState,
+    FailureKind,
+    NewEvent,
+    RandomSource,
+    says_rate_limited,
+    task_stream,
+)
 from wf.spec import RetryPolicy
 
 if TYPE_CHECKING:
@@ -29,6 +36,7 @@ class Outcome:
     exit_code: int | None = None
     commit: str | None = None
     retry_after: float | None = None  # the agent's own word on when to try again
+    rate_limited: bool = False  # a transient failure because the provider pushed back
 
     @property
     def succeeded(self) -> bool:
@@ -42,7 +50,8 @@ def classify_exit(record: Mapping[str, Any], *, changed: bool, commit: str | Non
 
     A verdict naming a failure kind wins (the CLI said why it stopped). Otherwise 0 with a
     change is success; 0 without one is ``no_changes``, or ``policy_denied`` when the agent
-    was refused a tool; 75 (EX_TEMPFAIL) is transient; 127 with a spawn error means the
+    was refused a tool; 75 (EX_TEMPFAIL) is transient (a rate limit if its last line says
+    so); 127 with a spawn error means the
     agent's command does not exist (a config error); anything else is an agent error,
     described by its exit status and last line of output.
     """
@@ -52,7 +61,8 @@ def classify_exit(record: Mapping[str, Any], *, changed: bool, commit: str | Non
                        exit_code=code)
     if verdict is not None and verdict.kind is not None:
         return Outcome(AttemptState.FAILED, verdict.kind, verdict.error, exit_code=code,
-                       retry_after=verdict.retry_after)
+                       retry_after=verdict.retry_after,
+                       rate_limited=verdict.kind == FailureKind.TRANSIENT and verdict.rate_limited)
     if code == 0:
         if changed:
             return Outcome(AttemptState.SUCCEEDED, exit_code=0, commit=commit)
@@ -65,7 +75,8 @@ def classify_exit(record: Mapping[str, Any], *, changed: bool, commit: str | Non
     detail = f": {last_line}" if last_line else ""
     if code == 75:
         return Outcome(AttemptState.FAILED, FailureKind.TRANSIENT,
-                       f"transient failure (exit 75){detail}", exit_code=code)
+                       f"transient failure (exit 75){detail}", exit_code=code,
+                       rate_limited=says_rate_limited(last_line))
     what = f"killed by signal {-code}" if isinstance(code, int) and code < 0 else f"exit {code}"
     return Outcome(AttemptState.FAILED, FailureKind.AGENT_ERROR, f"agent failed ({what}){detail}",
                    exit_code=code)
@@ -81,7 +92,7 @@ def plan_after_attempt(task: Mapping[str, Any], n: int, outcome: Outcome, policy
     finished = NewEvent(stream, "attempt.finished", {
         "n": n, "state": str(outcome.state), "exit_code": outcome.exit_code,
         "failure_kind": str(outcome.kind) if outcome.kind else None, "error": outcome.error,
-        "commit": outcome.commit,
+        "commit": outcome.commit, **({"rate_limited": True} if outcome.rate_limited else {}),
     }, idempotency_key=f"attempt.finished:{task['id']}:{n}")
     if outcome.succeeded:
         return [finished, NewEvent(stream, "task.succeeded", {"n": n, "commit": outcome.commit})]

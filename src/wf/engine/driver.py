@@ -218,8 +218,7 @@ async def _release_worktree(s: Scheduler, tid: str) -> None:
 async def _close(s: Scheduler, tid: str, n: int, outcome: Outcome) -> None:
     await s.append(*close_attempt(s.p.tasks[tid], n, outcome, s.spec(tid).retry, s.d.rng,
                                   enqueue=s.queue_takes_successes))
-    await s.adapt(tid, str(outcome.state), str(outcome.kind) if outcome.kind else None,
-                  outcome.retry_after)
+    await s.adapt(tid, n, outcome)
 
 
 async def _prepare_and_run(s: Scheduler, active: Active, n: int) -> Outcome:

@@ -44,6 +44,7 @@ from wf.store.projections import Projection, apply
 if TYPE_CHECKING:
     from wf.config import Config
     from wf.engine.activities import TaskActivities
+    from wf.engine.decide import Outcome
     from wf.merge_queue.queue_loop import QueueLoop
     from wf.pool.keeper import WorktreePool
     from wf.store import EventStore, GroupCommitWriter
@@ -230,10 +231,9 @@ class Scheduler:
             limits[agent] = lim.limit if budgets.may_start(lim, 0, now) else 0
         return limits
 
-    async def adapt(self, tid: str, state: str, kind: str | None,
-                    retry_after: float | None) -> None:
-        """After an attempt of ``tid`` ended: its agent's adaptive limit, recorded if it
-        changed (``agent.limit_changed`` on the stream ``agent:NAME``)."""
+    async def adapt(self, tid: str, n: int, outcome: Outcome) -> None:
+        """After attempt ``n`` of ``tid`` ended as ``outcome``: its agent's adaptive limit,
+        recorded if it changed (``agent.limit_changed`` on the stream ``agent:NAME``)."""
         task = self.p.tasks[tid]
         agent = task["agent"]
         ceiling = self._adaptive(agent, (task["spec"] or {}).get("adapter"))
@@ -241,9 +241,13 @@ class Scheduler:
             return
         self._ceilings[agent] = ceiling
         before = budgets.AgentLimit.of_row(self.p.agent_limits.get(agent), ceiling)
-        after = budgets.next_limit(before, budgets.attempt_signal(state, kind),
-                                   now=self.d.clock.now(), max_parallel=ceiling,
-                                   retry_after=retry_after)
+        signal = budgets.attempt_signal(str(outcome.state),
+                                        str(outcome.kind) if outcome.kind else None,
+                                        outcome.rate_limited)
+        attempt = self.p.attempts.get((tid, n)) or {}
+        after = budgets.next_limit(before, signal, now=self.d.clock.now(), max_parallel=ceiling,
+                                   retry_after=outcome.retry_after,
+                                   started=attempt.get("started_ts"))
         data = budgets.limit_event(agent, before, after)
         if data is not None:
             await self.append(NewEvent(f"agent:{agent}", "agent.limit_changed", data))
