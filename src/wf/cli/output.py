@@ -161,7 +161,9 @@ def event_text(e: Event) -> str:
         "task.paused": lambda: f"{task}: attempt {d['n']} paused (its agent is stopped, "
                                f"not killed); `wf budget {task} --add ...` resumes it",
         "agent.limit_changed": lambda: f"agent {d.get('agent')}: parallelism {d.get('limit')}"
-                                       f" ({d.get('reason')})",
+                                       f" ({d.get('reason')})" + (
+            f"; {d['successes']} success(es) toward {d['limit'] + 1}"
+            if d.get("successes") else ""),
         "task.resumed": lambda: f"{task}: attempt {d['n']} resumed",
         "budget.exceeded": lambda: f"{task}: budget crossed: {d.get('message')} "
                                    f"({'stopped' if d.get('action') == 'stop' else 'paused'})",
