@@ -133,7 +133,11 @@ STATUS_FIELDS = ("id", "state", "agent", "attempts", "branch", "worktree", "last
 
 def status(repo: Repo, *, all_tasks: bool = False) -> list[dict[str, Any]]:
     """The tasks of the current run (``wf.scope``), or every task with ``all_tasks``; active
-    ones first."""
+    ones first. Beside the ``STATUS_FIELDS`` of its row, each task has ``usage_reported``
+    (``live``, ``at_end`` or ``none``: when its agent's usage is known, see
+    ``wf.agents.builtin.usage_reported``) and ``agent_limit`` (its agent's adaptive
+    parallelism, ``agent_limit_view``, or None when it has none)."""
+    from wf.agents.builtin import usage_reported
     from wf.scope import current_run, display_order, run_start
 
     refresh(repo)
@@ -144,9 +148,23 @@ def status(repo: Repo, *, all_tasks: bool = False) -> list[dict[str, Any]]:
         rows = store.tasks()
         if not all_tasks:
             rows = current_run(rows, run_start(store.runs()))
-        return [{k: row.get(k) for k in STATUS_FIELDS} for row in display_order(rows)]
+        limits = {row["agent"]: agent_limit_view(row) for row in store.agent_limits()}
+        return [{**{k: row.get(k) for k in STATUS_FIELDS},
+                 "usage_reported": usage_reported((row.get("spec") or {}).get("adapter")),
+                 "agent_limit": limits.get(row.get("agent"))}
+                for row in display_order(rows)]
     finally:
         store.close()
+
+
+def agent_limit_view(row: dict[str, Any]) -> dict[str, Any]:
+    """An ``agent_limits`` row as ``wf status --json`` and ``wf dash`` show it: ``limit``
+    (attempts of the agent at once now), ``max_parallel`` (its ceiling), ``reason`` (why it
+    is what it is), ``not_before`` (no start of the agent before this epoch time),
+    ``successes`` (in a row since the last change, toward one more)."""
+    return {"limit": row["parallel"], "max_parallel": row.get("max_parallel"),
+            "reason": row.get("reason"), "not_before": row.get("not_before"),
+            "successes": row.get("successes") or 0}
 
 
 def hooks_disabled(repo: Repo) -> list[dict[str, Any]]:

@@ -82,6 +82,14 @@ def test_rate_limits_halve_the_limit_successes_raise_it_and_resume_carries_it_on
     assert all(e["data"]["failure_kind"] == "transient" for e in limited)
     rows = status(repo)
     assert sorted(r["state"] for r in rows.values()) == ["done"] * 8
+    # wf status shows the agent's limit now, of how many, and why (the last change)
+    last = changes[-1]
+    assert rows["t0"]["agent_limit"] == {
+        "limit": last["limit"], "max_parallel": 4, "reason": last["reason"],
+        "not_before": last["not_before"], "successes": last["successes"]}
+    assert rows["t0"]["usage_reported"] == "live"  # read as Claude Code: usage as it goes
+    shown = wf(repo, "status", env={"COLUMNS": "200"}).stdout
+    assert f"agent m: {last['limit']} at once of 4 ({last['reason']})" in shown, shown
 
 
 def free_port() -> int:

@@ -163,3 +163,29 @@ def test_wf_budget_says_what_is_wrong_in_one_line(repo):
         proc = wf(repo, "budget", *args)
         assert proc.returncode == 2 and words in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_wf_status_names_the_running_tasks_without_live_figures(repo, tmp_path):
+    gate = tmp_path / "gate"
+    path = write_tasks(repo, fast_retry(attempts=1)
+                       + f'[agents.plain]\ncommand = {agent_cmd("gated", str(gate))}\n'
+                       + f'[agents.codexlike]\ncommand = {agent_cmd("gated", str(gate))}\n'
+                       'adapter = "codex"\n'
+                       + "".join(f'[[task]]\nid = "{t}"\nprompt = "x"\nagent = "{a}"\n'
+                                 for t, a in (("p", "plain"), ("c", "codexlike"))))
+    run = wf_bg(repo, "run", str(path))
+    try:
+        wait_until(lambda: all(r["state"] == "running" for r in status(repo).values()),
+                   what="both running")
+        rows = status(repo)
+        assert (rows["p"]["usage_reported"], rows["c"]["usage_reported"]) == ("none", "at_end")
+        shown = wf(repo, "status", env={"COLUMNS": "200"}).stdout
+        [line] = [ln for ln in shown.splitlines() if ln.startswith("no live figures: ")]
+        assert ("c (usage only at an attempt's end)" in line
+                and "p (its agent reports none)" in line), shown
+        gate.write_text("go")
+        run.wait(timeout=60)
+    finally:
+        run.kill()
+        run.communicate()
+    assert "no live figures" not in wf(repo, "status").stdout  # nothing runs now

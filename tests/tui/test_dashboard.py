@@ -282,3 +282,31 @@ def test_a_task_forgotten_while_the_dashboard_is_open_leaves_the_table(finished)
         assert app.selected == "ok"
 
     drive(finished, scenario)
+
+
+def test_a_budget_pause_is_a_marker_a_pop_up_and_an_attention_item(repo, tmp_path):
+    """A real run: a script agent printing Claude Code's usage crosses its task's budget; the
+    dashboard marks it paused, pops up why and lists it in the header until `wf budget`."""
+    from runwf import agent_cmd, fast_retry, write_tasks
+
+    path = write_tasks(repo, fast_retry(2) + f'\n[agents.s]\ncommand = {agent_cmd("spend", "30")}'
+                       '\nadapter = "claude"\n\n[[task]]\nid = "t"\nprompt = "x"\nagent = "s"\n'
+                       'budget = { max_tokens = 1000 }\n')
+    run = wf_bg(repo, "run", str(path))
+    try:
+        async def scenario(pilot, app):
+            await until(pilot, lambda: cell(app, "t", "state") == "⏸ paused"
+                        if "t" in app.query_one(TasksTable).shown else False, "the pause")
+            await until(pilot, lambda: any(n.startswith("t: task:t used") for n in app.notices),
+                        "the budget pop-up")
+            assert "⚠ budget: t" in str(app.query_one("#totals").render())
+            assert wf(repo, "budget", "t", "--tokens", "10k").returncode == 0
+            await until(pilot, lambda: state(app, "t") == "done", "the task done", timeout=60)
+            assert "⚠ budget" not in str(app.query_one("#totals").render())
+
+        drive(repo, scenario)
+        assert run.wait(timeout=60) == 0
+    finally:
+        if run.poll() is None:
+            run.kill()
+        run.communicate()

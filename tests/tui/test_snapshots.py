@@ -32,14 +32,16 @@ class Log:
         self.store = SqliteEventStore(repo / ".git" / "wf" / "wf.db")
         self.base = git(repo, "rev-parse", "HEAD")
 
-    def at(self, t: float, task: str, type_: str, **data) -> None:
-        self.store.append([NewEvent(task_stream(task) if task else "queue", type_, data)],
-                          ts=T0 + t)
+    def at(self, t: float, task: str, type_: str, *, stream: str | None = None,
+           **data) -> None:
+        stream = stream or (task_stream(task) if task else "queue")
+        self.store.append([NewEvent(stream, type_, data)], ts=T0 + t)
 
     def submit(self, task: str, agent: str = "claude") -> None:
+        # As `wf run` submits a task of agent claude: read by the claude adapter.
         self.at(0, task, "task.submitted", spec={"id": task, "prompt": f"work on {task}",
-                                                 "agent": agent, "base": "main",
-                                                 "retry": RETRY})
+                                                 "agent": agent, "adapter": agent,
+                                                 "base": "main", "retry": RETRY})
 
     def start(self, t: float, task: str, n: int, *output: str, change: bool = True) -> None:
         if n == 1:
@@ -95,6 +97,26 @@ def failed(log: Log) -> None:
            error="exit 3: tests fail: test_lexer.py::test_unicode")
 
 
+def budget(log: Log) -> None:
+    """A budget paused parser and holds lexer; docs (Codex: usage only at its end) runs
+    without live figures; rate limits lowered claude's parallelism from 4 to 2."""
+    for task in ("parser", "lexer", "docs"):
+        log.submit(task, agent="codex" if task == "docs" else "claude")
+    log.start(5, "parser", 1, "reading src/parser.py", "writing tests for the parser")
+    log.at(40, "parser", "agent.usage", n=1, input_tokens=180_000, output_tokens=20_500,
+           cost_usd=None)
+    exceeded = {"scope": "agent:claude", "limit": "max_tokens", "used": 200_500.0,
+                "allowed": 200_000.0, "message": "agent:claude used 200500 tokens of its "
+                "max_tokens 200000 tokens"}
+    log.at(41, "parser", "budget.exceeded", n=1, action="pause", **exceeded)
+    log.at(41, "parser", "task.paused", n=1, pid=4242)
+    log.at(42, "lexer", "budget.exceeded", n=0, action="pause", **exceeded)
+    log.start(50, "docs", 1, "updating the README")
+    log.at(60, "", "agent.limit_changed", stream="agent:claude", agent="claude", limit=2,
+           max_parallel=4, not_before=T0 + 100.0, successes=0, lowered_at=T0 + 60.0,
+           reason="rate limited: 4 -> 2")
+
+
 def queue_busy(log: Log) -> None:
     for task in ("api", "auth", "cache", "db", "ui"):
         log.submit(task)
@@ -127,6 +149,7 @@ def settled(app: Dashboard) -> bool:
     ("failed", "lexer", "attempts", (120, 32)),
     ("queue_busy", "ui", "attempts", (120, 32)),
     ("running", "parser", "diff", (80, 24)),
+    ("budget", "parser", "log", (120, 32)),
 ])
 def test_snapshot(repo, snap_compare, state, select, tab, size):
     log = Log(repo)

@@ -99,3 +99,39 @@ def test_a_disabled_hook_endpoint_is_an_attention_item_in_the_header(repo):
     finally:
         store.close()
         feed.close()
+
+
+def test_a_budget_shows_as_paused_or_held_and_in_the_header():
+    running = {**TASK, "state": "running", "paused": 1,
+               "budget_exceeded": {"message": "task:fix-1 used 1000 tokens of 1000"}}
+    held = {**TASK, "id": "fix-2", "state": "queued", "paused": 0,
+            "budget_exceeded": {"message": "run used $5 of $5"}}
+    assert str(cells.task_state_text(running)) == "⏸ paused"
+    assert str(cells.task_state_text(held)) == "⏸ held"
+    assert str(cells.task_state_text(TASK)) == "↻ retrying"
+    assert cells.budget_holds([running, held, {**held, "id": "x", "state": "failed"}]) == (
+        "fix-1", "fix-2")
+    text = cells.totals_text(cells.totals([running, held], []), engine_active=True,
+                             budget_held=("fix-1", "fix-2"))
+    assert "⚠ budget: fix-1, fix-2" in str(text)
+
+
+def test_a_running_task_without_live_figures_says_so():
+    running = {**TASK, "state": "running"}
+    assert cells.usage(running, "live") == "–"
+    assert cells.usage(running, "at_end") == "– no live"
+    assert cells.usage({**running, "tokens": 950}, "none") == "950 no live"
+    assert cells.usage(TASK, "none") == "–"  # not running: nothing is missing now
+
+
+def test_lowered_or_waiting_agent_limits_are_in_the_header():
+    rows = [{"agent": "claude", "parallel": 2, "max_parallel": 8, "not_before": 130.0,
+             "reason": "rate limited: 8 -> 4"},
+            {"agent": "codex", "parallel": 4, "max_parallel": 4, "not_before": 0.0,
+             "reason": "3 successes: 3 -> 4"}]
+    assert cells.agent_limits(rows, 100.0) == (
+        "claude 2/8 (rate limited: 8 -> 4), starts in 30s",)
+    assert cells.agent_limits(rows, 200.0) == ("claude 2/8 (rate limited: 8 -> 4)",)
+    text = cells.totals_text(cells.totals([TASK], []), engine_active=True,
+                             limits=cells.agent_limits(rows, 200.0))
+    assert "⇣ claude 2/8 (rate limited: 8 -> 4)" in str(text)

@@ -146,6 +146,9 @@ class Adapter:
     credential_files: tuple[str, ...] = ()  # or one of these files under HOME
     auth_hint: str = ""  # what to set when authentication fails
     resume_lost: str | None = None  # regex: a line saying the session to resume does not exist
+    # When its usage is known: "live" (as it goes: a budget sees it while the agent runs) or
+    # "at_end" (only once an attempt ends); an agent without an adapter reports none.
+    usage_reported: str = "at_end"
     version_args: tuple[str, ...] = ("--version",)
 
     def command(self, agent: AgentConfig) -> tuple[str, ...]:

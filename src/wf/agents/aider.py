@@ -27,6 +27,7 @@ RETRYING_RE = re.compile(r"Retrying in ([\d.]+) seconds")
 class AiderAdapter(a.Adapter):
     name = "aider"
     binary = "aider"
+    usage_reported = "live"  # a Tokens: line after each reply
     pass_env = ("AIDER_*", "OPENAI_*", "ANTHROPIC_*", "GEMINI_API_KEY", "DEEPSEEK_API_KEY",
                 "OPENROUTER_API_KEY", "GROQ_API_KEY", "OLLAMA_API_BASE", "LITELLM_*")
     credentials = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY",

@@ -62,6 +62,13 @@ def find_adapter(name: str | None) -> Adapter | None:
     return _registered()[1].get(name) if name else None
 
 
+def usage_reported(adapter: str | None) -> str:
+    """When the usage of an agent read by ``adapter`` is known: ``live``, ``at_end`` or
+    ``none`` (no adapter, or one wf does not have: nothing reads usage from its output)."""
+    found = find_adapter(adapter)
+    return "none" if found is None else found.usage_reported
+
+
 def builtin_agents() -> dict[str, AgentConfig]:
     """Every agent usable without configuration: the command agents, and one agent per
     adapter (``claude`` is ``AgentConfig(adapter="claude")``)."""

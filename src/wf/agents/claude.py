@@ -27,6 +27,7 @@ LIMIT_REASONS = {"max_turns": "turn limit", "error_max_turns": "turn limit",
 class ClaudeAdapter(a.Adapter):
     name = "claude"
     binary = "claude"
+    usage_reported = "live"  # usage on each assistant message
     pass_env = ("ANTHROPIC_*", "CLAUDE_*", "DISABLE_AUTOUPDATER", "DISABLE_TELEMETRY",
                 "DISABLE_ERROR_REPORTING", "DISABLE_COST_WARNINGS", "IS_SANDBOX",
                 "MAX_THINKING_TOKENS", "BASH_DEFAULT_TIMEOUT_MS", "BASH_MAX_TIMEOUT_MS")

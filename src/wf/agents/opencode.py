@@ -20,6 +20,7 @@ from wf.model import FailureKind, says_rate_limited
 class OpencodeAdapter(a.Adapter):
     name = "opencode"
     binary = "opencode"
+    usage_reported = "live"  # usage on each step_finish
     pass_env = ("OPENCODE_*", "ANTHROPIC_*", "OPENAI_*", "GEMINI_*", "GOOGLE_API_KEY",
                 "OPENROUTER_API_KEY", "GROQ_API_KEY", "XAI_API_KEY", "DEEPSEEK_API_KEY")
     credentials = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY",

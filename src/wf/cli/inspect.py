@@ -76,12 +76,40 @@ def status(all_tasks: AllOpt = False, as_json: JsonOpt = False) -> int:
         table.add_row("total", *blanks, _tokens(sum(t["tokens"] or 0 for t in tasks)),
                       _cost(sum(costs) if costs else None), "")
     console.print(table)
+    for line in [*agent_limit_lines(tasks, now), *no_live_figures_lines(tasks)]:
+        console.print(escape(line), soft_wrap=True)
     hidden = 0 if all_tasks else len(api.status(repo, all_tasks=True)) - len(tasks)
     if hidden:
         note(f"{hidden} task(s) of earlier runs not shown: `wf status --all`")
     if api.engine_active(repo):
         note("an engine is running in this repository")
     return 0
+
+
+def agent_limit_lines(tasks: list[dict], now: float) -> list[str]:
+    """One line per agent of ``tasks`` whose parallelism adapts: how many of its attempts
+    may run at once now, of how many, why, and how long its starts are held."""
+    limits = {t["agent"]: t["agent_limit"] for t in tasks if t.get("agent_limit")}
+    out = []
+    for agent, lim in sorted(limits.items()):
+        line = (f"agent {agent}: {lim['limit']} at once"
+                + (f" of {lim['max_parallel']}" if lim.get("max_parallel") else "")
+                + f" ({lim['reason']})")
+        if (lim.get("not_before") or 0) > now:
+            line += f"; no start before {format_duration(lim['not_before'] - now)} from now"
+        out.append(line)
+    return out
+
+
+def no_live_figures_lines(tasks: list[dict]) -> list[str]:
+    """A line naming the running tasks whose usage is not known while they run (a budget
+    counts it only once it is reported), if any."""
+    why = {"at_end": "usage only at an attempt's end", "none": "its agent reports none"}
+    quiet = [f"{t['id']} ({why[t['usage_reported']]})" for t in tasks
+             if t["state"] == "running" and t.get("usage_reported") in why]
+    if not quiet:
+        return []
+    return [f"no live figures: {', '.join(quiet)}; budgets count their usage once known"]
 
 
 def _tokens(tokens: int | None) -> str:

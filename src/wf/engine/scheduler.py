@@ -249,8 +249,9 @@ class Scheduler:
                                    retry_after=outcome.retry_after,
                                    started=attempt.get("started_ts"))
         data = budgets.limit_event(agent, before, after)
-        if data is not None:
-            await self.append(NewEvent(f"agent:{agent}", "agent.limit_changed", data))
+        if data is not None:  # with its ceiling, so that `wf status` can say "2 of 8"
+            await self.append(NewEvent(f"agent:{agent}", "agent.limit_changed",
+                                       {**data, "max_parallel": ceiling}))
 
     async def _start_ready(self, tg: anyio.abc.TaskGroup) -> None:
         limits = self._agent_limits(self.d.clock.now())

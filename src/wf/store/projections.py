@@ -41,8 +41,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                      "updated_ts"),
     "pool": POOL_COLUMNS,  # the warm worktrees of this host (wf.pool.rules)
     # The adaptive parallelism of each agent (wf.engine.budget.next_limit), as last changed.
-    "agent_limits": ("agent", "parallel", "not_before", "successes", "reason", "lowered_at",
-                     "updated_ts"),
+    "agent_limits": ("agent", "parallel", "max_parallel", "not_before", "successes", "reason",
+                     "lowered_at", "updated_ts"),
 }
 PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "tasks": ("id",),
@@ -113,7 +113,8 @@ def apply(p: Projection, e: Event) -> set[tuple[str, Any]]:
         return touched
     if t == "agent.limit_changed":  # stream agent:NAME
         p.agent_limits[d["agent"]] = _blank(
-            "agent_limits", agent=d["agent"], parallel=d["limit"], not_before=d.get("not_before"),
+            "agent_limits", agent=d["agent"], parallel=d["limit"],
+            max_parallel=d.get("max_parallel"), not_before=d.get("not_before"),
             successes=d.get("successes") or 0, reason=d.get("reason"),
             lowered_at=d.get("lowered_at"), updated_ts=e.ts)
         touched.add(("agent_limits", d["agent"]))

@@ -230,6 +230,10 @@ class SqliteEventStore:
         """The pooled worktrees of this clone (``wf.pool.rules``), by slot."""
         return self._rows("pool", " ORDER BY slot")
 
+    def agent_limits(self) -> list[dict[str, Any]]:
+        """The adaptive parallelism of each agent that has one (``agent.limit_changed``)."""
+        return self._rows("agent_limits", " ORDER BY agent")
+
     def projection(self) -> Projection:
         """The current state of every projection table, as a fresh ``Projection``."""
         with self._lock:

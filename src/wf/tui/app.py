@@ -21,6 +21,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input, Static, TabbedContent
 
 from wf import api
+from wf.agents.builtin import usage_reported
 from wf.agents.process import AttemptFiles
 from wf.errors import WfError
 from wf.model import Event
@@ -80,7 +81,7 @@ class Dashboard(TaskCommands, App[None]):
         self._transcript_shown = 0  # agent events of the shown attempt already written
         self.diff_shown_for: tuple[str, Any] | None = None
         self._reading = self._sampling = self._tailing = False
-        self._totals_shown: tuple[dict[str, Any], bool, tuple[str, ...]] | None = None
+        self._totals_shown: tuple[Any, ...] | None = None
         self.notices: deque[str] = deque(maxlen=100)  # every pop-up shown, newest last
 
     def notify(self, message: str, **kwargs: Any) -> None:  # type: ignore[override]
@@ -213,17 +214,21 @@ class Dashboard(TaskCommands, App[None]):
 
     def _cells(self, task: dict[str, Any], now: float) -> tuple[Any, ...]:
         return cells.task_cells(task, now, lines=self.lines.get(task["id"]),
-                                last_line=self.last_lines.get(task["id"], ""))
+                                last_line=self.last_lines.get(task["id"], ""),
+                                reported=usage_reported((task["spec"] or {}).get("adapter")))
 
     def show_totals(self) -> None:
         figures = cells.totals(self.feed.p.tasks.values(), self.feed.p.queue.values())
         hooks_off = tuple(sorted(self.feed.hooks_disabled))
-        shown = (figures, self.engine_active, hooks_off)
+        held = cells.budget_holds(self.feed.p.tasks.values())
+        limits = cells.agent_limits(self.feed.p.agent_limits.values(), self.clock())
+        shown = (figures, self.engine_active, hooks_off, held, limits)
         if shown != self._totals_shown:  # one line of fixed size: no layout pass needed
             self._totals_shown = shown
             self.query_one("#totals", Static).update(
                 cells.totals_text(figures, engine_active=self.engine_active,
-                                  hooks_disabled=hooks_off), layout=False)
+                                  hooks_disabled=hooks_off, budget_held=held, limits=limits),
+                layout=False)
 
     def _news(self, e: Event) -> None:
         """Pop-ups for what a person should not miss, and the engine's answers to our keys."""
@@ -240,6 +245,10 @@ class Dashboard(TaskCommands, App[None]):
         elif e.type == "queue.paused":
             self.notify(f"the merge queue stopped: {d.get('reason')}; `wf resume` starts it "
                         "again", title="merge queue", severity="error", timeout=15)
+        elif e.type == "budget.exceeded":
+            verb = "stopped" if d.get("action") == "stop" else "paused"
+            self.notify(f"{tid}: {d.get('message')} ({verb}); `wf budget {tid} --add/--tokens/"
+                        "--wall` raises it", title="budget", severity="warning", timeout=15)
         elif e.type == "hook.endpoint_disabled":
             self.notify(f"hook endpoint {d.get('endpoint')} disabled: {d.get('reason')}; "
                         f"`wf hooks enable {d.get('endpoint')}`", title="hooks",
@@ -259,6 +268,7 @@ class Dashboard(TaskCommands, App[None]):
             task = self.feed.p.tasks[tid]
             if task["state"] in ("running", "retrying"):
                 table.put(tid, self._cells(task, now))
+        self.show_totals()  # an agent's "starts in 3s" counts down
         if self.run_process is not None and self.run_process.poll() is not None:
             code, self.run_process = self.run_process.returncode, None
             self.notify(f"wf run finished with exit code {code}",
@@ -333,7 +343,10 @@ class Dashboard(TaskCommands, App[None]):
         detail = self.query_one(DetailPane)
         if task is None:
             return
-        detail.border_title = f"{tid} · {task['state']}"
+        paused = " · paused by a budget" if task.get("paused") else ""
+        limit = cells.agent_limit(self.feed.p.agent_limits.get(task["agent"]), self.clock())
+        detail.border_title = f"{tid} · {task['state']}{paused}" + (
+            f" · {limit}" if limit else "")
         detail.show_attempts(self.feed.attempts_of(tid), task)
         self.follow_transcript()
         if detail.active == "diff" and self.diff_shown_for != (tid, task["version"]):

@@ -33,6 +33,16 @@ def state_text(state: str) -> Text:
     return Text(f"{icon} {state}", style=style)
 
 
+def task_state_text(task: dict[str, Any]) -> Text:
+    """The state cell: ``⏸ paused`` while a budget has the agent stopped, ``⏸ held`` while
+    one keeps a ready task from starting (both wait for ``wf budget``), else the state."""
+    if task.get("paused") and task["state"] == "running":
+        return Text("⏸ paused", style="bold yellow")
+    if task.get("budget_exceeded") and task["state"] in ("queued", "retrying"):
+        return Text("⏸ held", style="bold yellow")
+    return state_text(task["state"])
+
+
 def entry_state_text(state: str) -> Text:
     icon, style = ENTRY_STYLE.get(state, ("?", ""))
     return Text(f"{icon} {state}", style=style)
@@ -56,10 +66,13 @@ def retry_in(task: dict[str, Any], now: float) -> str:
     return format_duration(due - now)
 
 
-def usage(task: dict[str, Any]) -> str:
+def usage(task: dict[str, Any], reported: str = "live") -> str:
     """Tokens and cost, from the fields agent adapters that report usage fill in (tokens stay
-    0 for an agent that reports none)."""
+    0 for an agent that reports none). A running task whose agent's usage is not known while
+    it runs (``reported``: ``at_end`` or ``none``) says so: its figures are not live."""
     tokens, cost = task.get("tokens"), task.get("cost_usd")
+    if task["state"] == "running" and reported != "live":
+        return f"{DASH} no live" if not tokens and cost is None else f"{usage(task)} no live"
     if not tokens and cost is None:
         return DASH
     parts = [_compact(tokens) if tokens else DASH]
@@ -83,11 +96,13 @@ def lines_text(counts: LineCounts | None) -> Text:
 
 
 def task_cells(task: dict[str, Any], now: float, *, lines: LineCounts | None,
-               last_line: str) -> tuple[Text | str, ...]:
-    """One table row, in the order of ``COLUMNS``."""
-    return (task["id"], task.get("agent") or DASH, state_text(task["state"]),
+               last_line: str, reported: str = "live") -> tuple[Text | str, ...]:
+    """One table row, in the order of ``COLUMNS``; ``reported``: when the task's agent
+    reports its usage (``wf.agents.builtin.usage_reported``)."""
+    return (task["id"], task.get("agent") or DASH, task_state_text(task),
             f"{task.get('attempts') or 0}/{max_attempts(task)}", elapsed(task, now),
-            retry_in(task, now), lines_text(lines), usage(task), Text(last_line, style="dim"))
+            retry_in(task, now), lines_text(lines), usage(task, reported),
+            Text(last_line, style="dim"))
 
 
 _SUMMARY = re.compile(r"(\d+) insertions?\(\+\)|(\d+) deletions?\(-\)")
@@ -123,8 +138,38 @@ def totals(tasks: Iterable[dict[str, Any]], queue: Iterable[dict[str, Any]]) -> 
     return {"tasks": n, **counts, "landed": landed, "tokens": tokens, "cost_usd": cost}
 
 
+def budget_holds(tasks: Iterable[dict[str, Any]]) -> tuple[str, ...]:
+    """The attention item of budgets: the tasks a crossed budget pauses or holds back."""
+    return tuple(sorted(t["id"] for t in tasks if t.get("budget_exceeded")
+                        and t["state"] in ("running", "queued", "retrying")))
+
+
+def agent_limits(rows: Iterable[dict[str, Any]], now: float) -> tuple[str, ...]:
+    """The adaptive agents whose parallelism is below its ceiling, or whose starts wait
+    for a retry_after: ``NAME 2/8 (why)``, ``, starts in 3s`` while they wait."""
+    return tuple(text for row in sorted(rows, key=lambda r: r["agent"])
+                 if (text := agent_limit(row, now, always=False)))
+
+
+def agent_limit(row: dict[str, Any] | None, now: float, *, always: bool = True) -> str:
+    """One agent's adaptive parallelism, ``claude 2/8 (rate limited: 8 -> 4)``, and
+    ``, starts in 3s`` while a retry_after holds its starts; "" for no row, or (unless
+    ``always``) for a limit at its ceiling with nothing to wait for."""
+    if row is None:
+        return ""
+    ceiling = row.get("max_parallel")
+    waiting = (row.get("not_before") or 0) > now
+    if not (always or waiting or ceiling is None or row["parallel"] < ceiling):
+        return ""
+    text = f"{row['agent']} {row['parallel']}/{ceiling or '?'} ({row.get('reason')})"
+    if waiting:
+        text += f", starts in {format_duration(row['not_before'] - now)}"
+    return text
+
+
 def totals_text(figures: dict[str, Any], *, engine_active: bool,
-                hooks_disabled: tuple[str, ...] = ()) -> Text:
+                hooks_disabled: tuple[str, ...] = (), budget_held: tuple[str, ...] = (),
+                limits: tuple[str, ...] = ()) -> Text:
     out = Text()
     out.append("wf ", style="bold")
     for key, style in (("running", "cyan"), ("retrying", "yellow"), ("failed", "red"),
@@ -135,6 +180,12 @@ def totals_text(figures: dict[str, Any], *, engine_active: bool,
     out.append(f"tokens {_compact(figures['tokens']) if figures['tokens'] else DASH}  ")
     cost = figures["cost_usd"]
     out.append(f"cost {f'${cost:.2f}' if cost is not None else DASH}  ")
+    # What waits on a person, and what the provider's pushback did, before the engine's
+    # state: a narrow terminal cuts the end of this line.
+    if budget_held:  # attention: these wait for `wf budget`
+        out.append(f"⚠ budget: {', '.join(budget_held)}  ", style="bold yellow")
+    if limits:  # the adaptive parallelism, lowered by rate limits
+        out.append(f"⇣ {'; '.join(limits)}  ", style="yellow")
     if engine_active:
         out.append("● engine running", style="green")
     else:
