@@ -133,6 +133,14 @@ def test_attempts_of_one_overload_halve_the_limit_once() -> None:
     assert (lim.limit, lim.lowered_at) == (2, 110.0) and "4 -> 2" in lim.reason
 
 
+def test_halving_rounds_up_to_the_limit_that_last_worked() -> None:
+    """Successes raised 2 to 3 and 3 was rate limited: back to 2, not 1; from 2 to 1."""
+    three = AgentLimit(3)
+    assert next_limit(three, "rate_limited", now=0.0, max_parallel=8).limit == 2
+    assert next_limit(AgentLimit(2), "rate_limited", now=0.0, max_parallel=8).limit == 1
+    assert next_limit(AgentLimit(5), "rate_limited", now=0.0, max_parallel=8).limit == 3
+
+
 def test_the_limit_rises_by_one_after_a_run_of_successes_up_to_max() -> None:
     lim = AgentLimit(2)
     for _ in range(2):

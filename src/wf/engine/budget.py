@@ -6,7 +6,8 @@ wf.toml; ``crossed`` tells whether a scope's usage has reached its budget (raise
 ``wf budget``); ``active_seconds`` counts wall time without the spans an agent spent paused,
 so neither ``max_wall`` nor ``timeout``/``no_output_timeout`` count them.
 
-``next_limit`` is the adaptive parallelism of one agent: halve on a rate limit (down to 1)
+``next_limit`` is the adaptive parallelism of one agent: halve on a rate limit (rounded up,
+down to 1)
 and start nothing before the ``retry_after`` the CLI reported; after a run of successes,
 one more, up to ``max_parallel``. A rate limit is what the adapter says is one (a 429, an
 overload: ``Verdict.rate_limited``), not every transient failure. Attempts that were already
@@ -310,7 +311,7 @@ def next_limit(current: AgentLimit, outcome: str, *, now: float, max_parallel: i
                retry_after: float | None = None, raise_after: int = RAISE_AFTER,
                started: float | None = None) -> AgentLimit:
     """The limit after an attempt of the agent ended with ``outcome``: ``rate_limited``
-    halves it (down to 1) and waits at least ``retry_after``; ``success`` counts toward
+    halves it (rounded up, down to 1) and waits at least ``retry_after``; ``success`` counts toward
     one more (after ``raise_after`` in a row, up to ``max_parallel``); anything else leaves
     it as it is. A rate limit of an attempt ``started`` before the limit was last lowered
     only pushes ``not_before`` on: that attempt ran in the episode the limit already
@@ -319,7 +320,9 @@ def next_limit(current: AgentLimit, outcome: str, *, now: float, max_parallel: i
         wait_until = max(current.not_before, now + (retry_after or 0.0))
         if started is not None and started < current.lowered_at:
             return replace(current, not_before=wait_until, successes=0)
-        lower = max(1, current.limit // 2)
+        # Half, rounded up: from 3 that is 2, the limit that last worked (after successes
+        # raised 2 to 3, a rate limit at 3 says the provider takes 2, not 1).
+        lower = max(1, (current.limit + 1) // 2)
         reason = (f"rate limited: {current.limit} -> {lower}" if lower < current.limit
                   else "rate limited at 1")
         return AgentLimit(lower, wait_until, 0, reason, lowered_at=now)
