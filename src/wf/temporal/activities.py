@@ -3,8 +3,9 @@
 Each is the local engine's activity with a Temporal name; none decides anything. What is
 Temporal's own is here:
 
-- ``ensure_worktree`` runs on the shared queue (any host may take a new task) and says which
-  host took it; every later step of that task goes to that host's queue.
+- ``ensure_worktree`` runs on the take queue (any host with a free slot may take a new task;
+  ``worker.FreeSlots``) and says which host took it; every later step of that task goes to
+  that host's queue.
 - ``run_attempt`` is a heartbeating activity. The agent runs detached under its supervisor with
   a claim file, so a retried activity (a worker killed, a heartbeat missed) adopts the live
   agent instead of starting a second one: the pid travels in the heartbeat details. The agent
@@ -231,6 +232,13 @@ class WorkerActivities:
                                    type="TaskWorkflowGone", non_retryable=True) from None
         finally:
             waiting.cancel()
+
+    def free_slots(self) -> int:
+        """Slots no attempt holds and no task taken here waits to fill."""
+        with self._slots_lock:
+            now = time.monotonic()
+            waiting = {t for t, at in self.claimed.items() if now - at < CLAIM_TTL}
+            return self.slots - len(self.running | waiting)
 
     def _take(self, task_id: str) -> None:
         """Take a new task for this host, or refuse it as busy (retried at once by Temporal,

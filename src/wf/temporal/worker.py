@@ -1,8 +1,9 @@
 """``wf worker``: one host's Temporal worker for a repository.
 
-It polls two task queues: the repository's shared queue (the workflows, and the first step of
-a task, which any host may take) and its own host's queue (every later step of a task whose
-worktree it holds). It runs the activities in ``activities.py`` against this clone.
+It polls three task queues: the repository's shared queue (the workflows, and the merge
+queue's steps), the take queue (the first step of a task, which any host may take, polled
+only while this host has a free slot) and its own host's queue (every later step of a task
+whose worktree it holds). It runs the activities in ``activities.py`` against this clone.
 
 Stopping it (Ctrl-C, SIGTERM) stops the polling at once and lets the agents run on: each
 attempt's activity lets go of its agent without stopping it, and the worker that comes back
@@ -16,7 +17,16 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from temporalio.worker import Worker
+from temporalio.worker import (
+    CustomSlotSupplier,
+    FixedSizeSlotSupplier,
+    SlotMarkUsedContext,
+    SlotPermit,
+    SlotReleaseContext,
+    SlotReserveContext,
+    Worker,
+    WorkerTuner,
+)
 from temporalio.worker.workflow_sandbox import (
     SandboxedWorkflowRunner,
     SandboxRestrictions,
@@ -36,6 +46,50 @@ QUEUE_SLOTS = 8  # integration worktrees a queue host may use (a run's [merge] m
 # checks at once than this clone's wf.toml says)
 THROTTLE = timedelta(seconds=1)  # heartbeats reach the server at least this often: a cancel
 # waits for the next one (temporal.md: 2.9 s at the default throttle, 0.99 s with this)
+
+
+ROOM_POLL = 0.05  # seconds between looks for a free slot while this host has none
+
+
+class FreeSlots(CustomSlotSupplier):
+    """Activity slots of the take queue: one only while this host has a free attempt slot.
+
+    Temporal polls a queue only after a slot is reserved, so a host whose slots are all
+    running never takes a task's first step; a host with room gets it at once. (Before, any
+    host took it and a busy one refused it as ``HostBusy``, asked again every 0.1 s until
+    another host's poller got it: ~0.4 s per task with two hosts.) ``reserved`` counts the
+    permits given out whose step has not ended, so that the pollers of one host never take
+    more first steps than it has room for; ``WorkerActivities._take`` still refuses a step that
+    finds no room after all (the race of two permits)."""
+
+    def __init__(self, room: Callable[[], int]) -> None:
+        self.room = room
+        self.reserved = 0
+
+    async def reserve_slot(self, ctx: SlotReserveContext) -> SlotPermit:
+        while self.room() - self.reserved <= 0:
+            await asyncio.sleep(ROOM_POLL)  # cancelled at the worker's shutdown
+        self.reserved += 1
+        return SlotPermit()
+
+    def try_reserve_slot(self, ctx: SlotReserveContext) -> SlotPermit | None:
+        if self.room() - self.reserved <= 0:
+            return None
+        self.reserved += 1
+        return SlotPermit()
+
+    def mark_slot_used(self, ctx: SlotMarkUsedContext) -> None:
+        pass
+
+    def release_slot(self, ctx: SlotReleaseContext) -> None:
+        self.reserved -= 1
+
+
+def take_tuner(room: Callable[[], int]) -> WorkerTuner:
+    few = FixedSizeSlotSupplier(2)  # the take queue runs no workflows nor local activities
+    return WorkerTuner.create_composite(workflow_supplier=few,
+                                        activity_supplier=FreeSlots(room),
+                                        local_activity_supplier=few, nexus_supplier=few)
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
@@ -82,10 +136,13 @@ async def serve(repo: Repo, environ: Mapping[str, str], stop: asyncio.Event, *,
                     workflow_runner=workflow_runner(), max_concurrent_activities=slots, **common)
     own = Worker(client, task_queue=names.host_queue(host),
                  max_concurrent_activities=slots + 8, **common)  # + short steps
+    take = Worker(client, task_queue=names.take_queue, tuner=take_tuner(acts.free_slots),
+                  **{**common, "activities": [acts.ensure_worktree]})
     if report is not None:
-        report("ready", {"host": host, "queues": [names.shared_queue, names.host_queue(host)],
+        report("ready", {"host": host, "queues": [names.shared_queue, names.take_queue,
+                                                  names.host_queue(host)],
                          "address": cfg.address, "namespace": cfg.namespace, "slots": slots})
-    async with shared, own:
+    async with shared, own, take:
         # This clone's log kept pulled, so that `wf status` here need not wait (it pulls only
         # a mirror older than 2 s).
         mirror = asyncio.create_task(keep_mirrored(repo, client, names.repo_workflow,
