@@ -46,6 +46,7 @@ from wf.engine.activities import (
 from wf.engine.driver import LocalControl
 from wf.errors import WfError
 from wf.model import NewEvent
+from wf.temporal.pushes import Pushes
 from wf.temporal.shapes import (
     AttemptDone,
     AttemptResult,
@@ -191,6 +192,7 @@ class WorkerActivities:
         self.host = host
         self.report: Report = report or (lambda kind, data: None)
         self.slots = slots
+        self.pushes = Pushes(wt.repo_root)
         self.running: set[str] = set()  # tasks whose attempt runs here now
         self.claimed: dict[str, float] = {}  # tasks taken here whose attempt has not started
         self._slots_lock = threading.Lock()
@@ -324,10 +326,9 @@ class WorkerActivities:
     def _push(self, inp: RunAttempt, remote: str, commit: str) -> str | None:
         """The branch on the remote (``origin/wf/a``), or None when this clone has no such
         remote (one clone, nothing to share)."""
-        root = self.acts.worktrees.repo_root
-        if gitx.remote_url(root, remote) is None:
+        if not self.pushes.has_remote(remote):
             return None
-        gitx.push_branch(root, remote, commit, inp.branch)
+        self.pushes.push(remote, commit, inp.branch)  # with others ending at the same time
         return f"{remote}/{inp.branch}"
 
     async def _attempt(self, inp: RunAttempt) -> tuple[AttemptReport, Facts]:
