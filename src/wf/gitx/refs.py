@@ -230,6 +230,16 @@ def push_branch(root: Path, remote: str, commit: str, branch: str, *,
              f"+{check_rev(commit)}:{ref}"], cwd=root, env=env, timeout=timeout)
 
 
+def push_branches(root: Path, remote: str, pushes: Sequence[tuple[str, str]], *,
+                  timeout: float | None = 300) -> None:
+    """Force-push each ``(commit, branch)`` to ``remote`` in one ``git push`` (one connection
+    and one pack for all): all of them, or a GitCommandError (which may have moved some)."""
+    refspecs = [f"+{check_rev(commit)}:refs/heads/{check_rev(branch)}"
+                for commit, branch in pushes]
+    run_git(["push", "--quiet", "--porcelain", "--", check_rev(remote), *refspecs], cwd=root,
+            timeout=timeout)
+
+
 def remote_url(root: Path, remote: str) -> str | None:
     """``git remote get-url REMOTE`` (``insteadOf`` rewrites applied), None if no such remote."""
     proc = run_git(["remote", "get-url", "--", check_rev(remote)], cwd=root, check=False)

@@ -3,8 +3,9 @@
 Each is the local engine's activity with a Temporal name; none decides anything. What is
 Temporal's own is here:
 
-- ``ensure_worktree`` runs on the shared queue (any host may take a new task) and says which
-  host took it; every later step of that task goes to that host's queue.
+- ``ensure_worktree`` runs on the take queue (any host with a free slot may take a new task;
+  ``worker.FreeSlots``) and says which host took it; every later step of that task goes to
+  that host's queue.
 - ``run_attempt`` is a heartbeating activity. The agent runs detached under its supervisor with
   a claim file, so a retried activity (a worker killed, a heartbeat missed) adopts the live
   agent instead of starting a second one: the pid travels in the heartbeat details. The agent
@@ -45,6 +46,7 @@ from wf.engine.activities import (
 from wf.engine.driver import LocalControl
 from wf.errors import WfError
 from wf.model import NewEvent
+from wf.temporal.pushes import Pushes
 from wf.temporal.shapes import (
     AttemptDone,
     AttemptResult,
@@ -190,6 +192,7 @@ class WorkerActivities:
         self.host = host
         self.report: Report = report or (lambda kind, data: None)
         self.slots = slots
+        self.pushes = Pushes(wt.repo_root)
         self.running: set[str] = set()  # tasks whose attempt runs here now
         self.claimed: dict[str, float] = {}  # tasks taken here whose attempt has not started
         self._slots_lock = threading.Lock()
@@ -231,6 +234,13 @@ class WorkerActivities:
                                    type="TaskWorkflowGone", non_retryable=True) from None
         finally:
             waiting.cancel()
+
+    def free_slots(self) -> int:
+        """Slots no attempt holds and no task taken here waits to fill."""
+        with self._slots_lock:
+            now = time.monotonic()
+            waiting = {t for t, at in self.claimed.items() if now - at < CLAIM_TTL}
+            return self.slots - len(self.running | waiting)
 
     def _take(self, task_id: str) -> None:
         """Take a new task for this host, or refuse it as busy (retried at once by Temporal,
@@ -316,10 +326,9 @@ class WorkerActivities:
     def _push(self, inp: RunAttempt, remote: str, commit: str) -> str | None:
         """The branch on the remote (``origin/wf/a``), or None when this clone has no such
         remote (one clone, nothing to share)."""
-        root = self.acts.worktrees.repo_root
-        if gitx.remote_url(root, remote) is None:
+        if not self.pushes.has_remote(remote):
             return None
-        gitx.push_branch(root, remote, commit, inp.branch)
+        self.pushes.push(remote, commit, inp.branch)  # with others ending at the same time
         return f"{remote}/{inp.branch}"
 
     async def _attempt(self, inp: RunAttempt) -> tuple[AttemptReport, Facts]:

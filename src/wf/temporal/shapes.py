@@ -17,6 +17,11 @@ from wf.engine.activities import AttemptReport, EnsureWorktree, RunAttempt, RunS
 EVENTS_PER_QUERY = 500  # bounds one query's answer (each event is well under 1 KiB)
 
 
+def take_queue(shared_queue: str) -> str:
+    """The queue of a task's first step, beside the repository's shared queue."""
+    return f"{shared_queue}.take"
+
+
 @dataclass(frozen=True)
 class Names:
     """The task queues and workflow ids of one repository: ``prefix`` is ``[engine]
@@ -35,6 +40,11 @@ class Names:
 
     def host_queue(self, host: str) -> str:
         return f"{self.base}.host.{host}"
+
+    @property
+    def take_queue(self) -> str:
+        """A task's first step: polled only by a host with a free slot (``worker.py``)."""
+        return take_queue(self.base)
 
     @property
     def repo_workflow(self) -> str:

@@ -54,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
         Prepared,
         TaskSetup,
         WireEvent,
+        take_queue,
     )
 
 DAY = 86400.0
@@ -61,10 +62,15 @@ DAY = 86400.0
 # the workflow's to count, never these retries'.
 INFRA_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(
     seconds=10), maximum_attempts=3, non_retryable_error_types=["ConfigError"])
-# A task's first step goes to any host; a busy one refuses it and another takes it. Git
-# failing there is the attempt's infra failure, which the task's own retry policy counts.
-# Asked again every 0.1 s, no backoff: a slot freed on another host is taken at once instead
-# of after a backoff of up to seconds.
+# The patch that sends a task's first step to the take queue, which only a host with a free
+# slot polls; before it, the first step went to the shared queue, where a host with no free
+# slot took it only to refuse it (``HostBusy``) until another host's poller got it.
+TAKE_QUEUE = "take-queue"
+# A task's first step goes to any host with a free slot; one that turns out busy after all
+# (two steps taken at once) refuses it and another takes it. Git failing there is the
+# attempt's infra failure, which the task's own retry policy counts. Asked again every 0.1 s,
+# no backoff: a slot freed on another host is taken at once instead of after a backoff of up
+# to seconds.
 TAKE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=0.1), backoff_coefficient=1.0,
                          maximum_attempts=0, non_retryable_error_types=[
                              "ConfigError", "GitError", "OSError", "ResourceError"])
@@ -217,9 +223,11 @@ class TaskWorkflow:
 
     def _host_bound(self) -> dict[str, Any]:
         """A step sent to the host that holds the worktree waits for it ``host_lost_after``
-        at most (a timeout Temporal does not retry); a first step goes to any host."""
+        at most (a timeout Temporal does not retry); a first step goes to any host with a
+        free slot (the take queue)."""
         if self.host is None:
-            return {"task_queue": self.inp.queue}
+            first = take_queue(self.inp.queue) if workflow.patched(TAKE_QUEUE) else self.inp.queue
+            return {"task_queue": first}
         return {"task_queue": self._queue(), "schedule_to_start_timeout": timedelta(
             seconds=self.inp.settings.host_lost_after)}
 

@@ -1,8 +1,9 @@
 """``wf worker``: one host's Temporal worker for a repository.
 
-It polls two task queues: the repository's shared queue (the workflows, and the first step of
-a task, which any host may take) and its own host's queue (every later step of a task whose
-worktree it holds). It runs the activities in ``activities.py`` against this clone.
+It polls three task queues: the repository's shared queue (the workflows, and the merge
+queue's steps), the take queue (the first step of a task, which any host may take, polled
+only while this host has a free slot) and its own host's queue (every later step of a task
+whose worktree it holds). It runs the activities in ``activities.py`` against this clone.
 
 Stopping it (Ctrl-C, SIGTERM) stops the polling at once and lets the agents run on: each
 attempt's activity lets go of its agent without stopping it, and the worker that comes back
@@ -12,11 +13,21 @@ attempt's activity lets go of its agent without stopping it, and the worker that
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from temporalio.worker import Worker
+from temporalio.worker import (
+    CustomSlotSupplier,
+    FixedSizeSlotSupplier,
+    SlotMarkUsedContext,
+    SlotPermit,
+    SlotReleaseContext,
+    SlotReserveContext,
+    Worker,
+    WorkerTuner,
+)
 from temporalio.worker.workflow_sandbox import (
     SandboxedWorkflowRunner,
     SandboxRestrictions,
@@ -38,6 +49,50 @@ THROTTLE = timedelta(seconds=1)  # heartbeats reach the server at least this oft
 # waits for the next one (temporal.md: 2.9 s at the default throttle, 0.99 s with this)
 
 
+ROOM_POLL = 0.05  # seconds between looks for a free slot while this host has none
+
+
+class FreeSlots(CustomSlotSupplier):
+    """Activity slots of the take queue: one only while this host has a free attempt slot.
+
+    Temporal polls a queue only after a slot is reserved, so a host whose slots are all
+    running never takes a task's first step; a host with room gets it at once. (Before, any
+    host took it and a busy one refused it as ``HostBusy``, asked again every 0.1 s until
+    another host's poller got it: ~0.4 s per task with two hosts.) ``reserved`` counts the
+    permits given out whose step has not ended, so that the pollers of one host never take
+    more first steps than it has room for; ``WorkerActivities._take`` still refuses a step that
+    finds no room after all (the race of two permits)."""
+
+    def __init__(self, room: Callable[[], int]) -> None:
+        self.room = room
+        self.reserved = 0
+
+    async def reserve_slot(self, ctx: SlotReserveContext) -> SlotPermit:
+        while self.room() - self.reserved <= 0:
+            await asyncio.sleep(ROOM_POLL)  # cancelled at the worker's shutdown
+        self.reserved += 1
+        return SlotPermit()
+
+    def try_reserve_slot(self, ctx: SlotReserveContext) -> SlotPermit | None:
+        if self.room() - self.reserved <= 0:
+            return None
+        self.reserved += 1
+        return SlotPermit()
+
+    def mark_slot_used(self, ctx: SlotMarkUsedContext) -> None:
+        pass
+
+    def release_slot(self, ctx: SlotReleaseContext) -> None:
+        self.reserved -= 1
+
+
+def take_tuner(room: Callable[[], int]) -> WorkerTuner:
+    few = FixedSizeSlotSupplier(2)  # the take queue runs no workflows nor local activities
+    return WorkerTuner.create_composite(workflow_supplier=few,
+                                        activity_supplier=FreeSlots(room),
+                                        local_activity_supplier=few, nexus_supplier=few)
+
+
 def workflow_runner() -> SandboxedWorkflowRunner:
     """The sandbox, with wf's modules passed through but the workflows' own: what the
     workflows import (the pure decisions, the dataclasses activities take) is imported once,
@@ -53,11 +108,30 @@ def workflow_runner() -> SandboxedWorkflowRunner:
                                    .with_passthrough_modules(*ours, "wf.temporal.shapes"))
 
 
+def byte_compile_workflows() -> None:
+    """Write the bytecode of the modules the sandbox imports afresh for every workflow run
+    (``wf.temporal``'s own). Without it (``PYTHONDONTWRITEBYTECODE``, an editable install)
+    every task's run compiled them from source: 7 % of a worker's CPU on no-op tasks. Left
+    as it is where the package's folder is not writable (an installed wf has its bytecode)."""
+    import importlib.util
+    import py_compile
+    from pathlib import Path
+
+    import wf
+    import wf.temporal
+
+    for source in [Path(wf.__file__), *Path(wf.temporal.__file__).parent.glob("*.py")]:
+        with contextlib.suppress(OSError, py_compile.PyCompileError):
+            py_compile.compile(str(source), cfile=importlib.util.cache_from_source(str(source)),
+                               doraise=True)
+
+
 async def serve(repo: Repo, environ: Mapping[str, str], stop: asyncio.Event, *,
                 slots: int = 4, report: Report | None = None) -> None:
     """Run this host's worker until ``stop`` is set."""
     cfg = repo.config.engine
     names = names_for(repo)
+    byte_compile_workflows()
     host = cfg.host_name()
     client = await connect(cfg, environ)
     acts = WorkerActivities(repo, host, environ, slots=slots, report=report)
@@ -82,10 +156,13 @@ async def serve(repo: Repo, environ: Mapping[str, str], stop: asyncio.Event, *,
                     workflow_runner=workflow_runner(), max_concurrent_activities=slots, **common)
     own = Worker(client, task_queue=names.host_queue(host),
                  max_concurrent_activities=slots + 8, **common)  # + short steps
+    take = Worker(client, task_queue=names.take_queue, tuner=take_tuner(acts.free_slots),
+                  **{**common, "activities": [acts.ensure_worktree]})
     if report is not None:
-        report("ready", {"host": host, "queues": [names.shared_queue, names.host_queue(host)],
+        report("ready", {"host": host, "queues": [names.shared_queue, names.take_queue,
+                                                  names.host_queue(host)],
                          "address": cfg.address, "namespace": cfg.namespace, "slots": slots})
-    async with shared, own:
+    async with shared, own, take:
         # This clone's log kept pulled, so that `wf status` here need not wait (it pulls only
         # a mirror older than 2 s).
         mirror = asyncio.create_task(keep_mirrored(repo, client, names.repo_workflow,
