@@ -21,6 +21,7 @@ DECISIONS = [
     "wf.engine.attempt_plan",
     "wf.engine.signal_rules",
     "wf.engine.budget",
+    "wf.engine.budget_plan",
     "wf.merge_queue.decide",
     "wf.merge_queue.forge_decide",
     "wf.merge_queue.planner",

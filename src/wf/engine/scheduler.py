@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from wf.engine import budget as budgets
+from wf.engine import budget_plan
 from wf.engine.attempt_plan import Stop
 from wf.engine.base import Clock, SystemClock
 from wf.engine.driver import Active, drive
@@ -36,7 +36,6 @@ from wf.model import (
     Event,
     FailureKind,
     NewEvent,
-    task_stream,
 )
 from wf.spec import TaskSpec
 from wf.store.projections import Projection, apply
@@ -50,7 +49,6 @@ if TYPE_CHECKING:
     from wf.store import EventStore, GroupCommitWriter
     from wf.worktrees import WorktreeManager
 
-ADAPTIVE_BY_DEFAULT = frozenset({"claude", "codex", "gemini", "opencode", "aider"})
 SIGNAL_POLL = 0.25  # how often the loop looks for signals written by other processes
 
 
@@ -150,117 +148,81 @@ class Scheduler:
 
     def budgets_apply(self, tid: str) -> bool:
         """Whether a budget of the task, its agent or the run can hold task ``tid``."""
-        spec = self.p.tasks[tid]["spec"] or {}
-        run = self.d.config.budget
-        return any(not budgets.parse_budget(b, "budget").empty
-                   for b in (spec.get("budget"), spec.get("agent_budget"), run))
+        return budget_plan.budgets_apply(self.p.tasks[tid]["spec"], self.d.config.budget)
 
     async def check_budget(self, tid: str) -> None:
         """Pause, resume or stop the running attempt of ``tid`` as its budgets say."""
         if tid in self.active and self.budgets_apply(tid):
-            used = budgets.usages(self.p.tasks, self.p.attempts, self.d.clock.now())
-            await self._act_on_budget(tid, used)
+            await self._act_on_budgets([tid])
 
     async def _check_budgets(self) -> None:
-        running = [t for t in self.active if self.p.tasks[t]["state"] == "running"
-                   and self.budgets_apply(t)]
-        if running:
-            used = budgets.usages(self.p.tasks, self.p.attempts, self.d.clock.now())
-            for tid in running:
-                await self._act_on_budget(tid, used)
+        await self._act_on_budgets([t for t in self.active if self.p.tasks[t]["state"]
+                                    == "running" and self.budgets_apply(t)])
 
-    async def _act_on_budget(self, tid: str, used: budgets.Usages) -> None:
-        verdict = budgets.task_verdict(tid, self.p.tasks, used, self.d.config.budget)
-        control = self.active[tid].control
-        if verdict is None:
-            control.request_pause(False)
-            return
-        await self._record_exceeded(tid, verdict)
-        if verdict.action == "stop":
-            control.request_stop(Stop(AttemptState.FAILED, FailureKind.BUDGET,
-                                      f"budget: {verdict.message}"))
-        else:
-            control.request_pause(True)
+    async def _act_on_budgets(self, tids: list[str]) -> None:
+        found = budget_plan.verdicts(tids, self.p.tasks, self.p.attempts, self.d.clock.now(),
+                                     self.d.config.budget)
+        for tid, verdict in found.items():
+            control = self.active[tid].control
+            if verdict is None:
+                control.request_pause(False)
+                continue
+            e = budget_plan.exceeded_event(tid, self.p.tasks[tid], verdict)
+            if e is not None:
+                await self.append(e)
+            if verdict.action == "stop":
+                control.request_stop(Stop(AttemptState.FAILED, FailureKind.BUDGET,
+                                          f"budget: {verdict.message}"))
+            else:
+                control.request_pause(True)
 
-    async def _record_exceeded(self, tid: str, verdict: budgets.Exceeded) -> None:
-        """``budget.exceeded`` (an attention event), once per crossing: a raise clears it."""
-        task = self.p.tasks[tid]
-        if task["budget_exceeded"] is None:
-            await self.append(NewEvent(task_stream(tid), "budget.exceeded", {
-                "n": task["attempts"], **verdict.as_event()}))
-
-    async def _held_by_budget(self) -> set[str]:
-        """Tasks ready to start that a crossed budget holds back (recorded once each)."""
-        waiting = [t for t, row in self.p.tasks.items()
-                   if row["state"] in ("queued", "retrying") and self.budgets_apply(t)]
-        if not waiting:
-            return set()
-        used = budgets.usages(self.p.tasks, self.p.attempts, self.d.clock.now())
-        held = set()
-        for tid in waiting:
-            verdict = budgets.task_verdict(tid, self.p.tasks, used, self.d.config.budget)
-            if verdict is not None:
-                held.add(tid)
-                await self._record_exceeded(tid, verdict)
-        return held
-
-    # -- adaptive parallelism (wf.engine.budget.next_limit decides) ---------------------------
-    def _adaptive(self, agent: str, adapter: str | None) -> int | None:
-        """The ceiling of ``agent``'s adaptive limit, or None when it is not adaptive: on by
-        default for the agent CLIs wf knows, ``[agents.NAME] adaptive`` says otherwise."""
+    # -- adaptive parallelism (wf.engine.budget_plan) ------------------------------------------
+    def _ceiling(self, agent: str, adapter: str | None) -> int | None:
         cfg = self.d.config.agents.get(agent)
-        on = cfg.adaptive if cfg is not None and cfg.adaptive is not None else (
-            adapter in ADAPTIVE_BY_DEFAULT)
-        if not on:
-            return None
-        return (cfg.max_parallel if cfg is not None else None) or self.d.config.max_parallel
+        return budget_plan.adaptive_ceiling(adapter, cfg.adaptive if cfg else None,
+                                            cfg.max_parallel if cfg else None,
+                                            self.d.config.max_parallel)
 
     def _agent_limits(self, now: float) -> dict[str, int | None]:
-        limits: dict[str, int | None] = {
-            name: cfg.max_parallel for name, cfg in self.d.config.agents.items()}
         for row in self.p.tasks.values():
             agent = row["agent"]
-            if row["state"] not in ("queued", "retrying") or agent in self._limit_seen:
+            if row["state"] not in budget_plan.WAITING or agent in self._limit_seen:
                 continue
             self._limit_seen.add(agent)
-            ceiling = self._adaptive(agent, (row["spec"] or {}).get("adapter"))
+            ceiling = self._ceiling(agent, (row["spec"] or {}).get("adapter"))
             if ceiling is not None:
                 self._ceilings[agent] = ceiling
-        for agent, ceiling in self._ceilings.items():
-            lim = budgets.AgentLimit.of_row(self.p.agent_limits.get(agent), ceiling)
-            limits[agent] = lim.limit if budgets.may_start(lim, 0, now) else 0
-        return limits
+        configured = {name: cfg.max_parallel for name, cfg in self.d.config.agents.items()}
+        return budget_plan.start_limits(configured, self._ceilings, self.p.agent_limits, now)
 
     async def adapt(self, tid: str, n: int, outcome: Outcome) -> None:
         """After attempt ``n`` of ``tid`` ended as ``outcome``: its agent's adaptive limit,
         recorded if it changed (``agent.limit_changed`` on the stream ``agent:NAME``)."""
         task = self.p.tasks[tid]
         agent = task["agent"]
-        ceiling = self._adaptive(agent, (task["spec"] or {}).get("adapter"))
+        ceiling = self._ceiling(agent, (task["spec"] or {}).get("adapter"))
         if ceiling is None:
             return
         self._ceilings[agent] = ceiling
-        before = budgets.AgentLimit.of_row(self.p.agent_limits.get(agent), ceiling)
-        signal = budgets.attempt_signal(str(outcome.state),
-                                        str(outcome.kind) if outcome.kind else None,
-                                        outcome.rate_limited)
-        attempt = self.p.attempts.get((tid, n)) or {}
-        after = budgets.next_limit(before, signal, now=self.d.clock.now(), max_parallel=ceiling,
-                                   retry_after=outcome.retry_after,
-                                   started=attempt.get("started_ts"))
-        data = budgets.limit_event(agent, before, after)
-        if data is not None:  # with its ceiling, so that `wf status` can say "2 of 8"
-            await self.append(NewEvent(f"agent:{agent}", "agent.limit_changed",
-                                       {**data, "max_parallel": ceiling}))
+        e = budget_plan.adapt(
+            agent, self.p.agent_limits.get(agent), ceiling, state=str(outcome.state),
+            kind=str(outcome.kind) if outcome.kind else None, rate_limited=outcome.rate_limited,
+            retry_after=outcome.retry_after,
+            started=(self.p.attempts.get((tid, n)) or {}).get("started_ts"),
+            now=self.d.clock.now())
+        if e is not None:
+            await self.append(e)
 
     async def _start_ready(self, tg: anyio.abc.TaskGroup) -> None:
         limits = self._agent_limits(self.d.clock.now())
-        held = await self._held_by_budget()
-        tasks = self.p.tasks if not held else {
-            t: ({**row, "state": "held"} if t in held else row) for t, row in self.p.tasks.items()}
-        plan = schedule(tasks, {t: self.p.tasks[t]["agent"] for t in self.active},
-                        self.d.clock.now(), max_parallel=self.d.config.max_parallel,
-                        agent_limits=limits, deps_must_land=self.queue_takes_successes)
+        held, exceeded = budget_plan.held(self.p.tasks, self.p.attempts, self.d.clock.now(),
+                                          self.d.config.budget)
+        if exceeded:
+            await self.append(*exceeded)
+        plan = schedule(budget_plan.holding(self.p.tasks, held),
+                        {t: self.p.tasks[t]["agent"] for t in self.active}, self.d.clock.now(),
+                        max_parallel=self.d.config.max_parallel, agent_limits=limits,
+                        deps_must_land=self.queue_takes_successes)
         if plan.blocked:
             await self.append(*plan.blocked)
         for tid in plan.start:
