@@ -359,8 +359,11 @@ class _Attempt:
     def _pause_or_resume(self, pid: int, pauses: list[list[float | None]]) -> None:
         """Carry out what the interpreter asks: SIGSTOP the agent's process group while a
         budget holds it (again after an adoption: harmless if it still is), SIGCONT once it
-        no longer does. Each change is told to the control, which records it."""
-        want = bool(_optional(self.control, "pause_requested", False))
+        no longer does. Each change is told to the control, which records it. A control not
+        told anything yet (None: an agent adopted on Temporal) leaves the group as it is."""
+        want = _optional(self.control, "pause_requested", False)
+        if want is None:
+            return
         is_paused = bool(pauses) and pauses[-1][1] is None
         if want:
             process.signal_group(pid, signal.SIGSTOP)

@@ -22,6 +22,7 @@ from wf.model import NewEvent, task_stream
 # Adaptive parallelism is on by default for the agent CLIs wf knows (they report rate limits).
 ADAPTIVE_BY_DEFAULT = frozenset({"claude", "codex", "gemini", "opencode", "aider"})
 WAITING = ("queued", "retrying")
+BUDGET_POLL = 0.2  # how often an attempt under a budget reads its usage (a pause within 1 s)
 
 Rows = Mapping[str, Mapping[str, Any]]
 AttemptRows = Mapping[tuple[str, int], Mapping[str, Any]]

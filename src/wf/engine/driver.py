@@ -37,11 +37,10 @@ from wf.engine.activities import (
     last_line,
     wait_readable,
 )
+from wf.engine.budget_plan import BUDGET_POLL
 from wf.engine.decide import Outcome, attempt_outcome, close_attempt, infra_outcome
 from wf.errors import ResourceError, WfError, resource_error
 from wf.model import AttemptState, FailureKind, NewEvent, task_stream
-
-BUDGET_POLL = 0.2  # how often an attempt under a budget reads its usage (a pause within 1 s)
 
 if TYPE_CHECKING:
     from wf.engine.scheduler import Scheduler

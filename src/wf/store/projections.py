@@ -10,6 +10,7 @@ listed in ``JSON_COLUMNS``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +81,12 @@ def _blank(table: str, **values: Any) -> dict[str, Any]:
     row = dict.fromkeys(COLUMNS[table])
     row.update(values)
     return row
+
+
+def full_row(table: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    """``row`` with every column of ``table``, those it lacks None: a row an older wf wrote
+    (a Temporal workflow's input, a carry) has no columns added since."""
+    return _blank(table, **row)
 
 
 def apply(p: Projection, e: Event) -> set[tuple[str, Any]]:

@@ -54,6 +54,7 @@ from wf.temporal.shapes import (
     Facts,
     HostRead,
     HostText,
+    PauseAttempt,
     Prepare,
     Prepared,
     TaskRun,
@@ -68,6 +69,8 @@ FACTS_EVERY = 0.5  # seconds a running attempt's facts may wait to travel togeth
 HEARTBEAT_EVERY = 1.0  # seconds; the SDK throttles what it sends (max_heartbeat_throttle_interval)
 Report = Callable[[str, dict[str, Any]], None]
 CLAIM_TTL = 60.0  # seconds a task taken here holds a slot before its attempt starts
+URGENT = frozenset({"attempt.adopted", "task.paused", "task.resumed"})  # facts sent at once
+BUDGETED_URGENT = URGENT | {"agent.usage"}  # and, when a budget can hold the task, its usage
 
 
 def one_line_errors(fn: Callable[..., T]) -> Callable[..., T]:
@@ -110,6 +113,7 @@ class TemporalControl(LocalControl):
         self._loop, self._handle, self._extra = loop, handle, dict(extra)
         self._tid, self._n = task_id, n
         self.pid: tuple[int, int | None] | None = None
+        self.is_paused = False
         # Facts wait up to FACTS_EVERY and travel together: each signal is a workflow task
         # (a no-op agent's spawn and output were two). What is left at the end goes back in
         # the activity's result instead (``take``).
@@ -117,6 +121,7 @@ class TemporalControl(LocalControl):
         self._times: list[float] = []
         self._since: float | None = None
         self._facts = threading.Lock()
+        self.urgent = URGENT
         self.open_pipe()
 
     def _record(self, *events: NewEvent) -> None:
@@ -128,9 +133,10 @@ class TemporalControl(LocalControl):
             self._times += [time.time()] * len(events)
             now = time.monotonic()
             self._since = self._since or now
-            # An adoption (a worker came back) is said at once: rare, and awaited.
+            # An adoption (a worker came back) is said at once: rare, and awaited; so are a
+            # pause and a resume, and a budgeted task's usage (a budget pauses within 1 s).
             due = now - self._since >= FACTS_EVERY or any(
-                e.type == "attempt.adopted" for e in events)
+                e.type in self.urgent for e in events)
         if due:
             self.flush()
 
@@ -173,6 +179,16 @@ class TemporalControl(LocalControl):
         self.pid = (pid, pid_start)  # in every heartbeat: a retry adopts this process
         super().spawned(pid, pid_start, session)
 
+    # Whether the agent's group is stopped, in every heartbeat too: a retry that adopts it
+    # keeps it stopped until the workflow says again what it wants.
+    def paused(self, pid: int) -> None:
+        self.is_paused = True
+        super().paused(pid)
+
+    def resumed(self) -> None:
+        self.is_paused = False
+        super().resumed()
+
 
 class WorkerActivities:
     """The activities one worker runs, bound to its clone's worktrees, logs and environment."""
@@ -194,6 +210,10 @@ class WorkerActivities:
         self.slots = slots
         self.pushes = Pushes(wt.repo_root)
         self.running: set[str] = set()  # tasks whose attempt runs here now
+        # The controls of the attempts running here, and pauses asked for an attempt that
+        # has not started (or been adopted) here yet: ``pause_attempt`` reaches them.
+        self.controls: dict[tuple[str, int], TemporalControl] = {}
+        self.pause_wishes: dict[tuple[str, int], bool] = {}
         self.claimed: dict[str, float] = {}  # tasks taken here whose attempt has not started
         self._slots_lock = threading.Lock()
         # Sync activities of both queues share it (the attempts themselves run in threads
@@ -203,7 +223,20 @@ class WorkerActivities:
     def all(self) -> list[Callable[..., Any]]:
         return [self.ensure_worktree, self.host_read, self.worktree_exists, self.reset_for_retry,
                 self.start_resolution, self.run_setup, self.run_attempt, self.task_result,
-                self.release_worktree]
+                self.release_worktree, self.pause_attempt]
+
+    @activity.defn(name="wf.pause_attempt")
+    def pause_attempt(self, inp: PauseAttempt) -> bool:
+        """Have the attempt's own thread stop (SIGSTOP) or continue its agent's process group
+        (it records ``task.paused`` / ``task.resumed``). Idempotent; True when the attempt
+        runs here now, False when the wish waits for it to start or be adopted here."""
+        key = (inp.task_id, inp.n)
+        with self._slots_lock:
+            self.pause_wishes[key] = inp.pause
+            control = self.controls.get(key)
+        if control is not None:
+            control.request_pause(inp.pause)
+        return control is not None
 
     @activity.defn(name="wf.release_worktree")
     @one_line_errors
@@ -334,23 +367,37 @@ class WorkerActivities:
     async def _attempt(self, inp: RunAttempt) -> tuple[AttemptReport, Facts]:
         info = activity.info()
         details = info.heartbeat_details
+        paused = False
         if info.attempt > 1 or details:  # a retry: adopt the agent a previous try started
             pid = tuple(details[0]) if details and details[0] else None
             inp = replace(inp, adopt=True, spawned=pid)  # type: ignore[arg-type]
+            paused = len(details) > 1 and bool(details[1])
         handle = activity.client().get_workflow_handle(info.workflow_id,
                                                        run_id=info.workflow_run_id)
         log = str(self.acts.files(inp.task_id, inp.n).log)
         control = TemporalControl(asyncio.get_running_loop(), handle, inp.task_id, inp.n,
                                   {"log_path": log, "host": self.host})
+        if inp.poll is not None:  # a budget can hold it: its usage travels at once
+            control.urgent = BUDGETED_URGENT
+        if inp.adopt and paused:  # stopped by a budget: it stays so until the workflow says
+            inp = replace(inp, pauses=((time.time(), None),))
+            control.pause_wanted, control.is_paused = None, True
         self.report("attempt", {"task": inp.task_id, "n": inp.n, "adopt": inp.adopt})
+        key = (inp.task_id, inp.n)
         with self._slots_lock:
             self.running.add(inp.task_id)
             self.claimed.pop(inp.task_id, None)
+            self.controls[key] = control
+            wish = self.pause_wishes.get(key)
+        if wish is not None:
+            control.request_pause(wish)
         try:
             report = await self._run_attempt(inp, control)
         finally:
             with self._slots_lock:
                 self.running.discard(inp.task_id)
+                self.controls.pop(key, None)
+                self.pause_wishes.pop(key, None)  # a retry here is told again on adoption
         if control.cancel_reason is not None:  # a cancelled activity's result may not count
             await control.flush_async()
         return report, control.take()
@@ -380,7 +427,7 @@ class WorkerActivities:
                 done, _ = await asyncio.wait({work}, timeout=HEARTBEAT_EVERY)
                 if done:
                     return work.result()
-                activity.heartbeat(control.pid)
+                activity.heartbeat(control.pid, control.is_paused)
                 if control.due():
                     await control.flush_async()
             except asyncio.CancelledError:

@@ -38,7 +38,7 @@ class Carry:
 
     seq_base: int  # the sequence number of the last event recorded by the runs before
     tasks: list[dict[str, Any]]
-    attempts: list[dict[str, Any]]  # each task's latest attempt
+    attempts: list[dict[str, Any]]  # a landed task's latest attempt, every one of the others
     queue: list[dict[str, Any]]
     tested_trees: list[dict[str, Any]]
     versions: dict[str, int]  # each stream's last version
@@ -51,18 +51,25 @@ class Carry:
     merge: dict[str, Any] | None = None  # the merge queue's own state
     runs_of: dict[str, str] = field(default_factory=dict)  # task -> its task workflow's run
     runs: int = 1  # how many runs the chain has had, this one included
+    live: dict[str, dict[str, Any]] = field(default_factory=dict)  # budgeted tasks' usage
+    orders: dict[str, str] = field(default_factory=dict)  # what each was last told
+    agent_limits: list[dict[str, Any]] = field(default_factory=list)  # adaptive limits
 
 
 def carry_from(p: Projection, **fields: Any) -> Carry:
     """The carry of projection ``p`` and the workflow's other state (``Carry``'s fields)."""
     latest: dict[str, dict[str, Any]] = {}
-    for (tid, n), row in p.attempts.items():
-        if tid not in latest or latest[tid]["n"] < n:
+    kept: list[dict[str, Any]] = []  # every attempt of a task not landed: a wall budget
+    for (tid, n), row in p.attempts.items():  # counts them together
+        if (p.tasks.get(tid) or {}).get("state") != "merged":
+            kept.append(row)
+        elif tid not in latest or latest[tid]["n"] < n:
             latest[tid] = row
     tested = sorted(p.tested_trees.values(), key=lambda r: r.get("updated_ts") or 0)
     return Carry(tasks=[_trimmed(row) for row in p.tasks.values()],
-                 attempts=list(latest.values()), queue=list(p.queue.values()),
-                 tested_trees=tested[-TESTED_KEPT:], **fields)
+                 attempts=[*kept, *latest.values()], queue=list(p.queue.values()),
+                 tested_trees=tested[-TESTED_KEPT:],
+                 agent_limits=list(p.agent_limits.values()), **fields)
 
 
 def _trimmed(row: dict[str, Any]) -> dict[str, Any]:
@@ -74,12 +81,7 @@ def _trimmed(row: dict[str, Any]) -> dict[str, Any]:
 
 def projection_of(c: Carry) -> Projection:
     """The projection a carry holds (a landed task's dropped columns read as None)."""
-    from wf.store.projections import COLUMNS
-
-    def full(table: str, row: dict[str, Any]) -> dict[str, Any]:
-        out = dict.fromkeys(COLUMNS[table])
-        out.update(row)
-        return out
+    from wf.store.projections import full_row as full
 
     tasks = {}
     for row in c.tasks:
@@ -91,7 +93,8 @@ def projection_of(c: Carry) -> Projection:
         tasks=tasks,
         attempts={(r["task_id"], r["n"]): full("attempts", r) for r in c.attempts},
         queue={r["task_id"]: full("queue", r) for r in c.queue},
-        tested_trees={r["tree"]: full("tested_trees", r) for r in c.tested_trees})
+        tested_trees={r["tree"]: full("tested_trees", r) for r in c.tested_trees},
+        agent_limits={r["agent"]: full("agent_limits", r) for r in c.agent_limits})
 
 
 def pack(c: Carry) -> bytes:

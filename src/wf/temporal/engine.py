@@ -98,6 +98,8 @@ def settings_for(repo: Repo) -> Settings:
                     host_lost_after=c.engine.host_lost_after,
                     continue_after=c.engine.continue_after,
                     return_on_success=bool(c.worktrees.pool and c.worktrees.return_on_success),
+                    budget=c.budget.as_dict() if c.budget is not None else None,
+                    adaptive={name: a.adaptive for name, a in c.agents.items()},
                     # Hosts share branches through the remote their clones came from; a clone
                     # without it is a trial on one machine, where there is nothing to push.
                     remote=c.merge.remote if gitx.remote_url(repo.root, c.merge.remote)

@@ -92,6 +92,8 @@ class Settings:
     merge: MergeSettings | None = None  # the merge queue, when [merge] is on
     continue_after: int = 10_000  # history events before the repository workflow starts anew
     return_on_success: bool = False  # [worktrees]: a succeeded task's pooled worktree goes back
+    budget: dict[str, Any] | None = None  # [budget]: the run's (wf.engine.budget.Budget)
+    adaptive: dict[str, bool | None] = field(default_factory=dict)  # [agents.NAME] adaptive
 
 
 def settings_from(d: dict[str, Any]) -> Settings:
@@ -161,6 +163,7 @@ class AttemptInput:
     host: str | None  # the host holding the task's worktree, if any
     clock_offset: float = 0.0
     pushed: dict[str, str] = field(default_factory=dict)  # task -> its branch on the remote
+    budgeted: bool = False  # a budget can hold the task: report usage, obey ``BudgetOrder``
 
 
 @dataclass
@@ -168,6 +171,39 @@ class AttemptResult:
     events: list[WireEvent]
     host: str | None  # None: the host was lost, the next attempt is prepared anew
     pushed: str | None = None  # the task's branch on the shared remote, e.g. origin/wf/a
+    # How the attempt ended, for the adaptive limit: state, kind, rate_limited, retry_after.
+    outcome: dict[str, Any] | None = None
+
+
+@dataclass
+class LiveUsage:
+    """What a budgeted task has used so far (its attempts together, this one's live usage
+    included) and its attempt's pauses: the task workflow tells the repository workflow,
+    which judges the task's, its agent's and the run's budgets."""
+
+    task_id: str
+    n: int
+    tokens: int
+    cost_usd: float | None
+    pauses: list[list[float | None]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BudgetOrder:
+    """The repository workflow to a task workflow: ``pause`` its agent (or let it run on),
+    or ``stop`` the attempt as a ``budget`` failure (the message)."""
+
+    pause: bool
+    stop: str | None = None
+
+
+@dataclass(frozen=True)
+class PauseAttempt:
+    """Stop (SIGSTOP) or continue the process group of a running attempt on its host."""
+
+    task_id: str
+    n: int
+    pause: bool
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, TimeoutError, TimeoutType
+from temporalio.exceptions import ActivityError, FailureError, TimeoutError, TimeoutType
 
 with workflow.unsafe.imports_passed_through():
     from wf.agents import process
@@ -37,19 +37,23 @@ with workflow.unsafe.imports_passed_through():
         first_line,
         last_line,
     )
+    from wf.engine.budget_plan import BUDGET_POLL
     from wf.engine.decide import Outcome, attempt_outcome, close_attempt, infra_outcome
     from wf.model import AttemptState, Event, FailureKind, task_stream
     from wf.pool.rules import is_slot_path
     from wf.spec import TaskSpec
-    from wf.store.projections import Projection, apply
+    from wf.store.projections import Projection, apply, full_row
     from wf.temporal.shapes import (
         AttemptDone,
         AttemptInput,
         AttemptResult,
         AttemptStep,
+        BudgetOrder,
         Facts,
         HostRead,
         HostText,
+        LiveUsage,
+        PauseAttempt,
         Prepare,
         Prepared,
         TaskSetup,
@@ -107,11 +111,19 @@ class TaskWorkflow:
         self.attempt_task: asyncio.Task[Any] | None = None
         self.log: WorkflowLog | None = None
         self.pending_facts: list[Facts] = []
+        # Budgets (the repository workflow judges them; this one obeys its BudgetOrders):
+        self.pause_wanted = False  # what the last order said
+        self.pause_told: bool | None = False  # what the host was last told (None: tell again)
+        self.budget_stop: str | None = None  # the attempt ends as a budget failure
+        self.usage_dirty = False  # usage to report to the repository workflow
+        self.attempt_over = False
+        self.adoptions = 0
 
     @workflow.run
     async def run(self, inp: AttemptInput) -> AttemptResult:
         tid = inp.task["id"]
-        p = Projection(tasks={tid: dict(inp.task)}, attempts={(tid, inp.n): dict(inp.attempt)})
+        p = Projection(tasks={tid: full_row("tasks", inp.task)},
+                       attempts={(tid, inp.n): full_row("attempts", inp.attempt)})
         self.log = WorkflowLog(p, inp.clock_offset)
         self.inp, self.tid, self.n = inp, tid, inp.n
         self.spec = TaskSpec.model_validate(inp.task["spec"])
@@ -125,10 +137,13 @@ class TaskWorkflow:
             outcome = self._host_lost(lost.host)
         except ActivityError as exc:
             outcome = infra_outcome(failure_cause(exc))
+        self.attempt_over = True
         self._emit_all(close_attempt(p.tasks[tid], self.n, outcome, self.spec.retry,
                                      workflow.random(), enqueue=inp.enqueue))
         await self._release_worktree()
-        return AttemptResult(self.log.events, self.host, self.pushed)
+        return AttemptResult(self.log.events, self.host, self.pushed, outcome={
+            "state": str(outcome.state), "kind": str(outcome.kind) if outcome.kind else None,
+            "rate_limited": outcome.rate_limited, "retry_after": outcome.retry_after})
 
     async def _release_worktree(self) -> None:
         """``[worktrees] return_on_success``: a succeeded task's pooled worktree goes back to
@@ -175,6 +190,17 @@ class TaskWorkflow:
         if self.attempt_task is not None:
             self.attempt_task.cancel()
 
+    @workflow.signal(name="budget")
+    def budget(self, order: BudgetOrder) -> None:
+        """The repository workflow's word on this task's budgets: pause its agent, let it
+        run on, or stop the attempt as a ``budget`` failure."""
+        if order.stop is not None:
+            self.budget_stop = order.stop
+            if self.attempt_task is not None:
+                self.attempt_task.cancel()
+            return
+        self.pause_wanted = order.pause
+
     @workflow.signal(name="facts")
     def facts(self, facts: Facts) -> None:
         """Facts the attempt's activity reports as they happen (its pid, the agent's output)."""
@@ -200,6 +226,11 @@ class TaskWorkflow:
         """Facts with the time they happened on the host (the test clock's offset added),
         never later than now nor earlier than the attempt's last event."""
         assert self.log is not None
+        if self.inp.budgeted and any(t in REPORTED for t, _ in events):
+            self.usage_dirty = True
+        if any(t == "attempt.adopted" for t, _ in events):
+            self.adoptions += 1
+            self.pause_told = None  # the host that adopted it hears again what is wanted
         for i, (type_, data) in enumerate(events):
             ts = None
             if i < len(times):
@@ -326,7 +357,12 @@ class TaskWorkflow:
             base_commit=task["base_commit"], branch=task["branch"] or spec.branch,
             commit_message=f"wf: {self.tid}: {first_line(spec.prompt)}", adapter=spec.adapter,
             timeout=spec.timeout, no_output_timeout=spec.no_output_timeout,
-            max_log_bytes=self.inp.settings.log_max_bytes, session=session)
+            max_log_bytes=self.inp.settings.log_max_bytes, session=session,
+            pauses=tuple((a, b) for a, b in self.log.p.attempts[(self.tid, n)].get("pauses") or ()),
+            poll=BUDGET_POLL if self.inp.budgeted else None)
+        if self.inp.budgeted:
+            asyncio.ensure_future(self._obey_budget())
+            asyncio.ensure_future(self._report_usage())
         heartbeat = self.inp.settings.heartbeat_timeout
         host = self.host
         self.attempt_task = asyncio.ensure_future(workflow.execute_activity(
@@ -340,16 +376,55 @@ class TaskWorkflow:
         try:
             done: AttemptDone = await self.attempt_task
         except ActivityError as exc:
+            if self.budget_stop:
+                return Outcome(AttemptState.FAILED, FailureKind.BUDGET, self.budget_stop)
             if self.cancel_reason:
                 return Outcome(AttemptState.CANCELLED, None, self.cancel_reason)
             if host is not None and not_started(exc):
                 raise _HostLost(host) from None
             raise exc
         except asyncio.CancelledError:
+            if self.budget_stop:
+                return Outcome(AttemptState.FAILED, FailureKind.BUDGET, self.budget_stop)
             return Outcome(AttemptState.CANCELLED, None, self.cancel_reason or "cancelled")
         self._emit_facts(done.facts, done.fact_times)  # reported since its last signal
         self._pushed(done)
         return attempt_outcome(done.report)
+
+
+    async def _obey_budget(self) -> None:
+        """Tell the host what the last ``BudgetOrder`` wants of the agent's process group,
+        each time it changes and again after an adoption (``wf.pause_attempt``)."""
+        while True:
+            await workflow.wait_condition(
+                lambda: self.attempt_over or self.pause_told != self.pause_wanted)
+            if self.attempt_over:
+                return
+            wanted, adoptions = self.pause_wanted, self.adoptions
+            with contextlib.suppress(ActivityError, _HostLost):  # the attempt's own end says
+                await self._activity("wf.pause_attempt", PauseAttempt(self.tid, self.n, wanted),
+                                     bool, timeout=60.0)
+            if adoptions == self.adoptions:  # else the host that adopted it is told again
+                self.pause_told = wanted
+
+    async def _report_usage(self) -> None:
+        """Send what the task has used so far (and its pauses) to the repository workflow,
+        which judges the budgets, whenever it changed: one signal at a time, the latest."""
+        while True:
+            await workflow.wait_condition(lambda: self.attempt_over or self.usage_dirty)
+            if self.attempt_over:
+                return
+            self.usage_dirty = False
+            task = self.task
+            pauses = self.log.p.attempts[(self.tid, self.n)].get("pauses") if self.log else None
+            with contextlib.suppress(FailureError):  # its next run hears the next report
+                await workflow.get_external_workflow_handle(f"{self.inp.queue}.repo").signal(
+                    "usage", LiveUsage(self.tid, self.n, int(task["tokens"] or 0),
+                                       task["cost_usd"], [list(p) for p in pauses or ()]))
+
+
+# What a budgeted task reports to the repository workflow as soon as it folds it.
+REPORTED = frozenset({"agent.usage", "task.paused", "task.resumed"})
 
 
 class _HostLost(Exception):

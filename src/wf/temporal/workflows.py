@@ -37,6 +37,8 @@ from wf.temporal.task_workflow import (
 
 with workflow.unsafe.imports_passed_through():
     from wf.engine import attempt_plan as plan
+    from wf.engine import budget_plan as budgets
+    from wf.engine.budget import Budget, parse_budget
     from wf.engine.decide import close_attempt, infra_outcome
     from wf.engine.schedule import schedule, sleep_for
     from wf.engine.signal_rules import VERBS, decide_signal, judge_signal
@@ -48,7 +50,9 @@ with workflow.unsafe.imports_passed_through():
         EVENTS_PER_QUERY,
         AttemptInput,
         AttemptResult,
+        BudgetOrder,
         EventsPage,
+        LiveUsage,
         Settings,
         SignalRequest,
         Submit,
@@ -102,6 +106,10 @@ class RepoWorkflow:
         self.chain = workflow.info().first_execution_run_id[:12]
         self.merge: QueueFlow | None = None  # the merge queue, once a run turns [merge] on
         self.merge_running = False
+        # Budgets: what each budgeted running task reported it has used, and what it was
+        # last told (run, pause, stop); both carried on when the run continues as new.
+        self.live: dict[str, LiveUsage] = {}
+        self.orders: dict[str, str] = {}
         if carried is not None:
             self._resume(carry.unpack(carried))
 
@@ -142,8 +150,9 @@ class RepoWorkflow:
                     self.merge.poke()
             if self.continuing and self._at_rest():
                 self._continue_as_new()
+            self._check_budgets()
             self._start_ready()
-            due = sleep_for(self.p.tasks, self.log.now(), DAY)
+            due = min(sleep_for(self.p.tasks, self.log.now(), DAY), self._budget_due())
             # A timeout is the retry timer firing, not an error (it raises; uncaught, it
             # failed the workflow and lost the repository's projection).
             with contextlib.suppress(asyncio.TimeoutError):
@@ -171,7 +180,8 @@ class RepoWorkflow:
             versions=dict(self.log.versions), submitted=sorted(self.submitted),
             hosts=self.hosts, pushed=self.pushed, running=self.running, runs_of=self.runs_of,
             settings=asdict(self.settings), offset=self.log.offset, merge=merge,
-            runs=self.runs + 1)
+            runs=self.runs + 1, live={t: asdict(u) for t, u in self.live.items()},
+            orders=self.orders)
         workflow.continue_as_new(args=[self.queue, carry.pack(state)])
 
     def _resume(self, c: carry.Carry) -> None:
@@ -183,6 +193,8 @@ class RepoWorkflow:
         self.hosts, self.pushed, self.running = dict(c.hosts), dict(c.pushed), dict(c.running)
         self.runs_of = dict(c.runs_of)
         self.settings = settings_from(c.settings)
+        self.live = {t: LiveUsage(**u) for t, u in c.live.items()}
+        self.orders = dict(c.orders)
         if c.merge is not None:  # its loop starts with the run
             self.merge = QueueFlow.resumed(self, c.merge)
         self.woken = True
@@ -224,6 +236,13 @@ class RepoWorkflow:
             raise ApplicationError(f"cannot {VERBS.get(req.kind, req.kind)} {req.task_id}: "
                                    f"{verdict.reason}", verdict.hint, type="Refused",
                                    non_retryable=True)
+
+    @workflow.signal(name="usage")
+    def usage(self, u: LiveUsage) -> None:
+        """What a budgeted task's attempt has used so far (``task_workflow._report_usage``)."""
+        if self.running.get(u.task_id) == u.n:
+            self.live[u.task_id] = u
+            self.woken = True
 
     @workflow.signal(name="clock_offset")
     def clock_offset(self, seconds: float) -> None:
@@ -292,9 +311,15 @@ class RepoWorkflow:
             # the merge queue finishes a round, which may take a check's whole run, tasks
             # still start.)
         running = {t: self.p.tasks[t]["agent"] for t in self.running}
-        plan_ = schedule(self.p.tasks, running, self.log.now(),
+        now = self.log.now()
+        held, exceeded = budgets.held(self.p.tasks, self.p.attempts, now, self._run_budget())
+        for e in exceeded:
+            self._record(e.stream, e.type, e.data, e.idempotency_key)
+        plan_ = schedule(budgets.holding(self.p.tasks, held), running, now,
                          max_parallel=self.settings.max_parallel,
-                         agent_limits=self.settings.agent_limits,
+                         agent_limits=budgets.start_limits(
+                             self.settings.agent_limits, self._ceilings(), self.p.agent_limits,
+                             now),
                          deps_must_land=self._queue_takes_successes)
         for e in plan_.blocked:
             self._record(e.stream, e.type, e.data, e.idempotency_key)
@@ -313,7 +338,8 @@ class RepoWorkflow:
             ports_taken=sorted(plan.ports_taken(self.p.tasks, tid)),
             settings=self.settings, queue=self.queue,
             host=self.hosts.get(tid), clock_offset=self.log.offset,
-            pushed={t: b for t, b in self.pushed.items() if t in near})
+            pushed={t: b for t, b in self.pushed.items() if t in near},
+            budgeted=budgets.budgets_apply(self.p.tasks[tid]["spec"], self._run_budget()))
         self.running[tid] = n
         self.starting.add(tid)
         asyncio.create_task(self._drive(tid, inp))
@@ -389,4 +415,99 @@ class RepoWorkflow:
         if result.pushed:
             self.pushed[tid] = result.pushed
         self.running.pop(tid, None)
+        self.live.pop(tid, None)
+        self.orders.pop(tid, None)
+        if result.outcome is not None:
+            self._adapt(tid, n, result.outcome)
         self.woken = True
+
+    # -- budgets and adaptive limits (wf.engine.budget_plan decides) ---------------------------
+    def _run_budget(self) -> Budget | None:
+        return parse_budget(self.settings.budget, "budget") if self.settings.budget else None
+
+    def _with_live(self) -> tuple[dict[str, Any], dict[tuple[str, int], Any]]:
+        """The projection's tasks and attempts with what running attempts reported so far."""
+        tasks, attempts = dict(self.p.tasks), dict(self.p.attempts)
+        for tid, u in self.live.items():
+            tasks[tid] = {**tasks[tid], "tokens": u.tokens, "cost_usd": u.cost_usd}
+            key = (tid, u.n)
+            if key in attempts:
+                attempts[key] = {**attempts[key], "pauses": u.pauses}
+        return tasks, attempts
+
+    def _check_budgets(self) -> None:
+        """Tell each budgeted running task whether to pause, run on or stop, when that
+        changes; ``budget.exceeded`` once per crossing."""
+        run_budget = self._run_budget()
+        ids = [t for t in self.running if t not in self.starting
+               and budgets.budgets_apply(self.p.tasks[t]["spec"], run_budget)]
+        if not ids:
+            return
+        tasks, attempts = self._with_live()
+        found = budgets.verdicts(ids, tasks, attempts, self.log.now(), run_budget)
+        for tid, verdict in found.items():
+            order = "run" if verdict is None else verdict.action
+            if order == self.orders.get(tid, "run"):
+                continue
+            if verdict is not None:
+                e = budgets.exceeded_event(tid, self.p.tasks[tid], verdict)
+                if e is not None:
+                    self._record(e.stream, e.type, e.data, e.idempotency_key)
+            self.orders[tid] = order
+            stop = f"budget: {verdict.message}" if verdict is not None and order == "stop" \
+                else None
+            self.sending += 1
+            asyncio.create_task(self._tell(tid, BudgetOrder(order == "pause", stop)))
+
+    async def _tell(self, tid: str, order: BudgetOrder) -> None:
+        try:
+            await workflow.get_external_workflow_handle(f"{self.queue}.task.{tid}").signal(
+                "budget", order)
+        except FailureError:
+            pass  # ended meanwhile: its result closes the attempt
+        finally:
+            self.sending -= 1
+
+    def _budget_due(self) -> float:
+        """Seconds until the loop must look again without being woken: a wall budget is
+        crossed by the clock alone (looked at every second), and an adaptive limit's
+        ``not_before`` lets a held start go."""
+        now, due = self.log.now(), DAY
+        run_budget = self._run_budget()
+        if any(budgets.has_wall(self.p.tasks[t]["spec"], run_budget) for t in self.running):
+            due = 1.0
+        for row in self.p.agent_limits.values():
+            if (row["not_before"] or 0) > now:
+                due = min(due, row["not_before"] - now)
+        return due
+
+    def _ceilings(self) -> dict[str, int]:
+        """The adaptive agents among the tasks waiting to start, with their ceilings."""
+        out: dict[str, int] = {}
+        for row in self.p.tasks.values():
+            if row["state"] in budgets.WAITING and row["agent"] not in out:
+                ceiling = self._ceiling(row)
+                if ceiling is not None:
+                    out[row["agent"]] = ceiling
+        return out
+
+    def _ceiling(self, task: dict[str, Any]) -> int | None:
+        agent = task["agent"]
+        return budgets.adaptive_ceiling((task["spec"] or {}).get("adapter"),
+                                        self.settings.adaptive.get(agent),
+                                        self.settings.agent_limits.get(agent),
+                                        self.settings.max_parallel)
+
+    def _adapt(self, tid: str, n: int, outcome: dict[str, Any]) -> None:
+        task = self.p.tasks[tid]
+        ceiling = self._ceiling(task)
+        if ceiling is None:
+            return
+        e = budgets.adapt(task["agent"], self.p.agent_limits.get(task["agent"]), ceiling,
+                          state=outcome["state"], kind=outcome["kind"],
+                          rate_limited=bool(outcome.get("rate_limited")),
+                          retry_after=outcome.get("retry_after"),
+                          started=(self.p.attempts.get((tid, n)) or {}).get("started_ts"),
+                          now=self.log.now())
+        if e is not None:
+            self._record(e.stream, e.type, e.data, e.idempotency_key)
