@@ -2,7 +2,7 @@
 ``adaptive`` off and on, in the same run.
 
     python bench/ratelimit.py [--tasks 30] [--parallel 8] [--slots 2] [--hold 2.0]
-                              [--retry-after 1] [--repeat 1] [--dir PATH]
+                              [--retry-after 1] [--repeat 1] [--initial-interval 5s] [--dir PATH]
 
 The model API is tests/stub_ratelimit.py on 127.0.0.1: it takes ``--slots`` (K) requests at
 once, holds each ``--hold`` (D) seconds (the model call) and answers 429 with ``retry-after:
@@ -12,15 +12,18 @@ for Claude Code read by the claude adapter: one request, Claude Code's own retry
 error result with ``api_error_status: 429`` (TRANSIENT, rate limited, ``retry_after`` R).
 Each round makes a fresh repository and a fresh server and runs `wf run` of ``--tasks`` tasks
 at ``max_parallel = --parallel``, first with ``[agents.m] adaptive = false`` then ``true``
-(``--repeat`` alternates more rounds). Both use the same retry policy, wf's default scaled down
-so the bench takes minutes: ``maximum_attempts = 10``, ``initial_interval = "2s"``,
-``backoff_coefficient = 2``, ``maximum_interval = "30s"``, ``jitter = 0.2``; with adaptive off
-every rate-limited task must retry through that backoff.
+(``--repeat`` alternates more rounds). Both use the same retry policy, wf's default but for
+``maximum_attempts = 10`` (3 would fail tasks with adaptive off): ``initial_interval = "5s"``
+(``--initial-interval``), ``backoff_coefficient = 2``, ``maximum_interval = "300s"``,
+``jitter = 0.2``; with adaptive off every rate-limited task must retry through that backoff.
+(A policy scaled down to 2 s / 30 s makes adaptive off's wall swing from 46 to 102 s between
+runs, by how many tasks draw long waits: with the stub's K slots always busy, off loses
+time only in its backoff tail.)
 
 The choice of D = 2 s and R = 1 s: the floor of the work is tasks x D / K = 30 s, long beside
 wf's own cost per task (a worktree, a commit: about 0.3 s on this machine) and beside
 Claude Code's own retry (R), so the figures measure scheduling, and the whole bench (both
-modes) takes about 2-3 minutes.
+modes) takes about 3-5 minutes.
 
 It prints, per mode: the wall time, attempts and tasks that failed as rate limited (from
 ``attempt.finished`` with ``rate_limited``), the tasks finally failed, the server's answers
@@ -50,8 +53,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 from stub_ratelimit import LimitedModel  # noqa: E402
 
 MODEL_CLI = ROOT / "tests" / "agents" / "model_cli.py"
-RETRY = ('[retry]\nmaximum_attempts = 10\ninitial_interval = "2s"\nbackoff_coefficient = 2.0\n'
-         'maximum_interval = "30s"\njitter = 0.2\n')
+# wf's default retry policy but for maximum_attempts (3 would fail tasks with adaptive off
+# instead of letting them retry through the backoff).
+RETRY = ('[retry]\nmaximum_attempts = 10\ninitial_interval = "{initial}"\n'
+         'backoff_coefficient = 2.0\nmaximum_interval = "300s"\njitter = 0.2\n')
 TARGET_RATIO = 0.6
 
 
@@ -90,7 +95,8 @@ def make_repo(root: Path) -> Path:
 
 def tasks_file(root: Path, url: str, args: argparse.Namespace, adaptive: bool) -> Path:
     command = json.dumps([sys.executable, str(MODEL_CLI)])
-    text = (f"max_parallel = {args.parallel}\n{RETRY}\n[agents.m]\ncommand = {command}\n"
+    retry = RETRY.format(initial=args.initial_interval)
+    text = (f"max_parallel = {args.parallel}\n{retry}\n[agents.m]\ncommand = {command}\n"
             f'adapter = "claude"\nadaptive = {str(adaptive).lower()}\n'
             f'env = {{ ANTHROPIC_BASE_URL = "{url}", CLAUDE_CODE_MAX_RETRIES = "1" }}\n')
     text += "".join(f'\n[[task]]\nid = "t{i:02d}"\nprompt = "note {i}"\nagent = "m"\n'
@@ -168,11 +174,13 @@ def main() -> int:
     ap.add_argument("--hold", type=float, default=2.0)
     ap.add_argument("--retry-after", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--initial-interval", default="5s", help="the retry policy's first delay")
     ap.add_argument("--dir", type=Path, default=None)
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="wf-ratelimit-", dir=args.dir))
     print(f"{args.tasks} tasks, max_parallel {args.parallel}, model API: {args.slots} at once, "
-          f"{args.hold:g} s a call, 429 with retry-after {args.retry_after}; "
+          f"{args.hold:g} s a call, 429 with retry-after {args.retry_after}; retries from "
+          f"{args.initial_interval}; "
           f"load average {os.getloadavg()[0]:.2f}")
     rounds: list[Round] = []
     try:

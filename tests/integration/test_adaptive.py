@@ -11,6 +11,9 @@ import os
 import signal
 import socket
 import sys
+import threading
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -116,3 +119,22 @@ def test_adaptive_false_keeps_max_parallel_under_rate_limits(repo):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     limited = [e for e in events(repo, "attempt.finished") if e["data"].get("rate_limited")]
     assert limited and events(repo, "agent.limit_changed") == []
+
+
+def test_leaving_the_stub_answers_a_held_request_at_once():
+    """A cancelled test or bench does not wait out the model calls the stub holds."""
+    answered: list[float] = []
+    with LimitedModel(slots=1, hold=60.0) as model:
+        def call() -> None:
+            req = urllib.request.Request(f"{model.url}/v1/messages", data=b"{}",
+                                         headers={"content-type": "application/json"})
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                resp.read()
+            answered.append(time.monotonic())
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        wait_until(lambda: model.served, what="the request held")
+        left = time.monotonic()
+    caller.join(timeout=5)
+    assert answered and answered[0] - left < 1.0

@@ -120,6 +120,10 @@ def test_rate_limited_is_transient_and_retried_after_the_reported_delay(repo, en
     assert retry["data"]["kind"] == "transient" and "429" in retry["data"]["error"]
     assert retry["data"]["retry_after"] == retry_after
     assert retry["data"]["delay"] >= (retry_after or 0)
+    # a rate limit, not a network blip: the adaptive limit halves on it
+    assert events(repo, "attempt.finished")[0]["data"]["rate_limited"] is True
+    [lowered] = events(repo, "agent.limit_changed")[:1]
+    assert lowered["data"]["reason"].startswith("rate limited")
     started = [e["ts"] for e in events(repo, "attempt.started")]
     assert started[1] >= retry["ts"] + retry["data"]["delay"]  # the timer waited it all
     assert status(repo)["t1"]["state"] == "done"
