@@ -221,3 +221,88 @@ def test_the_merge_queue_lands_the_good_and_evicts_the_one_that_breaks_the_check
     assert not is_ancestor(harness.root, committed(harness, "b"), "main")
     files = git(harness.root, "ls-tree", "-r", "--name-only", "main", "notes").split()
     assert sorted(files) == ["notes/a.txt", "notes/c.txt"]
+
+
+# -- budgets (issue 17): the same verdicts and the same events on every engine ------------------
+def spend_config(journal: Path, budget: str, *, agent: str = "", extra: str = "") -> str:
+    """An agent printing Claude Code's stream-json: 30 assistant messages of 100 tokens each,
+    0.1 s apart (one journal line "tick" each), then a commit; ``agent``: more of its keys."""
+    return (config({}, extra=extra)
+            + f'\n[agents.s]\ncommand = {agent_cmd("spend", "30", journal)}\nadapter = "claude"\n'
+            + agent
+            + task("a", "s") + f"budget = {budget}\n")
+
+
+def ticks(journal: Path, tid: str) -> int:
+    return sum(1 for line in journal.read_text().splitlines()
+               if line.split()[0] == tid and line.split()[3] == "tick")
+
+
+def proc_state(pid: int) -> str:
+    """The kernel's state letter of ``pid`` (T: stopped), "" when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return ""
+
+
+def test_a_crossed_budget_pauses_the_agent_until_its_budget_is_raised(
+        harness: EngineHarness, tmp_path: Path) -> None:
+    journal = tmp_path / "journal"
+    specs = harness.plan(spend_config(journal, "{ max_tokens = 1000 }"))
+    watch = Watcher()
+    seen: list[int] = []
+
+    def raise_once_paused(_: Any) -> None:
+        [pid] = journal_pids(journal, "a")
+        wait_until(lambda: proc_state(pid) == "T", what="the agent's group stopped")
+        seen.append(ticks(journal, "a"))  # stopped: no tick can come now
+        harness.engine.signal(SignalKind.BUDGET, "a", cost_usd=0.0, tokens=5000, wall=0.0)
+
+    watch.when("task.paused", "a", raise_once_paused)
+    out = harness.run(specs, observers=[watch])
+    watch.check()
+    assert out.exit_code == 0
+    types = harness.types("a")
+    assert [t for t in types if t.startswith(("budget.", "task.paused", "task.resumed"))] == [
+        "budget.exceeded", "task.paused", "budget.raised", "task.resumed"]
+    [exceeded] = [d for t, d in harness.domain("a") if t == "budget.exceeded"]
+    assert types[-1] == "task.succeeded" and 10 <= seen[0] < 30
+    assert ticks(journal, "a") == 30  # it went on where it stopped: one agent, all its work
+
+
+def test_on_exceed_stop_fails_the_attempt_as_budget_and_never_retries_it(
+        harness: EngineHarness, tmp_path: Path) -> None:
+    journal = tmp_path / "journal"
+    specs = harness.plan(spend_config(journal, '{ max_tokens = 500, on_exceed = "stop" }'))
+    out = harness.run(specs)
+    assert out.exit_code == 1
+    assert harness.domain("a")[-1] == ("task.failed", {"n": 1, "kind": "budget"})
+    assert "budget.exceeded" in harness.types("a") and ticks(journal, "a") < 30
+
+
+def test_a_run_budget_holds_the_next_task_until_it_is_raised(
+        harness: EngineHarness, tmp_path: Path) -> None:
+    journal = tmp_path / "journal"
+    text = spend_config(journal, '{ max_tokens = 100000 }', agent="max_parallel = 1\n",
+                        extra='[budget]\nmax_tokens = 1000\non_exceed = "stop"\n') + task("b", "s")
+    specs = harness.plan(text)
+    watch = Watcher()
+
+    def raise_if_held(e: Any) -> None:  # n = 0: held before its first attempt
+        if e.data["n"] == 0:
+            harness.engine.signal(SignalKind.BUDGET, e.task_id, cost_usd=0.0, tokens=100_000,
+                                  wall=0.0)
+
+    for tid in "ab":  # whichever the engine started first crosses the run's budget
+        watch.when("budget.exceeded", tid, raise_if_held)
+    out = harness.run(specs, observers=[watch])
+    watch.check()
+    assert out.exit_code == 1  # a stopped by the run's budget
+    first = "a" if harness.domain("a")[-1][0] == "task.failed" else "b"
+    other = "b" if first == "a" else "a"
+    assert harness.domain(first)[-1] == ("task.failed", {"n": 1, "kind": "budget"})
+    held = harness.types(other)
+    assert held.index("budget.exceeded") < held.index("attempt.started")  # held, not paused
+    assert held[-1] == "task.succeeded"

@@ -388,6 +388,8 @@ class TaskWorkflow:
                 return Outcome(AttemptState.FAILED, FailureKind.BUDGET, self.budget_stop)
             return Outcome(AttemptState.CANCELLED, None, self.cancel_reason or "cancelled")
         self._emit_facts(done.facts, done.fact_times)  # reported since its last signal
+        if self.budget_stop:  # stopped as a cancel is, but it ends as a budget failure
+            return Outcome(AttemptState.FAILED, FailureKind.BUDGET, self.budget_stop)
         self._pushed(done)
         return attempt_outcome(done.report)
 
