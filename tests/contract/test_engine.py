@@ -268,7 +268,7 @@ def test_a_crossed_budget_pauses_the_agent_until_its_budget_is_raised(
     assert [t for t in types if t.startswith(("budget.", "task.paused", "task.resumed"))] == [
         "budget.exceeded", "task.paused", "budget.raised", "task.resumed"]
     [exceeded] = [d for t, d in harness.domain("a") if t == "budget.exceeded"]
-    assert types[-1] == "task.succeeded" and 10 <= seen[0] < 30
+    assert types[-1] == "task.succeeded" and 10 <= seen[0] <= 20  # paused within 1 s
     assert ticks(journal, "a") == 30  # it went on where it stopped: one agent, all its work
 
 

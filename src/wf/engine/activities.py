@@ -346,7 +346,9 @@ class _Attempt:
         finally:
             if pidfd is not None:
                 os.close(pidfd)
-            if proc is not None and proc.poll() is None and stop is not None:
+            # Stopped, or its exit file read a moment before the supervisor itself exits (a
+            # look every 0.2 s under a budget falls between the two): reap it.
+            if proc is not None and proc.poll() is None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=1.0)
         if stop is not None:
