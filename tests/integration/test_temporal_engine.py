@@ -12,9 +12,11 @@ Saved histories, ``tests/fixtures/temporal/histories/<tag>.<scenario>.<workflow>
 are recorded by running six scenarios (success, a transient failure retried, a cancel, a
 dependent blocked, the merge queue landing two and evicting one, and that again with the
 repository workflow continuing as new every few events) on a dev server of their own. Tag v1
-is the workflows before continue-as-new (``workflow.patched("continue-as-new")``), v2 after::
+is the workflows before continue-as-new (``workflow.patched("continue-as-new")``), v2 after,
+v3 with the take queue (``take-queue``), v4 adds the budget scenario (recorded alone,
+``--only budget``: the other scenarios' workflows took no other step)::
 
-    PYTHONPATH=src python tests/fixtures/temporal/record.py [--tag TAG]
+    PYTHONPATH=src python tests/fixtures/temporal/record.py [--tag TAG] [--only SCENARIO ...]
 
 Regenerate them only after a deliberate change to ``wf/temporal/workflows.py`` that keeps
 running workflows working (the change is behind ``workflow.patched()``): first check the old
@@ -62,7 +64,7 @@ from wf.temporal.worker import workflow_runner  # noqa: E402
 from wf.temporal.workflows import RepoWorkflow, TaskWorkflow  # noqa: E402
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "temporal"
-SCENARIOS = ("success", "retry", "cancel", "blocked", "queue", "continued")
+SCENARIOS = ("success", "retry", "cancel", "blocked", "queue", "continued", "budget")
 
 
 class Harness(TemporalHarness):
