@@ -1,8 +1,8 @@
 """Two hosts on one Temporal server: two ``wf worker`` processes, each with its own clone of a
 shared bare remote, and the client in the first clone.
 
-Tasks spread over both hosts (a host with no free slot refuses a new task and the other takes
-it); every step of a task runs on the host that holds its worktree; finished branches reach
+Tasks spread over both hosts (a host with no free slot does not poll the take queue, where a
+task's first step waits, so the other takes it); every step of a task runs on the host that holds its worktree; finished branches reach
 the remote; ``wf status`` in the other clone lists them (its worker keeps its log mirrored);
 ``wf logs`` and ``wf diff`` of a task on the other host are sent by that host; the merge queue
 lands branches finished on both hosts.
