@@ -306,3 +306,24 @@ def test_a_run_budget_holds_the_next_task_until_it_is_raised(
     held = harness.types(other)
     assert held.index("budget.exceeded") < held.index("attempt.started")  # held, not paused
     assert held[-1] == "task.succeeded"
+
+
+def test_cancel_ends_a_paused_agent(harness: EngineHarness, tmp_path: Path) -> None:
+    journal = tmp_path / "journal"
+    specs = harness.plan(spend_config(journal, "{ max_tokens = 1000 }"))
+    watch = Watcher()
+    pids: list[int] = []
+
+    def cancel_once_paused(_: Any) -> None:
+        [pid] = journal_pids(journal, "a")
+        wait_until(lambda: proc_state(pid) == "T", what="the agent's group stopped")
+        pids.append(pid)
+        harness.engine.signal(SignalKind.CANCEL, "a")
+
+    watch.when("task.paused", "a", cancel_once_paused)
+    out = harness.run(specs, observers=[watch])
+    watch.check()
+    assert out.exit_code == 1
+    assert harness.domain("a")[-1] == ("task.cancelled", {"n": 1, "kind": "cancelled"})
+    assert not pid_alive(pids[0])  # a stopped group is continued so that it can end
+    assert ticks(journal, "a") < 30
