@@ -101,6 +101,23 @@ def journal_pids(journal: Path, task: str) -> list[int]:
             if line.split()[0] == task and line.split()[3] == "start"]
 
 
+def journal_ticks(journal: Path, task: str) -> int:
+    """How many "tick" lines ``task``'s agents wrote (agent.py's ``spend`` mode)."""
+    if not journal.exists():
+        return 0
+    return sum(1 for line in journal.read_text().splitlines()
+               if line.split()[0] == task and line.split()[3] == "tick")
+
+
+def proc_state(pid: int) -> str:
+    """The kernel's state letter of ``pid`` (T: stopped), "" when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return ""
+
+
 def write_tasks(repo: Path, text: str, name: str = "tasks.toml") -> Path:
     path = repo.parent / name  # outside the repo, so the main worktree stays clean
     path.write_text(text)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from engines import ENGINES, EngineHarness, Watcher
-from runwf import agent_cmd, journal_pids, pid_alive, wait_until
+from runwf import agent_cmd, journal_pids, journal_ticks, pid_alive, proc_state, wait_until
 
 from wf.model import SignalKind, task_stream
 
@@ -233,18 +233,6 @@ def spend_config(journal: Path, budget: str, *, agent: str = "", extra: str = ""
             + task("a", "s") + f"budget = {budget}\n")
 
 
-def ticks(journal: Path, tid: str) -> int:
-    return sum(1 for line in journal.read_text().splitlines()
-               if line.split()[0] == tid and line.split()[3] == "tick")
-
-
-def proc_state(pid: int) -> str:
-    """The kernel's state letter of ``pid`` (T: stopped), "" when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return ""
 
 
 def test_a_crossed_budget_pauses_the_agent_until_its_budget_is_raised(
@@ -257,7 +245,7 @@ def test_a_crossed_budget_pauses_the_agent_until_its_budget_is_raised(
     def raise_once_paused(_: Any) -> None:
         [pid] = journal_pids(journal, "a")
         wait_until(lambda: proc_state(pid) == "T", what="the agent's group stopped")
-        seen.append(ticks(journal, "a"))  # stopped: no tick can come now
+        seen.append(journal_ticks(journal, "a"))  # stopped: no tick can come now
         harness.engine.signal(SignalKind.BUDGET, "a", cost_usd=0.0, tokens=5000, wall=0.0)
 
     watch.when("task.paused", "a", raise_once_paused)
@@ -269,7 +257,7 @@ def test_a_crossed_budget_pauses_the_agent_until_its_budget_is_raised(
         "budget.exceeded", "task.paused", "budget.raised", "task.resumed"]
     [exceeded] = [d for t, d in harness.domain("a") if t == "budget.exceeded"]
     assert types[-1] == "task.succeeded" and 10 <= seen[0] <= 20  # paused within 1 s
-    assert ticks(journal, "a") == 30  # it went on where it stopped: one agent, all its work
+    assert journal_ticks(journal, "a") == 30  # it went on where it stopped: one agent, all its work
 
 
 def test_on_exceed_stop_fails_the_attempt_as_budget_and_never_retries_it(
@@ -279,7 +267,7 @@ def test_on_exceed_stop_fails_the_attempt_as_budget_and_never_retries_it(
     out = harness.run(specs)
     assert out.exit_code == 1
     assert harness.domain("a")[-1] == ("task.failed", {"n": 1, "kind": "budget"})
-    assert "budget.exceeded" in harness.types("a") and ticks(journal, "a") < 30
+    assert "budget.exceeded" in harness.types("a") and journal_ticks(journal, "a") < 30
 
 
 def test_a_run_budget_holds_the_next_task_until_it_is_raised(
@@ -326,4 +314,4 @@ def test_cancel_ends_a_paused_agent(harness: EngineHarness, tmp_path: Path) -> N
     assert out.exit_code == 1
     assert harness.domain("a")[-1] == ("task.cancelled", {"n": 1, "kind": "cancelled"})
     assert not pid_alive(pids[0])  # a stopped group is continued so that it can end
-    assert ticks(journal, "a") < 30
+    assert journal_ticks(journal, "a") < 30

@@ -15,28 +15,14 @@ from runwf import (
     events,
     fast_retry,
     journal_pids,
+    journal_ticks,
+    proc_state,
     status,
     wait_until,
     wf,
     wf_bg,
     write_tasks,
 )
-
-
-def proc_state(pid: int) -> str:
-    """The kernel's state letter of ``pid`` (T: stopped), "" when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return ""
-
-
-def ticks(journal, task: str) -> int:
-    if not journal.exists():
-        return 0
-    return sum(1 for line in journal.read_text().splitlines()
-               if line.split()[0] == task and line.split()[3] == "tick")
 
 
 def spend_tasks(repo, journal, body: str, *, n: int = 30, extra: str = ""):
@@ -58,7 +44,7 @@ def test_a_crossed_budget_pauses_the_agent_and_wf_budget_resumes_it(repo, tmp_pa
     run = wf_bg(repo, "run", str(path), "--json")
     try:
         pid = stopped_agent(journal, "t")
-        seen = ticks(journal, "t")
+        seen = journal_ticks(journal, "t")
         assert 10 <= seen <= 13, seen  # paused within about 0.3 s of crossing 1000 tokens
         [exceeded] = events(repo, "budget.exceeded")
         assert exceeded["data"]["limit"] == "max_tokens" and exceeded["data"]["scope"] == "task:t"
@@ -70,7 +56,7 @@ def test_a_crossed_budget_pauses_the_agent_and_wf_budget_resumes_it(repo, tmp_pa
         # Paused longer than no_output_timeout: the pause does not count, nothing times out.
         paused_at = time.monotonic()
         wait_until(lambda: time.monotonic() - paused_at > 1.5, what="a pause past the timeout")
-        assert proc_state(pid) == "T" and ticks(journal, "t") == seen
+        assert proc_state(pid) == "T" and journal_ticks(journal, "t") == seen
         proc = wf(repo, "budget", "t", "--tokens", "5k")
         assert proc.returncode == 0, proc.stderr
         assert run.wait(timeout=60) == 0
@@ -79,7 +65,7 @@ def test_a_crossed_budget_pauses_the_agent_and_wf_budget_resumes_it(repo, tmp_pa
         run.communicate()
     row = status(repo)["t"]
     assert (row["state"], row["attempts"]) == ("done", 1)
-    assert len(events(repo, "task.resumed")) == 1 and ticks(journal, "t") == 30
+    assert len(events(repo, "task.resumed")) == 1 and journal_ticks(journal, "t") == 30
 
 
 def test_on_exceed_stop_fails_the_attempt_as_budget_never_retried(repo, tmp_path):
@@ -100,7 +86,7 @@ def test_on_exceed_stop_fails_the_attempt_as_budget_never_retried(repo, tmp_path
     assert sorted(got) == ["budget.exceeded", "task.failed"]
     row = status(repo)["t"]
     assert (row["state"], row["last_failure_kind"], row["attempts"]) == ("failed", "budget", 1)
-    assert ticks(journal, "t") < 30
+    assert journal_ticks(journal, "t") < 30
 
 
 def test_a_run_budget_holds_new_attempts_back(repo, tmp_path):
@@ -135,7 +121,7 @@ def test_a_pause_survives_kill_9_and_resume(repo, tmp_path):
     run = wf_bg(repo, "run", str(path), "--json")
     try:
         pid = stopped_agent(journal, "t")
-        seen = ticks(journal, "t")
+        seen = journal_ticks(journal, "t")
         os.kill(run.pid, signal.SIGKILL)
         run.wait(timeout=10)
     finally:
@@ -146,7 +132,7 @@ def test_a_pause_survives_kill_9_and_resume(repo, tmp_path):
     try:
         wait_until(lambda: any(e["type"] == "attempt.adopted"
                                for e in events(repo)), what="adopted")
-        assert proc_state(pid) == "T" and ticks(journal, "t") == seen
+        assert proc_state(pid) == "T" and journal_ticks(journal, "t") == seen
         assert len(events(repo, "task.paused")) == 1  # the same pause, not a second one
         assert wf(repo, "budget", "t", "--tokens", "10k").returncode == 0
         assert again.wait(timeout=60) == 0

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from runwf import agent_cmd, journal_pids, wait_until
+from runwf import agent_cmd, journal_pids, journal_ticks, proc_state, wait_until
 from stub_ratelimit import LimitedModel
 from test_temporal_hosts import Host
 
@@ -32,18 +32,6 @@ BOUND = 60.0
 MODEL_CLI = Path(__file__).resolve().parent.parent / "agents" / "model_cli.py"
 
 
-def proc_state(pid: int) -> str:
-    """The kernel's state letter of ``pid`` (T: stopped), "" when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return ""
-
-
-def ticks(journal: Path, tid: str) -> int:
-    return sum(1 for line in journal.read_text().splitlines()
-               if line.split()[0] == tid and line.split()[3] == "tick")
 
 
 def engine_env(server: str, tmp_path: Path) -> dict[str, str]:
@@ -74,14 +62,14 @@ def test_a_paused_agent_stays_paused_through_a_worker_killed_and_back(
         engine.submit(specs)
         [pid] = wait_until(lambda: journal_pids(journal, "t"), timeout=BOUND, what="start")
         wait_until(lambda: proc_state(pid) == "T", timeout=BOUND, what="the group stopped")
-        seen = ticks(journal, "t")
+        seen = journal_ticks(journal, "t")
         worker.kill()  # -9: the agent stays as it is, stopped
         assert proc_state(pid) == "T"
         worker = Host("h1", repo, env, slots=2)
         wait_until(lambda: any(e.type == "attempt.adopted" for e in engine.events()),
                    timeout=BOUND, what="the agent adopted")
         # Adopted, and told again it is paused: still stopped, no tick, nothing resumed.
-        assert proc_state(pid) == "T" and ticks(journal, "t") == seen
+        assert proc_state(pid) == "T" and journal_ticks(journal, "t") == seen
         assert not [e for e in engine.events() if e.type == "task.resumed"]
         engine.signal(SignalKind.BUDGET, "t", cost_usd=0.0, tokens=5000, wall=0.0)
         wait_until(lambda: any(e.type in ("task.succeeded", "task.failed")
@@ -93,7 +81,7 @@ def test_a_paused_agent_stays_paused_through_a_worker_killed_and_back(
     assert types.count("budget.exceeded") == 1 and types.count("attempt.started") == 1
     lines = journal.read_text().splitlines()
     assert [ln.split()[3] for ln in lines].count("start") == 1  # one agent, never a second
-    assert ticks(journal, "t") == 30
+    assert journal_ticks(journal, "t") == 30
 
 
 def test_rate_limits_lower_the_agents_limit_on_temporal(
