@@ -393,7 +393,6 @@ class TaskWorkflow:
         self._pushed(done)
         return attempt_outcome(done.report)
 
-
     async def _obey_budget(self) -> None:
         """Tell the host what the last ``BudgetOrder`` wants of the agent's process group,
         each time it changes and again after an adoption (``wf.pause_attempt``)."""

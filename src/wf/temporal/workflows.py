@@ -312,7 +312,8 @@ class RepoWorkflow:
             # still start.)
         running = {t: self.p.tasks[t]["agent"] for t in self.running}
         now = self.log.now()
-        held, exceeded = budgets.held(self.p.tasks, self.p.attempts, now, self._run_budget())
+        tasks, attempts = self._with_live()  # the run's usage counts what runs, live
+        held, exceeded = budgets.held(tasks, attempts, now, self._run_budget())
         for e in exceeded:
             self._record(e.stream, e.type, e.data, e.idempotency_key)
         plan_ = schedule(budgets.holding(self.p.tasks, held), running, now,
@@ -427,6 +428,8 @@ class RepoWorkflow:
 
     def _with_live(self) -> tuple[dict[str, Any], dict[tuple[str, int], Any]]:
         """The projection's tasks and attempts with what running attempts reported so far."""
+        if not self.live:
+            return self.p.tasks, self.p.attempts
         tasks, attempts = dict(self.p.tasks), dict(self.p.attempts)
         for tid, u in self.live.items():
             tasks[tid] = {**tasks[tid], "tokens": u.tokens, "cost_usd": u.cost_usd}
