@@ -67,6 +67,16 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 FACTS_EVERY = 0.5  # seconds a running attempt's facts may wait to travel together
 HEARTBEAT_EVERY = 1.0  # seconds; the SDK throttles what it sends (max_heartbeat_throttle_interval)
+
+
+def heartbeat_every() -> float:
+    """How often an activity heartbeats: every second, or a third of its heartbeat timeout
+    when that is shorter. (At the minimum timeout, 1 s, a first heartbeat only after a
+    second came too late under load: every retry timed out again before it adopted.)"""
+    timeout = activity.info().heartbeat_timeout
+    if timeout is None or not timeout.total_seconds():
+        return HEARTBEAT_EVERY
+    return min(HEARTBEAT_EVERY, timeout.total_seconds() / 3)
 Report = Callable[[str, dict[str, Any]], None]
 CLAIM_TTL = 60.0  # seconds a task taken here holds a slot before its attempt starts
 URGENT = frozenset({"attempt.adopted", "task.paused", "task.resumed"})  # facts sent at once
@@ -258,7 +268,7 @@ class WorkerActivities:
         waiting = asyncio.ensure_future(handle.result(follow_runs=False))
         try:
             while True:
-                done, _ = await asyncio.wait({waiting}, timeout=HEARTBEAT_EVERY)
+                done, _ = await asyncio.wait({waiting}, timeout=heartbeat_every())
                 if done:
                     return waiting.result()
                 activity.heartbeat()
@@ -379,6 +389,8 @@ class WorkerActivities:
                                   {"log_path": log, "host": self.host})
         if inp.poll is not None:  # a budget can hold it: its usage travels at once
             control.urgent = BUDGETED_URGENT
+        if inp.adopt and inp.spawned:  # heartbeats say the same pid until it is adopted
+            control.pid = inp.spawned
         if inp.adopt and paused:  # stopped by a budget: it stays so until the workflow says
             inp = replace(inp, pauses=((time.time(), None),))
             control.pause_wanted, control.is_paused = None, True
@@ -422,9 +434,11 @@ class WorkerActivities:
     async def _heartbeat_until(self, work: asyncio.Future[AttemptReport],
                                control: TemporalControl) -> AttemptReport:
         cancelling = False
+        every = heartbeat_every()
+        activity.heartbeat(control.pid, control.is_paused)  # at once: the timeout runs
         while True:
             try:
-                done, _ = await asyncio.wait({work}, timeout=HEARTBEAT_EVERY)
+                done, _ = await asyncio.wait({work}, timeout=every)
                 if done:
                     return work.result()
                 activity.heartbeat(control.pid, control.is_paused)
