@@ -197,7 +197,8 @@ class LocalHarness(EngineHarness):
 
     def kill_mid_attempt(self) -> None:
         proc = subprocess.run([sys.executable, "-m", "wf", "run", str(self.tasks_path)],
-                              check=False, cwd=self.root, capture_output=True, text=True, timeout=RUN_BOUND,
+                              check=False, cwd=self.root, capture_output=True, text=True,
+                              timeout=RUN_BOUND,
                               env={**os.environ, "WF_CRASH_AFTER": "attempt.spawned"})
         assert proc.returncode == -signal.SIGKILL, proc.stderr
 

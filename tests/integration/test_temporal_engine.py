@@ -61,7 +61,7 @@ from wf.engine import build_engine  # noqa: E402
 from wf.model import task_stream  # noqa: E402
 from wf.temporal.devserver import free_port, start_dev_server  # noqa: E402
 from wf.temporal.worker import workflow_runner  # noqa: E402
-from wf.temporal.workflows import RepoWorkflow, TaskWorkflow  # noqa: E402
+from wf.temporal.workflows import QueueWorkflow, RepoWorkflow, TaskWorkflow  # noqa: E402
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "temporal"
 SCENARIOS = ("success", "retry", "cancel", "blocked", "queue", "continued", "budget")
@@ -216,16 +216,16 @@ def test_no_secret_of_the_environment_reaches_temporal(
 HISTORIES = sorted((FIXTURES / "histories").glob("*.json"))
 
 
-def test_the_saved_histories_cover_every_scenario_and_both_workflows() -> None:
-    # <tag>.<scenario>.<repo|task-ID>[.<run>].json
+def test_the_saved_histories_cover_every_scenario_and_every_workflow() -> None:
+    # <tag>.<scenario>.<repo|task-ID|merge-TARGET>[.<run>].json
     names = {(p.name.split(".")[1], p.name.split(".")[2].split("-")[0]) for p in HISTORIES}
     assert {s for s, _ in names} == set(SCENARIOS)
-    assert {w for _, w in names} == {"repo", "task"}
+    assert {w for _, w in names} == {"repo", "task", "merge"}
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 def test_a_saved_history_replays_under_the_sandbox(path: Path) -> None:
-    replayer = Replayer(workflows=[RepoWorkflow, TaskWorkflow],
+    replayer = Replayer(workflows=[RepoWorkflow, TaskWorkflow, QueueWorkflow],
                         workflow_runner=workflow_runner())
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     asyncio.run(replayer.replay_workflow(history))  # raises on nondeterminism or a violation
@@ -425,6 +425,44 @@ def test_a_stopped_merge_queue_starts_again_with_the_next_run(
     main = subprocess.run(["git", "rev-parse", "main"], cwd=repo, capture_output=True,
                           text=True, check=True).stdout.strip()
     assert main == landed.data["commit"]
+
+
+def test_the_merge_queue_is_a_workflow_of_its_own_per_target(
+        repo: Path, tmp_path: Path, temporal_server: str) -> None:
+    # The queue of "main" lands a and b in a workflow of its own, which continues as new on
+    # its own (every 10 events here); the next run's [merge] names another target: the
+    # queue of "main" ends after its round and the queue of "dev" lands c there.
+    _git(repo, "branch", "dev")
+    h = Harness(repo, tmp_path, temporal_server)
+    h.continue_after = 10
+    merging = config({"ok": agent_cmd("commit")}, extra="\n[merge]\nauto = true\n")
+    try:
+        first = h.run(h.plan(merging + task("a", "ok") + task("b", "ok")))
+        assert first.exit_code == 0, first.tasks
+        second = h.run(h.plan(merging.replace("auto = true", 'auto = true\ntarget = "dev"')
+                              + task("c", "ok")))
+        assert second.exit_code == 0, second.tasks
+    finally:
+        h.close()
+    landed = {e.task_id: e for e in h.engine.events() if e.type == "queue.landed"}
+    assert sorted(landed) == ["a", "b", "c"]
+    assert {e.data["target"] for t, e in landed.items()} == {"main", "dev"}
+    assert landed["c"].data["target"] == "dev" and landed["a"].data["target"] == "main"
+    main, dev = _git(repo, "rev-parse", "main"), _git(repo, "rev-parse", "dev")
+    assert landed["c"].data["commit"] == dev
+    assert subprocess.run(["git", "merge-base", "--is-ancestor", dev, main], cwd=repo,
+                          check=False).returncode != 0  # c is on dev only
+    # Recorded by the queue's workflow (its keys), in the repository workflow's one log.
+    assert all((e.idempotency_key or "").startswith("mq:") for e in landed.values())
+    runs = chain(h.address, f"{h.prefix}.merge.main")
+    assert len(runs) >= 2  # continued as new on its own
+    assert asyncio.run(_status(h.address, f"{h.prefix}.merge.main")) == "COMPLETED"
+    assert asyncio.run(_status(h.address, f"{h.prefix}.merge.dev")) == "RUNNING"
+
+
+async def _status(address: str, workflow_id: str) -> str:
+    client = await Client.connect(address)
+    return (await client.get_workflow_handle(workflow_id).describe()).status.name
 
 
 # -- continuing as new -------------------------------------------------------------------------

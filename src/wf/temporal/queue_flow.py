@@ -1,4 +1,4 @@
-"""The merge queue inside the repository workflow: the local queue loop's decisions, durably.
+"""The merge queue's rounds: the local queue loop's decisions, durably.
 
 Each round is the local engine's (``merge_queue/queue_loop.py``), asked of the same pure
 functions (``merge_queue/decide.py``, ``merge_queue/planner.py``): admit the pending entries,
@@ -6,9 +6,11 @@ resolve the target, record entries it already contains, build the chain of prefi
 then land a green prefix, evict a culprit or a conflict, or run a round of checks at once.
 What differs is only how the side effects are had: Temporal activities on the queue's host
 (``queue_activities.py``), one landing at a time, and no chain built ahead while checks run.
-``land = "pr"`` lands through the forge (``forge_flow.py``). When the repository workflow
-continues as new, the queue stops at the start of its next round (``parked``) and the next
-run carries on from ``state()``.
+``land = "pr"`` lands through the forge (``forge_flow.py``). It runs in the merge-queue
+workflow (``queue_workflow.py``), or inside the repository workflow of a chain started before
+that patch; ``self.w`` is the workflow it runs in. When that workflow continues as new, the
+queue stops at the start of its next round (``parked``) and the next run carries on from
+``state()``.
 
 Workflow code: no I/O, no clock but ``workflow.now()``; it runs in the sandbox.
 """
@@ -49,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
     from wf.temporal.shapes import MergeSettings
 
 if TYPE_CHECKING:
+    from wf.temporal.queue_workflow import QueueWorkflow
     from wf.temporal.workflows import RepoWorkflow
 
 STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1),
@@ -57,9 +60,9 @@ STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1),
 
 
 class QueueFlow:
-    """The merge queue of one repository and target, run by its repository workflow."""
+    """The merge queue of one repository and target, run by the workflow ``w``."""
 
-    def __init__(self, repo_wf: RepoWorkflow, s: MergeSettings) -> None:
+    def __init__(self, repo_wf: RepoWorkflow | QueueWorkflow, s: MergeSettings) -> None:
         self.w = repo_wf
         self.configure(s)
         self.host: str | None = None  # the host whose clone the queue works in
@@ -78,7 +81,8 @@ class QueueFlow:
         return {"settings": asdict(self.s), **{k: getattr(self, k) for k in self.CARRIED}}
 
     @classmethod
-    def resumed(cls, repo_wf: RepoWorkflow, state: dict[str, Any]) -> QueueFlow:
+    def resumed(cls, repo_wf: RepoWorkflow | QueueWorkflow, state: dict[str, Any]
+                ) -> QueueFlow:
         flow = cls(repo_wf, MergeSettings(**state["settings"]))
         for k in cls.CARRIED:
             setattr(flow, k, state[k])
@@ -147,7 +151,7 @@ class QueueFlow:
         self.append(NewEvent(mq.QUEUE_STREAM, "queue.paused", {"reason": reason}))
 
     def append(self, *events: NewEvent) -> None:
-        """Record decisions' events in the repository workflow."""
+        """Record decisions' events in the workflow the queue runs in."""
         for e in events:
             self.w.record_event(e)
 

@@ -53,6 +53,14 @@ class Names:
     def task_workflow(self, task_id: str) -> str:
         return f"{self.base}.task.{task_id}"
 
+    def merge_workflow(self, target: str) -> str:
+        return merge_workflow(self.base, target)
+
+
+def merge_workflow(shared_queue: str, target: str) -> str:
+    """The id of the merge-queue workflow of one repository and target."""
+    return f"{shared_queue}.merge.{target}"
+
 
 @dataclass
 class MergeSettings:
@@ -114,6 +122,44 @@ class WireEvent:
     ts: float
     key: str
     seq: int = 0
+
+
+@dataclass
+class QueueStart:
+    """How a merge-queue workflow (``queue_workflow.py``) starts: the repository's shared
+    queue (names its repository workflow), its settings, and what it carries on from: the
+    repository workflow's queue rows when first started, its own state when it continues as
+    new (``queue_workflow.pack``)."""
+
+    queue: str
+    settings: Settings
+    carried: bytes
+
+
+@dataclass
+class QueueFeed:
+    """What the repository workflow tells its merge-queue workflow: the ``queue.*`` events it
+    recorded (entries, people's approvals and removals), the rows of those entries' tasks and
+    their branches on the shared remote, the latest run's settings, and whether to end after
+    the current round (the target changed)."""
+
+    events: list[WireEvent] = field(default_factory=list)
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pushed: dict[str, str] = field(default_factory=dict)
+    settings: Settings | None = None
+    retire: bool = False
+
+
+@dataclass
+class QueueReport:
+    """What a merge-queue workflow tells its repository workflow: the events it recorded (the
+    repository workflow records them in the one log), whether it is stopped and why, and
+    whether it has ended (retired)."""
+
+    target: str
+    events: list[WireEvent] = field(default_factory=list)
+    paused: str | None = None
+    ended: bool = False
 
 
 @dataclass

@@ -37,7 +37,7 @@ from wf.temporal.activities import WorkerActivities
 from wf.temporal.connect import connect
 from wf.temporal.engine import keep_mirrored, names_for
 from wf.temporal.queue_activities import QueueWorker
-from wf.temporal.workflows import HostReadWorkflow, RepoWorkflow, TaskWorkflow
+from wf.temporal.workflows import HostReadWorkflow, QueueWorkflow, RepoWorkflow, TaskWorkflow
 
 if TYPE_CHECKING:
     from wf.repository import Repo
@@ -152,7 +152,7 @@ async def serve(repo: Repo, environ: Mapping[str, str], stop: asyncio.Event, *,
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=1))
     # The shared queue also takes the workflows; the host's own queue only this host's steps.
     shared = Worker(client, task_queue=names.shared_queue,
-                    workflows=[RepoWorkflow, TaskWorkflow, HostReadWorkflow],
+                    workflows=[RepoWorkflow, TaskWorkflow, HostReadWorkflow, QueueWorkflow],
                     workflow_runner=workflow_runner(), max_concurrent_activities=slots, **common)
     own = Worker(client, task_queue=names.host_queue(host),
                  max_concurrent_activities=slots + 8, **common)  # + short steps

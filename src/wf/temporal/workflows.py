@@ -28,6 +28,7 @@ from temporalio.workflow import ParentClosePolicy
 
 # Workflow code too, imported in the sandbox.
 from wf.temporal.queue_flow import QueueFlow
+from wf.temporal.queue_workflow import MERGE_WORKFLOW, MergeLink, QueueWorkflow
 from wf.temporal.task_workflow import (
     HostReadWorkflow,
     TaskWorkflow,
@@ -53,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
         BudgetOrder,
         EventsPage,
         LiveUsage,
+        QueueReport,
         Settings,
         SignalRequest,
         Submit,
@@ -61,7 +63,7 @@ with workflow.unsafe.imports_passed_through():
         settings_from,
     )
 
-__all__ = ["HostReadWorkflow", "RepoWorkflow", "TaskWorkflow"]
+__all__ = ["HostReadWorkflow", "QueueWorkflow", "RepoWorkflow", "TaskWorkflow"]
 
 DAY = 86400.0
 # The patch that lets the repository workflow continue as new: task workflows it starts after
@@ -104,7 +106,9 @@ class RepoWorkflow:
         # Keys of this workflow's own events: unique to this chain of runs, so a repository
         # workflow started afresh never has its events taken for an earlier one's.
         self.chain = workflow.info().first_execution_run_id[:12]
-        self.merge: QueueFlow | None = None  # the merge queue, once a run turns [merge] on
+        # The merge queue, once a run turns [merge] on: its own workflow (``MergeLink``), or
+        # run inside this one in a chain started before that patch (``QueueFlow``).
+        self.merge: QueueFlow | MergeLink | None = None
         self.merge_running = False
         # Budgets: what each budgeted running task reported it has used, and what it was
         # last told (run, pause, stop); both carried on when the run continues as new.
@@ -114,16 +118,23 @@ class RepoWorkflow:
             self._resume(carry.unpack(carried))
 
     def _record(self, stream: str, type_: str, data: dict[str, Any],
-                key: str | None = None) -> WireEvent:
+                key: str | None = None, *, ts: float | None = None,
+                reported: bool = False) -> WireEvent:
         seq = self.seq_base + len(self.log.events) + 1
-        recorded = self.log.fold(WireEvent(stream, type_, data, self.log.now(),
-                                           key or f"tw:{self.chain}:{seq}", seq))
+        recorded = self.log.fold(WireEvent(stream, type_, data, self.log.now() if ts is None
+                                           else ts, key or f"tw:{self.chain}:{seq}", seq))
         if type_ == "task.submitted":
             self.submitted.add(recorded.key)
         self.woken = True
         if self.merge is not None:
             self.merge.poke()
+            if not reported and type_.startswith("queue.") and isinstance(self.merge, MergeLink):
+                self.merge.forward(recorded)
         return recorded
+
+    def record_reported(self, w: WireEvent) -> None:
+        """Record an event the merge-queue workflow recorded (its key, its time)."""
+        self._record(w.stream, w.type, w.data, w.key, ts=w.ts, reported=True)
 
     def record_event(self, e: Any) -> WireEvent:
         """Record a decision's ``NewEvent`` (the merge queue records through here)."""
@@ -139,6 +150,10 @@ class RepoWorkflow:
 
     @workflow.run
     async def run(self, queue: str, carried: bytes | None = None) -> None:
+        if isinstance(self.merge, QueueFlow) and workflow.patched(MERGE_WORKFLOW):
+            # A chain started before the queue had its own workflow: it moves there now,
+            # between two of its rounds (the run before parked it to continue as new).
+            self.merge = MergeLink.taking_over(self, self.merge)
         self._start_merge_queue()  # carried from the run before
         for tid, n in self.running.items():  # task workflows started by a run before
             asyncio.create_task(self._watch(tid, n))
@@ -195,7 +210,9 @@ class RepoWorkflow:
         self.settings = settings_from(c.settings)
         self.live = {t: LiveUsage(**u) for t, u in c.live.items()}
         self.orders = dict(c.orders)
-        if c.merge is not None:  # its loop starts with the run
+        if c.merge is not None and "link" in c.merge:  # its loop starts with the run
+            self.merge = MergeLink.resumed(self, c.merge["link"])
+        elif c.merge is not None:
             self.merge = QueueFlow.resumed(self, c.merge)
         self.woken = True
 
@@ -207,7 +224,8 @@ class RepoWorkflow:
         self.settings = inp.settings
         if inp.settings.merge is not None:
             if self.merge is None:
-                self.merge = QueueFlow(self, inp.settings.merge)
+                self.merge = MergeLink(self, inp.settings.merge) \
+                    if workflow.patched(MERGE_WORKFLOW) else QueueFlow(self, inp.settings.merge)
                 self._start_merge_queue()
             else:  # the latest run's [merge] (its check, its target) from the next round on
                 self.merge.configure(inp.settings.merge)
@@ -243,6 +261,13 @@ class RepoWorkflow:
         if self.running.get(u.task_id) == u.n:
             self.live[u.task_id] = u
             self.woken = True
+
+    @workflow.signal(name="queue_report")
+    def queue_report(self, r: QueueReport) -> None:
+        """What the merge-queue workflow recorded, and whether it is stopped."""
+        if isinstance(self.merge, MergeLink):
+            self.merge.report(r)
+        self.woken = True
 
     @workflow.signal(name="clock_offset")
     def clock_offset(self, seconds: float) -> None:
