@@ -50,7 +50,7 @@ from fakeforge import TOKEN
 sys.path.insert(0, str(Path(__file__).parents[1] / "contract"))
 from engines import EngineHarness, InProcessWorker, TemporalHarness, Watcher  # noqa: E402
 from runwf import agent_cmd, journal_pids, pid_alive, wait_until  # noqa: E402
-from test_engine import config, task  # noqa: E402
+from test_engine import config, is_ancestor, task  # noqa: E402
 
 temporalio = pytest.importorskip("temporalio")
 from google.protobuf.json_format import MessageToDict  # noqa: E402
@@ -458,6 +458,70 @@ def test_the_merge_queue_is_a_workflow_of_its_own_per_target(
     assert len(runs) >= 2  # continued as new on its own
     assert asyncio.run(_status(h.address, f"{h.prefix}.merge.main")) == "COMPLETED"
     assert asyncio.run(_status(h.address, f"{h.prefix}.merge.dev")) == "RUNNING"
+
+
+def test_a_chain_whose_queue_ran_inside_it_hands_the_queue_over_to_its_own_workflow(
+        repo: Path, tmp_path: Path, temporal_server: str) -> None:
+    # A run of a repository workflow continued from a run of older code carries its merge
+    # queue's own state (the queue ran inside it, before the merge-workflow patch): the run
+    # hands the queue over to a merge-queue workflow at its start, which lands the entry
+    # waiting in it, and the one log records that.
+    from dataclasses import asdict
+
+    from wf.store.projections import full_row
+    from wf.temporal import carry
+    from wf.temporal.shapes import MergeSettings, Settings
+
+    _git(repo, "switch", "-q", "-c", "wf/x")
+    (repo / "x.txt").write_text("x\n")
+    _git(repo, "add", "x.txt")
+    _git(repo, "commit", "-q", "-m", "x")
+    _git(repo, "switch", "-q", "main")
+    head = _git(repo, "rev-parse", "wf/x")
+    h = Harness(repo, tmp_path, temporal_server)
+    h.plan(config({"ok": agent_cmd("commit")}, extra="\n[merge]\n") + task("unused", "ok"))
+    h.worker = InProcessWorker(h.repo)
+    names = h.engine.names  # type: ignore[attr-defined]
+    merge = MergeSettings("main")
+    old_queue = {"settings": asdict(merge), "host": None, "paused": None, "refused": None,
+                 "infra_streak": 0, "flaky_seen": False, "base": None}  # QueueFlow.state()
+    entry = full_row("queue", {"task_id": "x", "position": 1, "branch": "wf/x",
+                               "state": "pending", "approved": 0, "entered_ts": 1.0})
+    state = carry.Carry(seq_base=1, tasks=[], attempts=[], queue=[entry], tested_trees=[],
+                        versions={"task:x": 1}, submitted=[], hosts={}, pushed={},
+                        running={}, settings=asdict(Settings(merge=merge, remote=None)),
+                        offset=0.0, merge=old_queue, runs=2)
+
+    async def start() -> None:
+        client = await Client.connect(temporal_server)
+        await client.start_workflow("wf.repo", args=[names.shared_queue, carry.pack(state)],
+                                    id=names.repo_workflow, task_queue=names.shared_queue)
+
+    try:
+        asyncio.run(start())
+        wait_until(lambda: is_ancestor(repo, head, "main"), what="x landed on main")
+
+        def landings() -> list[dict[str, Any]] | None:
+            return [w for w in asyncio.run(_events(temporal_server, names.repo_workflow,
+                                                   state.seq_base))
+                    if w["type"] == "queue.landed"] or None
+
+        [landed] = wait_until(landings, what="queue.landed in the repository workflow's log")
+    finally:
+        h.close()
+    assert landed["stream"] == "task:x" and landed["key"].startswith("mq:")
+    assert asyncio.run(_status(temporal_server, names.merge_workflow("main"))) == "RUNNING"
+
+
+async def _events(address: str, workflow_id: str, since: int) -> list[dict[str, Any]]:
+    from dataclasses import asdict
+
+    from wf.temporal.shapes import EventsPage
+
+    client = await Client.connect(address)
+    page = await client.get_workflow_handle(workflow_id).query("events", since,
+                                                               result_type=EventsPage)
+    return [asdict(w) if not isinstance(w, dict) else w for w in page.events]
 
 
 async def _status(address: str, workflow_id: str) -> str:

@@ -62,6 +62,12 @@ if TYPE_CHECKING:
 
 # The patch that moves the merge queue out of the repository workflow into its own.
 MERGE_WORKFLOW = "merge-workflow"
+# A task row's columns the queue reads: its base commit (admission), and what a PR/MR's
+# description says (``providers/pulls.describe``).
+QUEUE_COLUMNS = ("id", "state", "agent", "prompt", "attempts", "base_commit", "branch")
+# Events per feed or report: each well under 1 KiB with the rows of their tasks, so one
+# signal stays far below the 2 MiB payload limit when many tasks succeed at once.
+EVENTS_PER_SIGNAL = 100
 
 
 def pack(state: dict[str, Any]) -> bytes:
@@ -70,6 +76,10 @@ def pack(state: dict[str, Any]) -> bytes:
 
 def unpack(blob: bytes) -> dict[str, Any]:
     return json.loads(zlib.decompress(blob))
+
+
+def queue_row(task: dict[str, Any]) -> dict[str, Any]:
+    return {k: task.get(k) for k in QUEUE_COLUMNS}
 
 
 def in_line(queue: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -158,7 +168,8 @@ class QueueWorkflow:
                 workflow.continue_as_new(QueueStart(self.queue, self.settings, self._carry()))
 
     async def _report(self, *, ended: bool = False) -> bool:
-        events, self.outbox = self.outbox, []
+        events = self.outbox[:EVENTS_PER_SIGNAL]
+        del self.outbox[:EVENTS_PER_SIGNAL]
         paused = self.flow.paused
         try:
             await workflow.get_external_workflow_handle(f"{self.queue}.repo").signal(
@@ -195,16 +206,15 @@ class MergeLink:
         self.retired: str | None = None  # a target whose workflow ends after its round
         self.paused: str | None = None
         self.outbox: list[WireEvent] = []
-        self.tids: set[str] = set()  # entries whose task rows go with the next feed
         self.settings_due = False
         self.sending = False
         self.flow: dict[str, Any] | None = None  # an inner queue's state, handed over once
-        self.poked = False
+        self.poked = True  # the loop starts the queue's workflow at once
 
     def state(self) -> dict[str, Any]:
         return {"link": {"settings": asdict(self.s), "started": self.started,
                          "retired": self.retired, "paused": self.paused,
-                         "outbox": [asdict(w) for w in self.outbox], "tids": sorted(self.tids),
+                         "outbox": [asdict(w) for w in self.outbox],
                          "settings_due": self.settings_due, "flow": self.flow}}
 
     @classmethod
@@ -213,7 +223,7 @@ class MergeLink:
         link.started, link.retired, link.paused = (state["started"], state["retired"],
                                                    state["paused"])
         link.outbox = [WireEvent(**w) for w in state["outbox"]]
-        link.tids, link.settings_due = set(state["tids"]), state["settings_due"]
+        link.settings_due = state["settings_due"]
         link.flow = state["flow"]
         return link
 
@@ -248,8 +258,6 @@ class MergeLink:
     def forward(self, w: WireEvent) -> None:
         """A ``queue.*`` event the repository recorded (not one the queue reported)."""
         self.outbox.append(w)
-        if w.stream.startswith("task:"):
-            self.tids.add(w.stream[len("task:"):])
         self.poked = True
 
     def report(self, r: QueueReport) -> None:
@@ -279,12 +287,15 @@ class MergeLink:
                 await self._send(self.s.target, feed)
 
     def _feed(self) -> QueueFeed:
-        events, self.outbox = self.outbox, []
-        tids, self.tids = self.tids, set()
+        events = self.outbox[:EVENTS_PER_SIGNAL]
+        del self.outbox[:EVENTS_PER_SIGNAL]
+        tids = {w.stream[len("task:"):] for w in events if w.stream.startswith("task:")}
         settings = self.w.settings if self.settings_due else None
         self.settings_due = False
+        if self.outbox:
+            self.poked = True  # the rest in the next feed
         p = self.w.p
-        return QueueFeed(events, {t: dict(p.tasks[t]) for t in tids if t in p.tasks},
+        return QueueFeed(events, {t: queue_row(p.tasks[t]) for t in tids if t in p.tasks},
                          {t: self.w.pushed[t] for t in tids if t in self.w.pushed}, settings)
 
     async def _start(self) -> None:
@@ -294,11 +305,11 @@ class MergeLink:
         queue = in_line(p.queue)
         tested = sorted(p.tested_trees.values(), key=lambda r: r.get("updated_ts") or 0)
         carried = pack({
-            "tasks": {t: dict(p.tasks[t]) for t in queue if t in p.tasks},
+            "tasks": {t: queue_row(p.tasks[t]) for t in queue if t in p.tasks},
             "queue": {t: dict(r) for t, r in queue.items()}, "tested": tested[-TESTED_KEPT:],
             "pushed": {t: b for t, b in self.w.pushed.items() if t in queue},
             "offset": self.w.log.offset, "flow": self.flow})
-        self.outbox, self.tids, self.settings_due = [], set(), False
+        self.outbox, self.settings_due = [], False
         settings = replace(self.w.settings, merge=self.s)
         self.sending = True
         try:
