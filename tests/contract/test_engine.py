@@ -223,6 +223,25 @@ def test_the_merge_queue_lands_the_good_and_evicts_the_one_that_breaks_the_check
     assert sorted(files) == ["notes/a.txt", "notes/c.txt"]
 
 
+def test_a_failing_checks_log_that_names_a_file_blames_the_entry_that_changed_it(
+        harness: EngineHarness) -> None:
+    # The check fails while b's file is there and says which file: the queue names b in the
+    # failing check's record and evicts it, a and c land.
+    check = json.dumps(["sh", "-c", "! test -e notes/b.txt || { echo broken: notes/b.txt; "
+                        "exit 1; }"])
+    specs = harness.plan(
+        config({"ok": agent_cmd("commit")}, extra=f"\n[merge]\nauto = true\ncheck = {check}\n")
+        + task("a", "ok") + task("b", "ok") + task("c", "ok"))
+    out = harness.run(specs)
+    assert out.exit_code == 1
+    checks = [e.data for e in harness.engine.events(stream="queue")
+              if e.type == "queue.check_finished"]
+    failing = [c for c in checks if c["result"] == "fail"]
+    assert failing and all(c["blamed"] == ["b"] for c in failing), checks
+    assert harness.domain("b")[-1] == ("queue.evicted", {"kind": "check"})
+    assert [harness.domain(t)[-1][0] for t in "ac"] == ["queue.landed", "queue.landed"]
+
+
 # -- budgets (issue 17): the same verdicts and the same events on every engine ------------------
 def spend_config(journal: Path, budget: str, *, agent: str = "", extra: str = "") -> str:
     """An agent printing Claude Code's stream-json: 30 assistant messages of 100 tokens each,

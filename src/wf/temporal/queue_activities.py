@@ -57,6 +57,22 @@ class BuildChain:
     depth: int
 
 
+@dataclass(frozen=True)
+class BuildAhead:
+    chain: Chain
+    entries: list[Entry]
+    lead: int | None  # the first suspect: the likeliest next queue is the one without it
+
+
+@dataclass(frozen=True)
+class BlameLog:
+    chain: Chain
+    size: int
+    log: str
+    checks: list[list[str]]
+    quiet_log: str | None
+
+
 @dataclass
 class Built:
     chain: Chain | None = None
@@ -127,7 +143,8 @@ class QueueWorker:
 
     def all(self) -> list[Callable[..., Any]]:
         return [self.claim, self.admit, self.resolve, self.contained, self.build_chain,
-                self.chain_without, self.run_check, self.land, self.forge_latest,
+                self.chain_without, self.build_ahead, self.run_check, self.blame, self.land,
+                self.forge_latest,
                 self.forge_publish, self.forge_checks, self.forge_target_head,
                 self.forge_merge, self.forge_get]
 
@@ -178,6 +195,25 @@ class QueueWorker:
     @one_line_errors
     def chain_without(self, inp: ChainWithout) -> Chain:
         return self.acts.chain_without(inp.chain, inp.entries, inp.index, inp.size)
+
+    @activity.defn(name="wf.queue.build_ahead")
+    async def build_ahead(self, inp: BuildAhead) -> bool:
+        """While checks run: the chain later rounds may need, at a lower CPU priority (work
+        done ahead must not slow the checks beside it), in the builder the next
+        ``build_chain`` here reads."""
+        from wf.daemon_thread import in_daemon_thread
+        from wf.merge_queue.queue_loop import BACKGROUND_NICE
+
+        await in_daemon_thread(lambda: self.acts.build_ahead(inp.chain, inp.entries, inp.lead,
+                                                             ()),
+                               name="wf-mq-ahead", nice=BACKGROUND_NICE,
+                               finish_when_cancelled=True)
+        return True
+
+    @activity.defn(name="wf.queue.blame")
+    @one_line_errors
+    def blame(self, inp: BlameLog) -> list[str]:
+        return self.acts.blame(inp.chain, inp.size, inp.log, inp.checks, inp.quiet_log)
 
     @activity.defn(name="wf.queue.run_check")
     @one_line_errors

@@ -4,8 +4,12 @@ Each round is the local engine's (``merge_queue/queue_loop.py``), asked of the s
 functions (``merge_queue/decide.py``, ``merge_queue/planner.py``): admit the pending entries,
 resolve the target, record entries it already contains, build the chain of prefixes, plan,
 then land a green prefix, evict a culprit or a conflict, or run a round of checks at once.
-What differs is only how the side effects are had: Temporal activities on the queue's host
-(``queue_activities.py``), one landing at a time, and no chain built ahead while checks run.
+What differs is how the side effects are had: Temporal activities on the queue's host
+(``queue_activities.py``), and one landing at a time. In its own workflow (``full``) the queue
+also does what the local loop does beside a round of checks: admits arrivals, builds the chain
+later rounds may need (``wf.queue.build_ahead``), and names the entries a failing check's log
+blames (``wf.queue.blame``); inside a repository workflow started before that patch it does
+not (its histories replay as they were recorded).
 ``land = "pr"`` lands through the forge (``forge_flow.py``). It runs in the merge-queue
 workflow (``queue_workflow.py``), or inside the repository workflow of a chain started before
 that patch; ``self.w`` is the workflow it runs in. When that workflow continues as new, the
@@ -42,6 +46,8 @@ with workflow.unsafe.imports_passed_through():
     from wf.temporal.queue_activities import (
         AdmitAll,
         AdmitResult,
+        BlameLog,
+        BuildAhead,
         BuildChain,
         Built,
         ChainWithout,
@@ -62,8 +68,10 @@ STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1),
 class QueueFlow:
     """The merge queue of one repository and target, run by the workflow ``w``."""
 
-    def __init__(self, repo_wf: RepoWorkflow | QueueWorkflow, s: MergeSettings) -> None:
+    def __init__(self, repo_wf: RepoWorkflow | QueueWorkflow, s: MergeSettings, *,
+                 full: bool = False) -> None:
         self.w = repo_wf
+        self.full = full  # admit, build ahead and blame beside the checks, as locally
         self.configure(s)
         self.host: str | None = None  # the host whose clone the queue works in
         self.poked = False
@@ -73,19 +81,24 @@ class QueueFlow:
         self.flaky_seen = False
         self.base: str | None = None
         self.parked = False  # stopped between two rounds: the repository workflow continues
+        self.quiet_log: str | None = None  # a passing check's log: what blame leaves out
 
-    # What the next run of the repository workflow needs to carry on (``carry.py``).
+    # What the next run of the workflow needs to carry on (``carry.py``); quiet_log only
+    # in the queue's own workflow.
     CARRIED = ("host", "paused", "refused", "infra_streak", "flaky_seen", "base")
 
     def state(self) -> dict[str, Any]:
-        return {"settings": asdict(self.s), **{k: getattr(self, k) for k in self.CARRIED}}
+        extra = {"quiet_log": self.quiet_log} if self.full else {}
+        return {"settings": asdict(self.s), **{k: getattr(self, k) for k in self.CARRIED},
+                **extra}
 
     @classmethod
-    def resumed(cls, repo_wf: RepoWorkflow | QueueWorkflow, state: dict[str, Any]
-                ) -> QueueFlow:
-        flow = cls(repo_wf, MergeSettings(**state["settings"]))
+    def resumed(cls, repo_wf: RepoWorkflow | QueueWorkflow, state: dict[str, Any], *,
+                full: bool = False) -> QueueFlow:
+        flow = cls(repo_wf, MergeSettings(**state["settings"]), full=full)
         for k in cls.CARRIED:
             setattr(flow, k, state[k])
+        flow.quiet_log = state.get("quiet_log")
         flow.poked = True
         return flow
 
@@ -172,6 +185,10 @@ class QueueFlow:
             if not_started(exc):
                 raise _HostLost(host) from None
             raise
+
+    @property
+    def blame(self) -> bool:
+        return self.full and self.s.blame
 
     def _entries(self, state: str) -> list[Any]:
         return mq.entries_in(self.w.p.queue, state)
@@ -267,7 +284,7 @@ class QueueFlow:
             plan, depth = mq.plan_on(chain, entries, tested=self.w.p.tested_trees,
                                      queue=self.w.p.queue, landing=(), checks=self.checks_key,
                                      parallel=self.s.max_parallel_checks,
-                                     max_batch=self.s.max_batch, blame=False)
+                                     max_batch=self.s.max_batch, blame=self.blame)
             if depth <= len(chain.entries):
                 return chain, plan
 
@@ -309,16 +326,27 @@ class QueueFlow:
                     self.s.check_timeout), CheckResult,
                     timeout=(self.s.check_timeout or 86400.0) + 600)
                 result, detail, log = res.result, res.detail, res.log_path
+            named: list[str] = []
+            if result == "fail" and self.blame and log:
+                with contextlib.suppress(ActivityError):  # a hint only: without it, split
+                    named = await self.step("wf.queue.blame", BlameLog(
+                        candidate, size, log, self.s.check, self.quiet_log), list[str])
+            elif result == "pass" and log and self.full:
+                self.quiet_log = log
             results[probe] = result
             self.append(NewEvent(mq.QUEUE_STREAM, "queue.check_finished", {
                 "tree": mq.tree_key(tree, self.checks_key), "commit": commit, "size": size,
                 "entries": [e.task_id for e in candidate.entries[:size]],
                 "without": left_out(probe), "result": result, "detail": detail, "log": log,
-                "blamed": [], "started": round(started, 3),
+                "blamed": named, "started": round(started, 3),
                 "duration": round(workflow.now().timestamp() - started, 3)}))
 
-        await asyncio.gather(*(one(slot, p, c, size)
-                               for slot, (p, c, size) in enumerate(candidates)))
+        checking = asyncio.gather(*(one(slot, p, c, size)
+                                    for slot, (p, c, size) in enumerate(candidates)))
+        if self.full and self.s.check:  # (with no checks the round is over at once)
+            await self._beside(checking, chain, entries)
+        else:
+            await checking
         flaky = mq.flaky_event({p.size: r for p, r in results.items() if p.without is None},
                                self.flaky_seen)
         if flaky is not None:
@@ -334,13 +362,38 @@ class QueueFlow:
         else:
             self.infra_streak = 0
 
+    async def _beside(self, checking: Any, chain: Chain, entries: list[Entry]) -> None:
+        """While the checks run, as the local loop does: build the chain later rounds may
+        need (and the likeliest next one, without the first suspect) on the queue's host, and
+        admit the entries that arrive, so the next round finds them ready."""
+        lead = min(mq.suspects(entries, self.w.p.queue, blame=self.blame), default=None)
+
+        async def ahead() -> None:
+            with contextlib.suppress(ActivityError):  # a head start only
+                await self.step("wf.queue.build_ahead", BuildAhead(chain, entries, lead),
+                                bool)
+
+        async def admit() -> None:
+            while not checking.done():
+                with contextlib.suppress(ActivityError):  # the next round admits them
+                    await self._admit_pending()
+                await workflow.wait_condition(lambda: self.poked or checking.done())
+                self.poked = False
+
+        beside = [asyncio.ensure_future(ahead()), asyncio.ensure_future(admit())]
+        try:
+            await checking
+        finally:
+            await asyncio.gather(*beside)
+        self.poked = True  # what arrived meanwhile: the next round looks at once
+
     async def _judge_culprit(self, chain: Chain, entries: list[Entry], index: int,
                              beside: tuple[Probe, ...]) -> bool:
         entry = chain.entries[index]
         _commit, tree = chain.prefix(index + 1)
         row = self.w.p.tested_trees.get(mq.tree_key(tree, self.checks_key)) or {}
         if mq.should_recheck(entry, row, self.w.p.queue, flaky_seen=self.flaky_seen,
-                             blame=False):
+                             blame=self.blame):
             await self._check(chain, entries, (Probe(index + 1), *beside))
             return False
         self.append(mq.culprit_eviction(entry, index, tree, row, self.s.target))

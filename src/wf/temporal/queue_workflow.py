@@ -113,8 +113,8 @@ class QueueWorkflow:
         self.woken = False
         self.told_paused: str | None = None  # what the last report said
         flow = c.get("flow")
-        self.flow = QueueFlow.resumed(self, flow) if flow \
-            else QueueFlow(self, start.settings.merge)
+        self.flow = QueueFlow.resumed(self, flow, full=True) if flow \
+            else QueueFlow(self, start.settings.merge, full=True)
 
     # -- what QueueFlow asks of the workflow it runs in ---------------------------------------
     def record_event(self, e: Any) -> WireEvent:
