@@ -287,7 +287,8 @@ def test_on_exceed_stop_fails_the_attempt_as_budget_and_never_retries_it(
     out = harness.run(specs)
     assert out.exit_code == 1
     assert harness.domain("a")[-1] == ("task.failed", {"n": 1, "kind": "budget"})
-    assert "budget.exceeded" in harness.types("a") and journal_ticks(journal, "a") < 30
+    assert "budget.exceeded" in harness.types("a")
+    assert journal_ticks(journal, "a") <= 10 + harness.PAUSE_WITHIN  # stopped within 1 s
 
 
 def test_a_run_budget_holds_the_next_task_until_it_is_raised(

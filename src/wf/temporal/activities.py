@@ -238,13 +238,21 @@ class WorkerActivities:
     @activity.defn(name="wf.pause_attempt")
     def pause_attempt(self, inp: PauseAttempt) -> bool:
         """Have the attempt's own thread stop (SIGSTOP) or continue its agent's process group
-        (it records ``task.paused`` / ``task.resumed``). Idempotent; True when the attempt
-        runs here now, False when the wish waits for it to start or be adopted here."""
+        (it records ``task.paused`` / ``task.resumed``), or, with ``stop``, end the attempt
+        as a budget failure at once (its activity's cancel, which the workflow also asks,
+        reaches it only with the next heartbeat). Idempotent; True when the attempt runs
+        here now, False when the wish waits for it to start or be adopted here (a stop then
+        comes by the cancel)."""
+        from wf.engine.attempt_plan import Stop
+        from wf.model import AttemptState, FailureKind
+
         key = (inp.task_id, inp.n)
         with self._slots_lock:
             self.pause_wishes[key] = inp.pause
             control = self.controls.get(key)
-        if control is not None:
+        if control is not None and inp.stop is not None:
+            control.request_stop(Stop(AttemptState.FAILED, FailureKind.BUDGET, inp.stop))
+        elif control is not None:
             control.request_pause(inp.pause)
         return control is not None
 

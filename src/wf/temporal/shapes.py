@@ -245,11 +245,13 @@ class BudgetOrder:
 
 @dataclass(frozen=True)
 class PauseAttempt:
-    """Stop (SIGSTOP) or continue the process group of a running attempt on its host."""
+    """Stop (SIGSTOP) or continue the process group of a running attempt on its host; with
+    ``stop``, end the attempt now as a ``budget`` failure with that message."""
 
     task_id: str
     n: int
     pause: bool
+    stop: str | None = None
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,9 @@ INFRA_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interva
 # slot polls; before it, the first step went to the shared queue, where a host with no free
 # slot took it only to refuse it (``HostBusy``) until another host's poller got it.
 TAKE_QUEUE = "take-queue"
+# The patch that has a budget's stop reach the agent by an activity on its host at once, as a
+# pause does, beside the attempt's cancel (which waits for the activity's next heartbeat).
+STOP_NOW = "budget-stop-now"
 # A task's first step goes to any host with a free slot; one that turns out busy after all
 # (two steps taken at once) refuses it and another takes it. Git failing there is the
 # attempt's infra failure, which the task's own retry policy counts. Asked again every 0.1 s,
@@ -115,6 +118,7 @@ class TaskWorkflow:
         self.pause_wanted = False  # what the last order said
         self.pause_told: bool | None = False  # what the host was last told (None: tell again)
         self.budget_stop: str | None = None  # the attempt ends as a budget failure
+        self.stop_told = False  # the host was told to end it now (``wf.pause_attempt``)
         self.usage_dirty = False  # usage to report to the repository workflow
         self.attempt_over = False
         self.adoptions = 0
@@ -398,9 +402,18 @@ class TaskWorkflow:
         each time it changes and again after an adoption (``wf.pause_attempt``)."""
         while True:
             await workflow.wait_condition(
-                lambda: self.attempt_over or self.pause_told != self.pause_wanted)
+                lambda: self.attempt_over or self.pause_told != self.pause_wanted
+                or (self.budget_stop is not None and not self.stop_told))
             if self.attempt_over:
                 return
+            if self.budget_stop is not None and not self.stop_told:
+                self.stop_told = True
+                if workflow.patched(STOP_NOW):  # before the cancel's next heartbeat
+                    with contextlib.suppress(ActivityError, _HostLost):
+                        await self._activity("wf.pause_attempt", PauseAttempt(
+                            self.tid, self.n, self.pause_wanted, self.budget_stop), bool,
+                            timeout=60.0)
+                continue
             wanted, adoptions = self.pause_wanted, self.adoptions
             with contextlib.suppress(ActivityError, _HostLost):  # the attempt's own end says
                 await self._activity("wf.pause_attempt", PauseAttempt(self.tid, self.n, wanted),
