@@ -4,8 +4,9 @@
 the projection of every task, asks ``schedule.schedule`` what starts and what is blocked,
 ``signal_rules`` what a person's command does, and ``schedule.sleep_for`` when a retry is due
 (a durable timer); it starts one ``TaskWorkflow`` (``task_workflow.py``) per attempt and folds
-the events it returns. It runs the merge queue (``queue_flow.py``) and continues as new when
-its history grows long (``carry.py``).
+the events it returns. It starts the merge queue's workflow and keeps its events in the one
+log (``queue_workflow.py``; a chain started before that ran the queue inside it,
+``queue_flow.py``), and continues as new when its history grows long (``carry.py``).
 
 Workflow code is deterministic: time is ``workflow.now()`` (plus the offset a test's clock
 sets), randomness ``workflow.random()``, and everything else comes in events and activity
@@ -78,7 +79,7 @@ WATCH_RETRY = RetryPolicy(initial_interval=timedelta(seconds=0.5),
 
 @workflow.defn(name="wf.repo")
 class RepoWorkflow:
-    """The repository's scheduler and merge queue, for as long as the repository is used:
+    """The repository's scheduler and its one log, for as long as the repository is used:
     one chain of runs, each continuing as new when its history grows long (``carry.py``)."""
 
     @workflow.init
