@@ -106,10 +106,9 @@ class QueueWorkflow:
         self.log = WorkflowLog(self.p, c.get("offset", 0.0))
         self.pushed: dict[str, str] = dict(c["pushed"])
         self.recorded = c.get("recorded", 0)  # how many events this chain has recorded
-        self.outbox = [WireEvent(**w) for w in c.get("outbox", ())]  # not yet reported
+        self.outbox: list[WireEvent] = []  # recorded here, not yet reported
         self.chain = workflow.info().first_execution_run_id[:12]
-        self.continuing = False  # history long or retired: stop at the next rest
-        self.retiring = False
+        self.retiring = False  # the target changed: end at the next rest
         self.woken = False
         self.told_paused: str | None = None  # what the last report said
         flow = c.get("flow")
@@ -132,6 +131,13 @@ class QueueWorkflow:
     def wake(self) -> None:
         self.woken = True
 
+    @property
+    def continuing(self) -> bool:
+        """Whether to stop at the next rest: retired, or the history is long. Asked by the
+        queue at each round's start, so a queue that waits and looks again every second (a
+        refused landing) continues as new too."""
+        return self.retiring or self._history_long()
+
     # -- the repository workflow's feed --------------------------------------------------------
     @workflow.signal(name="feed")
     def feed(self, f: QueueFeed) -> None:
@@ -144,7 +150,7 @@ class QueueWorkflow:
             self.settings = f.settings
             self.flow.configure(f.settings.merge)
         if f.retire:
-            self.retiring = self.continuing = True
+            self.retiring = True
         self.flow.poke()
         self.woken = True
 
@@ -157,9 +163,8 @@ class QueueWorkflow:
             if self.outbox or self.flow.paused != self.told_paused:
                 if not await self._report():
                     return  # the repository workflow is gone: nobody to land for
-            if not self.continuing and self._history_long():
-                self.continuing = True  # the queue stops at its next rest
-                self.flow.poke()
+            if self.continuing and not self.flow.parked:
+                self.flow.poke()  # it stops at its next round's start, and wakes this loop
             if self.continuing and self.flow.parked and not self.outbox \
                     and workflow.all_handlers_finished():
                 if self.retiring:
@@ -188,7 +193,7 @@ class QueueWorkflow:
         queue = in_line(self.p.queue)
         tested = sorted(self.p.tested_trees.values(), key=lambda r: r.get("updated_ts") or 0)
         return pack({
-            "tasks": {t: r for t, r in self.p.tasks.items() if t in queue},
+            "tasks": {t: queue_row(r) for t, r in self.p.tasks.items() if t in queue},
             "queue": queue, "tested": tested[-TESTED_KEPT:],
             "pushed": {t: b for t, b in self.pushed.items() if t in queue},
             "offset": self.log.offset, "recorded": self.recorded,
