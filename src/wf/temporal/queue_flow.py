@@ -5,11 +5,12 @@ functions (``merge_queue/decide.py``, ``merge_queue/planner.py``): admit the pen
 resolve the target, record entries it already contains, build the chain of prefixes, plan,
 then land a green prefix, evict a culprit or a conflict, or run a round of checks at once.
 What differs is how the side effects are had: Temporal activities on the queue's host
-(``queue_activities.py``), and one landing at a time. In its own workflow (``full``) the queue
-also does what the local loop does beside a round of checks: admits arrivals, builds the chain
-later rounds may need (``wf.queue.build_ahead``), and names the entries a failing check's log
-blames (``wf.queue.blame``); inside a repository workflow started before that patch it does
-not (its histories replay as they were recorded).
+(``queue_activities.py``). In its own workflow (``full``) the queue also does what the local
+loop does beside a round of checks: admits arrivals, builds the chain later rounds may need
+(``wf.queue.build_ahead``), names the entries a failing check's log blames
+(``wf.queue.blame``), and lands a green prefix while it plans and checks what follows;
+inside a repository workflow started before that patch it does none of these, one landing at
+a time (its histories replay as they were recorded).
 ``land = "pr"`` lands through the forge (``forge_flow.py``). It runs in the merge-queue
 workflow (``queue_workflow.py``), or inside the repository workflow of a chain started before
 that patch; ``self.w`` is the workflow it runs in. When that workflow continues as new, the
@@ -237,6 +238,8 @@ class QueueFlow:
         return await self._act(base) and self.refused is None
 
     async def _act(self, base: str) -> bool:
+        if self.full and self.s.land != "pr":
+            return await self._act_pipelined(base)
         progressed = False
         while queued := self._entries("queued"):
             entries = [Entry(q["task_id"], q["branch"], q["head"]) for q in
@@ -272,7 +275,65 @@ class QueueFlow:
             progressed = True
         return progressed
 
-    async def _plan(self, base: str, entries: list[Entry]) -> tuple[Chain, Plan] | Conflict:
+    async def _act_pipelined(self, base: str) -> bool:
+        """As the local loop acts: a landing runs beside what follows it, in order, each
+        moving the target from the commit the one before lands (the next candidates are
+        commits of the same chain, whether or not the target has moved yet). The round ends
+        once every landing it started has."""
+        progressed = False
+        landing: set[str] = set()
+        landings: list[asyncio.Future[None]] = []
+        try:
+            while queued := [q for q in self._entries("queued") if q["task_id"] not in landing]:
+                entries = [Entry(q["task_id"], q["branch"], q["head"]) for q in
+                           queued[:self.s.max_batch]]
+                planned = await self._plan(base, entries, landing)
+                if isinstance(planned, Conflict):
+                    detail, evicted = mq.conflict_eviction(entries, planned, self.s.target)
+                    self.append(evicted, *mq.resolve_events(
+                        entries[planned.index].task_id, detail, planned.files,
+                        enabled=self.s.resolve_conflicts,
+                        is_task=entries[planned.index].task_id in self.w.p.tasks,
+                        target=self.s.target))
+                    progressed = True
+                    continue
+                chain, plan = planned
+                if plan.land:
+                    size = mq.landing_size(plan.land, through_forge=False)
+                    landing |= {e.task_id for e in chain.entries[:size]}
+                    after = landings[-1] if landings else None
+                    landings.append(asyncio.ensure_future(
+                        self._land_after(after, chain, base, size)))
+                    base = chain.prefix(size)[0]
+                elif plan.culprit is not None:
+                    if not await self._judge_culprit(chain, entries, plan.culprit,
+                                                     plan.probes):
+                        return True
+                elif plan.probes:
+                    await self._check(chain, entries, plan.probes)
+                    return True
+                else:
+                    return progressed
+                progressed = True
+            return progressed
+        finally:
+            if landings:  # a landing that failed fails the round, as locally
+                for failed in await asyncio.gather(*landings, return_exceptions=True):
+                    if isinstance(failed, BaseException):
+                        raise failed
+
+    async def _land_after(self, after: asyncio.Future[None] | None, chain: Chain, base: str,
+                          size: int) -> None:
+        """Land the first ``size`` entries once the landing before (``after``) is done, if
+        it left the target where this one starts (``base``)."""
+        if after is not None:
+            await asyncio.wait([after])
+            if self.base != base:  # the one before did not land: neither does this one
+                return
+        self.base = await self._land(chain, base, size)
+
+    async def _plan(self, base: str, entries: list[Entry], landing: set[str] | None = None
+                    ) -> tuple[Chain, Plan] | Conflict:
         depth = 0
         while True:
             built: Built = await self.step("wf.queue.build_chain",
@@ -282,7 +343,8 @@ class QueueFlow:
             chain = built.chain
             assert chain is not None
             plan, depth = mq.plan_on(chain, entries, tested=self.w.p.tested_trees,
-                                     queue=self.w.p.queue, landing=(), checks=self.checks_key,
+                                     queue=self.w.p.queue, landing=landing or (),
+                                     checks=self.checks_key,
                                      parallel=self.s.max_parallel_checks,
                                      max_batch=self.s.max_batch, blame=self.blame)
             if depth <= len(chain.entries):
