@@ -366,7 +366,9 @@ class Mirror:
 
     def _save_since(self, since: int) -> None:
         path = self._cursor_file()
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        # Its own file per thread: two mirrors of one process (a worker's and wf run's in a
+        # test, wf dash's and its refresh) raced on one name, and the second rename failed.
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps({self.handle.id: since}))
         os.replace(tmp, path)
 
