@@ -64,7 +64,8 @@ from wf.temporal.worker import workflow_runner  # noqa: E402
 from wf.temporal.workflows import QueueWorkflow, RepoWorkflow, TaskWorkflow  # noqa: E402
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "temporal"
-SCENARIOS = ("success", "retry", "cancel", "blocked", "queue", "continued", "budget", "stop")
+SCENARIOS = ("success", "retry", "cancel", "blocked", "queue", "continued", "budget", "stop",
+             "blame")
 
 
 class Harness(TemporalHarness):

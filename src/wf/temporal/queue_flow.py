@@ -327,7 +327,8 @@ class QueueFlow:
         """Land the first ``size`` entries once the landing before (``after``) is done, if
         it left the target where this one starts (``base``)."""
         if after is not None:
-            await asyncio.wait([after])
+            with contextlib.suppress(Exception):  # its failure fails the round (_act_pipelined)
+                await after
             if self.base != base:  # the one before did not land: neither does this one
                 return
         self.base = await self._land(chain, base, size)

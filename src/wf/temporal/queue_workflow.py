@@ -156,9 +156,12 @@ class QueueWorkflow:
 
     @workflow.run
     async def run(self, start: QueueStart) -> None:
-        asyncio.create_task(self.flow.run())
+        rounds = asyncio.create_task(self.flow.run())
         while True:
-            await workflow.wait_condition(lambda: self.woken or bool(self.outbox))
+            await workflow.wait_condition(
+                lambda: self.woken or bool(self.outbox) or rounds.done())
+            if rounds.done():  # it never ends but by a bug: fail the workflow task, loudly
+                rounds.result()
             self.woken = False
             if self.outbox or self.flow.paused != self.told_paused:
                 if not await self._report():
