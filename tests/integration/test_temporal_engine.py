@@ -462,6 +462,30 @@ def test_the_merge_queue_is_a_workflow_of_its_own_per_target(
     assert asyncio.run(_status(h.address, f"{h.prefix}.merge.dev")) == "RUNNING"
 
 
+def test_a_merge_queue_workflow_terminated_by_hand_is_started_again_by_the_next_run(
+        repo: Path, tmp_path: Path, temporal_server: str) -> None:
+    h = Harness(repo, tmp_path, temporal_server)
+    merging = config({"ok": agent_cmd("commit")}, extra="\n[merge]\nauto = true\n")
+    try:
+        first = h.plan(merging + task("a", "ok"))
+        wid = f"{h.prefix}.merge.main"
+        assert h.run(first).exit_code == 0
+        asyncio.run(_terminate(h.address, wid))
+        assert asyncio.run(_status(h.address, wid)) == "TERMINATED"
+        again = h.run(h.plan(merging + task("b", "ok")))
+    finally:
+        h.close()
+    assert again.exit_code == 0, again.tasks
+    assert h.types("b")[-1] == "queue.landed"
+    assert is_ancestor(repo, _git(repo, "rev-parse", "wf/b"), "main")
+    assert asyncio.run(_status(h.address, wid)) == "RUNNING"
+
+
+async def _terminate(address: str, workflow_id: str) -> None:
+    client = await Client.connect(address)
+    await client.get_workflow_handle(workflow_id).terminate("by hand, in a test")
+
+
 def test_a_chain_whose_queue_ran_inside_it_hands_the_queue_over_to_its_own_workflow(
         repo: Path, tmp_path: Path, temporal_server: str) -> None:
     # A run of a repository workflow continued from a run of older code carries its merge

@@ -28,7 +28,6 @@ Workflow code: no I/O, no clock but ``workflow.now()``; it runs in the sandbox.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import zlib
 from dataclasses import asdict, replace
@@ -286,13 +285,16 @@ class MergeLink:
             if self.retired is not None:
                 if self.started == self.retired:
                     self.started = None
-                    await self._send(self.retired, QueueFeed(retire=True))
-                continue  # its ended report pokes again
+                    if not await self._send(self.retired, QueueFeed(retire=True)):
+                        self.retired, self.poked = None, True  # gone already: start anew
+                continue  # else its ended report pokes again
             if self.started is None:
                 await self._start()
             elif self.outbox or self.settings_due:
-                feed = self._feed()
-                await self._send(self.s.target, feed)
+                if not await self._send(self.s.target, self._feed()):
+                    # Not running (terminated by hand): start it again from the rows,
+                    # which hold what that feed carried.
+                    self.started, self.poked = None, True
 
     def _feed(self) -> QueueFeed:
         events = self.outbox[:EVENTS_PER_SIGNAL]
@@ -333,11 +335,14 @@ class MergeLink:
         self.started, self.flow = target, None
         self.poked = True
 
-    async def _send(self, target: str, feed: QueueFeed) -> None:
+    async def _send(self, target: str, feed: QueueFeed) -> bool:
+        """Signal the target's queue workflow; False when it is not running (it ended)."""
         self.sending = True
         try:
-            with contextlib.suppress(FailureError):  # ended: its last report says so
-                await workflow.get_external_workflow_handle(
-                    merge_workflow(self.w.queue, target)).signal("feed", feed)
+            await workflow.get_external_workflow_handle(
+                merge_workflow(self.w.queue, target)).signal("feed", feed)
+        except FailureError:
+            return False
         finally:
             self.sending = False
+        return True
