@@ -246,12 +246,7 @@ class QueueFlow:
                        queued[:self.s.max_batch]]
             planned = await self._plan(base, entries)
             if isinstance(planned, Conflict):
-                detail, evicted = mq.conflict_eviction(entries, planned, self.s.target)
-                self.append(evicted, *mq.resolve_events(
-                    entries[planned.index].task_id, detail, planned.files,
-                    enabled=self.s.resolve_conflicts,
-                    is_task=entries[planned.index].task_id in self.w.p.tasks,
-                    target=self.s.target))
+                self._evict_conflict(entries, planned)
                 progressed = True
                 continue
             chain, plan = planned
@@ -289,12 +284,7 @@ class QueueFlow:
                            queued[:self.s.max_batch]]
                 planned = await self._plan(base, entries, landing)
                 if isinstance(planned, Conflict):
-                    detail, evicted = mq.conflict_eviction(entries, planned, self.s.target)
-                    self.append(evicted, *mq.resolve_events(
-                        entries[planned.index].task_id, detail, planned.files,
-                        enabled=self.s.resolve_conflicts,
-                        is_task=entries[planned.index].task_id in self.w.p.tasks,
-                        target=self.s.target))
+                    self._evict_conflict(entries, planned)
                     progressed = True
                     continue
                 chain, plan = planned
@@ -321,6 +311,15 @@ class QueueFlow:
                 for failed in await asyncio.gather(*landings, return_exceptions=True):
                     if isinstance(failed, BaseException):
                         raise failed
+
+    def _evict_conflict(self, entries: list[Entry], conflict: Conflict) -> None:
+        """Evict the entry that conflicts with those before it (and send it back to its
+        agent with ``resolve_conflicts``)."""
+        entry = entries[conflict.index]
+        detail, evicted = mq.conflict_eviction(entries, conflict, self.s.target)
+        self.append(evicted, *mq.resolve_events(
+            entry.task_id, detail, conflict.files, enabled=self.s.resolve_conflicts,
+            is_task=entry.task_id in self.w.p.tasks, target=self.s.target))
 
     async def _land_after(self, after: asyncio.Future[None] | None, chain: Chain, base: str,
                           size: int) -> None:
