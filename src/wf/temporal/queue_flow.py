@@ -238,43 +238,13 @@ class QueueFlow:
         return await self._act(base) and self.refused is None
 
     async def _act(self, base: str) -> bool:
-        if self.full and self.s.land != "pr":
-            return await self._act_pipelined(base)
-        progressed = False
-        while queued := self._entries("queued"):
-            entries = [Entry(q["task_id"], q["branch"], q["head"]) for q in
-                       queued[:self.s.max_batch]]
-            planned = await self._plan(base, entries)
-            if isinstance(planned, Conflict):
-                self._evict_conflict(entries, planned)
-                progressed = True
-                continue
-            chain, plan = planned
-            if plan.land:
-                forge = self.s.land == "pr"
-                size = mq.landing_size(plan.land, through_forge=forge)
-                moved = await self._land(chain, base, size)
-                if moved is None:
-                    return progressed
-                base = self.base = moved
-                if forge:  # the forge made the commit: plan again on the target it moved
-                    return True
-            elif plan.culprit is not None:
-                if not await self._judge_culprit(chain, entries, plan.culprit, plan.probes):
-                    return True
-            elif plan.probes:
-                await self._check(chain, entries, plan.probes)
-                return True
-            else:
-                return progressed
-            progressed = True
-        return progressed
-
-    async def _act_pipelined(self, base: str) -> bool:
-        """As the local loop acts: a landing runs beside what follows it, in order, each
-        moving the target from the commit the one before lands (the next candidates are
-        commits of the same chain, whether or not the target has moved yet). The round ends
-        once every landing it started has."""
+        """Plan and act until the plan is to run checks or nothing. In the queue's own
+        workflow, as the local loop acts, a landing runs beside what follows it, in order,
+        each moving the target from the commit the one before lands (the next candidates are
+        commits of the same chain, whether or not the target has moved yet), and the round
+        ends once every landing it started has. Through the forge, and inside a repository
+        workflow started before that patch, each landing is waited for."""
+        beside = self.full and self.s.land != "pr"
         progressed = False
         landing: set[str] = set()
         landings: list[asyncio.Future[None]] = []
@@ -289,12 +259,21 @@ class QueueFlow:
                     continue
                 chain, plan = planned
                 if plan.land:
-                    size = mq.landing_size(plan.land, through_forge=False)
-                    landing |= {e.task_id for e in chain.entries[:size]}
-                    after = landings[-1] if landings else None
-                    landings.append(asyncio.ensure_future(
-                        self._land_after(after, chain, base, size)))
-                    base = chain.prefix(size)[0]
+                    forge = self.s.land == "pr"
+                    size = mq.landing_size(plan.land, through_forge=forge)
+                    if beside:
+                        landing |= {e.task_id for e in chain.entries[:size]}
+                        after = landings[-1] if landings else None
+                        landings.append(asyncio.ensure_future(
+                            self._land_after(after, chain, base, size)))
+                        base = chain.prefix(size)[0]
+                    else:
+                        moved = await self._land(chain, base, size)
+                        if moved is None:
+                            return progressed
+                        base = self.base = moved
+                        if forge:  # the forge made the commit: plan again on the target
+                            return True
                 elif plan.culprit is not None:
                     if not await self._judge_culprit(chain, entries, plan.culprit,
                                                      plan.probes):
@@ -326,13 +305,13 @@ class QueueFlow:
         """Land the first ``size`` entries once the landing before (``after``) is done, if
         it left the target where this one starts (``base``)."""
         if after is not None:
-            with contextlib.suppress(Exception):  # its failure fails the round (_act_pipelined)
+            with contextlib.suppress(Exception):  # its failure fails the round (_act)
                 await after
             if self.base != base:  # the one before did not land: neither does this one
                 return
         self.base = await self._land(chain, base, size)
 
-    async def _plan(self, base: str, entries: list[Entry], landing: set[str] | None = None
+    async def _plan(self, base: str, entries: list[Entry], landing: set[str]
                     ) -> tuple[Chain, Plan] | Conflict:
         depth = 0
         while True:
@@ -343,7 +322,7 @@ class QueueFlow:
             chain = built.chain
             assert chain is not None
             plan, depth = mq.plan_on(chain, entries, tested=self.w.p.tested_trees,
-                                     queue=self.w.p.queue, landing=landing or (),
+                                     queue=self.w.p.queue, landing=landing,
                                      checks=self.checks_key,
                                      parallel=self.s.max_parallel_checks,
                                      max_batch=self.s.max_batch, blame=self.blame)
