@@ -65,11 +65,16 @@ def carry_from(p: Projection, **fields: Any) -> Carry:
             kept.append(row)
         elif tid not in latest or latest[tid]["n"] < n:
             latest[tid] = row
-    tested = sorted(p.tested_trees.values(), key=lambda r: r.get("updated_ts") or 0)
     return Carry(tasks=[_trimmed(row) for row in p.tasks.values()],
                  attempts=[*kept, *latest.values()], queue=list(p.queue.values()),
-                 tested_trees=tested[-TESTED_KEPT:],
+                 tested_trees=latest_tested(p.tested_trees),
                  agent_limits=list(p.agent_limits.values()), **fields)
+
+
+def latest_tested(tested_trees: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``TESTED_KEPT`` tested trees written last: what a carry keeps of the cache."""
+    rows = sorted(tested_trees.values(), key=lambda r: r.get("updated_ts") or 0)
+    return rows[-TESTED_KEPT:]
 
 
 def _trimmed(row: dict[str, Any]) -> dict[str, Any]:
@@ -101,8 +106,17 @@ def pack(c: Carry) -> bytes:
     """``c`` as the payload ``continue_as_new`` is given: compressed JSON bytes."""
     from dataclasses import asdict
 
-    return zlib.compress(json.dumps(asdict(c), separators=(",", ":")).encode(), 6)
+    return pack_json(asdict(c))
 
 
 def unpack(blob: bytes) -> Carry:
-    return Carry(**json.loads(zlib.decompress(blob)))
+    return Carry(**unpack_json(blob))
+
+
+def pack_json(obj: Any) -> bytes:
+    """``obj`` as compressed JSON bytes (a carry, a merge-queue workflow's start)."""
+    return zlib.compress(json.dumps(obj, separators=(",", ":")).encode(), 6)
+
+
+def unpack_json(blob: bytes) -> Any:
+    return json.loads(zlib.decompress(blob))

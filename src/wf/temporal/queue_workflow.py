@@ -28,8 +28,6 @@ Workflow code: no I/O, no clock but ``workflow.now()``; it runs in the sandbox.
 from __future__ import annotations
 
 import asyncio
-import json
-import zlib
 from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +43,7 @@ from wf.temporal.task_workflow import WorkflowLog
 with workflow.unsafe.imports_passed_through():
     from wf.merge_queue import decide as mq
     from wf.store.projections import Projection, full_row
-    from wf.temporal.carry import TESTED_KEPT
+    from wf.temporal.carry import latest_tested, pack_json, unpack_json
     from wf.temporal.shapes import (
         MergeSettings,
         QueueFeed,
@@ -69,14 +67,6 @@ QUEUE_COLUMNS = ("id", "state", "agent", "prompt", "attempts", "base_commit", "b
 EVENTS_PER_SIGNAL = 100
 
 
-def pack(state: dict[str, Any]) -> bytes:
-    return zlib.compress(json.dumps(state, separators=(",", ":")).encode(), 6)
-
-
-def unpack(blob: bytes) -> dict[str, Any]:
-    return json.loads(zlib.decompress(blob))
-
-
 def queue_row(task: dict[str, Any]) -> dict[str, Any]:
     return {k: task.get(k) for k in QUEUE_COLUMNS}
 
@@ -93,7 +83,7 @@ class QueueWorkflow:
 
     @workflow.init
     def __init__(self, start: QueueStart) -> None:
-        c = unpack(start.carried)
+        c = unpack_json(start.carried)
         self.queue = start.queue  # the repository's shared task queue
         self.settings: Settings = start.settings
         assert start.settings.merge is not None
@@ -193,10 +183,9 @@ class QueueWorkflow:
 
     def _carry(self) -> bytes:
         queue = in_line(self.p.queue)
-        tested = sorted(self.p.tested_trees.values(), key=lambda r: r.get("updated_ts") or 0)
-        return pack({
+        return pack_json({
             "tasks": {t: queue_row(r) for t, r in self.p.tasks.items() if t in queue},
-            "queue": queue, "tested": tested[-TESTED_KEPT:],
+            "queue": queue, "tested": latest_tested(self.p.tested_trees),
             "pushed": {t: b for t, b in self.pushed.items() if t in queue},
             "offset": self.log.offset, "recorded": self.recorded,
             "flow": self.flow.state()})
@@ -313,10 +302,10 @@ class MergeLink:
         events forwarded before now are in them)."""
         p, target = self.w.p, self.s.target
         queue = in_line(p.queue)
-        tested = sorted(p.tested_trees.values(), key=lambda r: r.get("updated_ts") or 0)
-        carried = pack({
+        carried = pack_json({
             "tasks": {t: queue_row(p.tasks[t]) for t in queue if t in p.tasks},
-            "queue": {t: dict(r) for t, r in queue.items()}, "tested": tested[-TESTED_KEPT:],
+            "queue": {t: dict(r) for t, r in queue.items()},
+            "tested": latest_tested(p.tested_trees),
             "pushed": {t: b for t, b in self.w.pushed.items() if t in queue},
             "offset": self.w.log.offset, "flow": self.flow})
         self.outbox, self.settings_due = [], False

@@ -129,7 +129,7 @@ class QueueStart:
     """How a merge-queue workflow (``queue_workflow.py``) starts: the repository's shared
     queue (names its repository workflow), its settings, and what it carries on from: the
     repository workflow's queue rows when first started, its own state when it continues as
-    new (``queue_workflow.pack``)."""
+    new (compressed JSON, ``carry.pack_json``)."""
 
     queue: str
     settings: Settings
