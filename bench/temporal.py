@@ -98,11 +98,20 @@ def live_pids_in_group(pgid: int) -> list[int]:
     return out
 
 
-def proc_cpu(pid: int) -> float:
-    """CPU seconds (user + system) process ``pid`` has used so far, its own threads only."""
+def proc_cpu(pid: int, children: bool = False) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far, its own threads only, or
+    (``children``) those of the children it has waited for (git, the agents' shims)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    at = 13 if children else 11
+    return (int(fields[at]) + int(fields[at + 1])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine has spent busy so far (all cores, /proc/stat)."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def pid_alive(pid: int) -> bool:
@@ -117,13 +126,24 @@ class Lab:
     """The dev server, the bare remote, the clones and the worker processes of one bench run;
     ``close`` stops every process it started (by pid) and the agents whose pids it saw."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, server_core: bool = False) -> None:
         from wf.temporal.devserver import start_dev_server
 
         self.root = root
         self.pool = 0  # warm worktrees per host in figure 2 (--pool)
         t0 = time.perf_counter()
-        self.server = start_dev_server(root / "temporal.db")
+        cpus = sorted(os.sched_getaffinity(0))
+        if server_core and len(cpus) > 1:
+            # The server on the last CPU (its threads inherit it), everything else (this
+            # process and what it starts: the engines, workers, git, agents) on the others.
+            os.sched_setaffinity(0, cpus[-1:])
+            try:
+                self.server = start_dev_server(root / "temporal.db")
+            finally:
+                os.sched_setaffinity(0, cpus[:-1])
+            print(f"dev server on CPU {cpus[-1]}, the rest on {cpus[:-1]}")
+        else:
+            self.server = start_dev_server(root / "temporal.db")
         print(f"dev server at {self.server.address}, ready in {time.perf_counter() - t0:.2f} s")
         self.remote = root / "remote.git"
         seed = root / "seed"
@@ -263,11 +283,12 @@ def figure_noop(lab: Lab, n: int, parallel: int, repeat: int) -> dict[str, Any]:
 
         def local(k: int = k) -> float:
             repo, specs = plan(lab.clone(f"noop-local-{k}"), tasks_toml(n, NOOP, parallel))
-            c0 = cpu_seconds()
+            c0, m0 = cpu_seconds(), machine_busy()
             wall = run_checked(repo, specs, phases=True)
-            c1 = cpu_seconds()
+            c1, m1 = cpu_seconds(), machine_busy()
             print(f"    local CPU per task: wf process {(c1[0] - c0[0]) / n * 1000:.0f} ms, "
-                  f"its children (git, agents) {(c1[1] - c0[1]) / n * 1000:.0f} ms")
+                  f"its children (git, agents) {(c1[1] - c0[1]) / n * 1000:.0f} ms; "
+                  f"the machine {(m1 - m0) / n * 1000:.0f} ms")
             return wall
 
         def temporal(k: int = k) -> float:
@@ -276,12 +297,17 @@ def figure_noop(lab: Lab, n: int, parallel: int, repeat: int) -> dict[str, Any]:
             try:
                 repo, specs = plan(lab.clone(f"noop-client-{k}"),
                                    tasks_toml(n, NOOP, parallel, engine=engine_section(lab, queue)))
-                c0, w0, s0 = cpu_seconds(), proc_cpu(worker.pid), proc_cpu(lab.server.pid)
+                def sample() -> tuple[float, ...]:
+                    return (cpu_seconds()[0], proc_cpu(worker.pid),
+                            proc_cpu(worker.pid, children=True), proc_cpu(lab.server.pid),
+                            machine_busy())
+                before = sample()
                 wall = run_checked(repo, specs, phases=True)
-                c1, w1, s1 = cpu_seconds(), proc_cpu(worker.pid), proc_cpu(lab.server.pid)
-                print(f"    temporal CPU per task: client (mirror) {(c1[0] - c0[0]) / n * 1000:.0f}"
-                      f" ms, worker process {(w1 - w0) / n * 1000:.0f} ms, dev server "
-                      f"{(s1 - s0) / n * 1000:.0f} ms (agents and git not counted)")
+                c, w, wc, s, m = (b - a for a, b in zip(before, sample(), strict=True))
+                print(f"    temporal CPU per task: client (mirror) {c / n * 1000:.0f} ms, worker "
+                      f"process {w / n * 1000:.0f} ms, its children (git, agents) "
+                      f"{wc / n * 1000:.0f} ms, dev server {s / n * 1000:.0f} ms; the machine "
+                      f"{m / n * 1000:.0f} ms")
                 return wall
             finally:
                 lab.stop_worker(worker)
@@ -518,6 +544,10 @@ def main() -> int:
     parser.add_argument("--pool", type=int, default=0, metavar="N",
                         help="figure 2 with N warm worktrees per host ([worktrees] pool, "
                              "return_on_success)")
+    parser.add_argument("--server-core", action="store_true",
+                        help="the dev server on a CPU of its own and everything else (both "
+                             "engines, the workers, git, the agents) on the other CPUs: a "
+                             "server on another machine, as a cluster has it")
     parser.add_argument("--follow-poll", type=float, default=None, metavar="SECONDS",
                         help="an experiment: the client's follow loop polls the workflows this "
                              "often instead of wf.temporal.engine.FOLLOW_POLL (0.1 s)")
@@ -545,7 +575,7 @@ def main() -> int:
     print(f"{os.cpu_count()} CPUs, {load()}, work in {root}")
     lab = None
     try:
-        lab = Lab(root)
+        lab = Lab(root, server_core=args.server_core)
         lab.pool = args.pool
         if 1 in only:
             print(f"1. {args.tasks} no-op tasks, max_parallel {args.parallel}")
