@@ -51,7 +51,8 @@ def api_key(cfg: EngineConfig, environ: Mapping[str, str]) -> str | None:
 async def connect(cfg: EngineConfig, environ: Mapping[str, str], *,
                   timeout: float = CONNECT_TIMEOUT, **options: Any) -> Client:
     """A client connected to ``cfg.address`` in ``cfg.namespace``; ``options`` go to
-    ``Client.connect`` as they are (a data converter, an identity, interceptors).
+    ``Client.connect`` as they are (an identity, interceptors); the data converter is wf's
+    (``convert.py``) unless one is given.
 
     Gives up after ``timeout`` seconds with ``ServerUnreachable``; cancelling the caller
     cancels the attempt at once.
@@ -59,6 +60,9 @@ async def connect(cfg: EngineConfig, environ: Mapping[str, str], *,
     require()
     from temporalio.client import Client
 
+    from wf.temporal.convert import DATA_CONVERTER
+
+    options.setdefault("data_converter", DATA_CONVERTER)
     key = api_key(cfg, environ)
     where = f"{cfg.address} (namespace {cfg.namespace})"
     try:
