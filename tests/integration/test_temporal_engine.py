@@ -291,7 +291,7 @@ def test_the_sandbox_refuses_a_workflow_that_reads_the_wall_clock(
 def test_the_engines_workflow_code_is_not_passed_through_the_sandbox() -> None:
     passed = workflow_runner().restrictions.passthrough_modules
     for module in ("wf.temporal.workflows", "wf.temporal.task_workflow",
-                   "wf.temporal.queue_flow", "wf.temporal.queue_workflow",
+                   "wf.temporal.host_read", "wf.temporal.queue_flow", "wf.temporal.queue_workflow",
                    "wf.temporal.forge_flow"):
         assert not any(module == p or module.startswith(p + ".") for p in passed), module
     assert {"wf.engine", "wf.merge_queue", "wf.temporal.shapes"} <= passed  # the pure parts

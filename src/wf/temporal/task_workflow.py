@@ -2,9 +2,9 @@
 
 ``TaskWorkflow`` (id ``<prefix>.<repo>.task.<id>``, one run per attempt) asks ``attempt_plan``
 and ``decide`` what to do and has the activities of ``activities.py`` do it, on the queue of
-the host that holds the task's worktree; ``HostReadWorkflow`` is ``wf logs`` / ``wf diff`` of a
-task on another host. Apart from the repository workflow (``workflows.py``) because the
-sandbox imports a workflow's module afresh for every run: a task's run imports only this.
+the host that holds the task's worktree. Apart from the repository workflow (``workflows.py``)
+and ``HostReadWorkflow`` (``host_read.py``) because the sandbox imports a workflow's module
+afresh for every run and builds every workflow class in it: a task's run builds only this.
 
 Workflow code is deterministic: time is ``workflow.now()`` (plus the offset a test's clock
 sets), randomness ``workflow.random()``, and everything else comes in events and activity
@@ -50,8 +50,6 @@ with workflow.unsafe.imports_passed_through():
         AttemptStep,
         BudgetOrder,
         Facts,
-        HostRead,
-        HostText,
         LiveUsage,
         PauseAttempt,
         Prepare,
@@ -454,21 +452,6 @@ def failure_cause(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError) and exc.type == TimeoutType.SCHEDULE_TO_START:
         return "no worker took the step in time"
     return " ".join(str(exc).split()) or type(exc).__name__
-
-
-
-@workflow.defn(name="wf.host_read")
-class HostReadWorkflow:
-    """``wf logs`` and ``wf diff`` from another machine: one step on the host that has it."""
-
-    @workflow.run
-    async def run(self, inp: HostRead) -> HostText:
-        queue = f"{workflow.info().task_queue}.host.{inp.host}"
-        return await workflow.execute_activity(
-            "wf.host_read", inp, result_type=HostText, task_queue=queue,
-            schedule_to_start_timeout=timedelta(seconds=10),
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=RetryPolicy(maximum_attempts=1))
 
 
 def not_started(exc: ActivityError) -> bool:

@@ -28,10 +28,10 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 from temporalio.workflow import ParentClosePolicy
 
 # Workflow code too, imported in the sandbox.
+from wf.temporal.host_read import HostReadWorkflow
 from wf.temporal.queue_flow import QueueFlow
 from wf.temporal.queue_workflow import MERGE_WORKFLOW, MergeLink, QueueWorkflow
 from wf.temporal.task_workflow import (
-    HostReadWorkflow,
     TaskWorkflow,
     WorkflowLog,
     failure_cause,
