@@ -441,9 +441,11 @@ class WorkerActivities:
 
     async def _heartbeat_until(self, work: asyncio.Future[AttemptReport],
                                control: TemporalControl) -> AttemptReport:
+        # No heartbeat at once: the heartbeat timeout runs from the activity's start, the first
+        # beat comes after ``every`` (a third of that timeout at most), and the pid it carries
+        # is there by then. A no-op attempt ends before it: one call to the server less a task.
         cancelling = False
         every = heartbeat_every()
-        activity.heartbeat(control.pid, control.is_paused)  # at once: the timeout runs
         while True:
             try:
                 done, _ = await asyncio.wait({work}, timeout=every)
