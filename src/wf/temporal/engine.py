@@ -282,9 +282,10 @@ class Mirror:
     log's, so two mirrors (``wf run`` and ``wf dash``) can run at once."""
 
     def __init__(self, store: EventStore, handle: Any, client: Client, *,
-                 timeout: timedelta = QUERY_TIMEOUT) -> None:
+                 timeout: timedelta = QUERY_TIMEOUT, live: bool = True) -> None:
         self.store, self.handle, self.client = store, handle, client
         self.timeout = timeout
+        self.live = live  # also the running attempts' events (else they come when it ends)
         self.queue_busy = False
         self.queue_paused: str | None = None
         self.running: list[str] = []
@@ -326,7 +327,7 @@ class Mirror:
                     break
                 runs.pop()
         now = time.monotonic()
-        if self.live_at is None or now - self.live_at >= LIVE_EVERY:
+        if self.live and (self.live_at is None or now - self.live_at >= LIVE_EVERY):
             self.live_at = now
             for wid in self.running:
                 out += self.write(await self._live(wid))
@@ -335,12 +336,17 @@ class Mirror:
         return out
 
     async def _live(self, workflow_id: str) -> list[WireEvent]:
+        from temporalio.client import WorkflowQueryRejectedError
+        from temporalio.common import QueryRejectCondition
         from temporalio.service import RPCError
 
         try:
+            # A workflow that has just ended is not asked: the server says so itself. (A
+            # worker answered by replaying the ended run from its start, a sandbox and all.)
             return await self.client.get_workflow_handle(workflow_id).query(
-                "events", result_type=list[WireEvent], rpc_timeout=self.timeout)
-        except RPCError:
+                "events", result_type=list[WireEvent], rpc_timeout=self.timeout,
+                reject_condition=QueryRejectCondition.NOT_OPEN)
+        except (RPCError, WorkflowQueryRejectedError):
             return []  # not started yet, or just ended: the repository workflow has them
 
     def write(self, events: list[WireEvent]) -> list[Event]:
@@ -404,17 +410,19 @@ def refresh_mirror(repo: Repo) -> bool:
 
 
 async def keep_mirrored(repo: Repo, client: Client, workflow_id: str,
-                        stopped: Callable[[], bool], every: float) -> None:
-    """Pull the workflows' events into the clone's log every ``every`` seconds until
-    ``stopped()``; a pull that fails (no worker answered, the server is restarting) only
-    leaves the log as it was until the next one."""
+                        stopped: Callable[[], bool], every: float, *, live: bool = True) -> None:
+    """Pull the repository workflow's events into the clone's log every ``every`` seconds
+    until ``stopped()``; a pull that fails (no worker answered, the server is restarting)
+    only leaves the log as it was until the next one. ``live``: the running attempts' own
+    events too (a query to each, every pass); else they come when each attempt ends."""
     from temporalio.service import RPCError
 
     while not stopped():
         with contextlib.suppress(WfError, RPCError, OSError):
             store = open_store(repo)
             try:
-                await Mirror(store, client.get_workflow_handle(workflow_id), client).sync()
+                await Mirror(store, client.get_workflow_handle(workflow_id), client,
+                             live=live).sync()
             finally:
                 store.close()
         await asyncio.sleep(every)

@@ -164,9 +164,10 @@ async def serve(repo: Repo, environ: Mapping[str, str], stop: asyncio.Event, *,
                          "address": cfg.address, "namespace": cfg.namespace, "slots": slots})
     async with shared, own, take:
         # This clone's log kept pulled, so that `wf status` here need not wait (it pulls only
-        # a mirror older than 2 s).
+        # a mirror older than 2 s). Not the running attempts' own events: a query to each
+        # every second cost this worker more than the rest of the pull (wf dash asks itself).
         mirror = asyncio.create_task(keep_mirrored(repo, client, names.repo_workflow,
-                                                   stop.is_set, every=1.0))
+                                                   stop.is_set, every=1.0, live=False))
         await stop.wait()
         mirror.cancel()
     if refill is not None:
