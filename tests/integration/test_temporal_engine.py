@@ -401,6 +401,36 @@ def test_a_retry_timer_firing_in_the_repository_workflow_starts_the_next_attempt
         "task.retry_scheduled", "task.succeeded"]
 
 
+def test_the_mirror_asks_no_worker_for_the_live_events_of_an_ended_attempt(
+        repo: Path, tmp_path: Path, temporal_server: str) -> None:
+    # The server itself says a task workflow has ended (NOT_OPEN): no worker replays the
+    # ended run to answer. With every worker stopped, the query still ends at once; asked
+    # without that condition it would wait for a worker until its own timeout (60 s here).
+    from datetime import timedelta
+
+    from wf.repository import open_store
+    from wf.temporal.engine import Mirror
+
+    h = Harness(repo, tmp_path, temporal_server)
+    try:
+        out = h.run(h.plan(config({"ok": agent_cmd("commit")}) + task("a", "ok")))
+    finally:
+        h.close()  # no worker from here on
+    assert out.exit_code == 0, out.tasks
+
+    async def live() -> list[Any]:
+        client = await Client.connect(temporal_server)
+        store = open_store(h.repo)
+        try:
+            mirror = Mirror(store, client.get_workflow_handle(f"{h.prefix}.repo"), client,
+                            timeout=timedelta(seconds=60))
+            return await asyncio.wait_for(mirror._live(f"{h.prefix}.task.a"), 20)
+        finally:
+            store.close()
+
+    assert asyncio.run(live()) == []
+
+
 # -- a stopped merge queue ------------------------------------------------------------------
 def test_a_stopped_merge_queue_starts_again_with_the_next_run(
         repo: Path, tmp_path: Path, temporal_server: str) -> None:
