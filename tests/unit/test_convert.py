@@ -90,3 +90,25 @@ def test_init_false_fields_and_unknown_keys_read_as_the_sdks() -> None:
     [payload] = SDK.to_payloads([{"a": 1, "b": [2], "unknown": True}])
     [back] = OURS.from_payloads([payload], [Later])
     assert back == value and back.b == [2]
+
+
+def test_a_class_the_converter_has_seen_is_not_kept_alive_by_it() -> None:
+    # The sandbox imports workflow modules afresh for every run: a dataclass of such a module
+    # is a new class each time, and a table that held them would keep every run's module.
+    import gc
+    import weakref
+
+    def make() -> type:
+        @dataclasses.dataclass
+        class Once:
+            a: int
+
+        return Once
+
+    cls = make()
+    [payload] = OURS.to_payloads([cls(1)])
+    assert OURS.from_payloads([payload], [cls]) == [cls(1)]
+    gone = weakref.ref(cls)
+    del cls
+    gc.collect()
+    assert gone() is None

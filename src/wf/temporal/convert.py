@@ -10,13 +10,16 @@ decodes with a plan made once per class. Payloads written by the SDK's own conve
 same, and the other way round: a client without this converter (a test, ``temporal
 workflow show``) reads wf's workflows as before.
 
-Pure, no I/O: passed through the sandbox, so that the plans made in one workflow run serve
-the next.
+Pure, no I/O. The converter is made outside the sandbox and its module is never imported
+afresh in it, so the plans made in one workflow run serve the next. Its tables hold their
+classes weakly: a dataclass of a module the sandbox imports afresh for every run (none
+travels today) would not keep each run's copy alive.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from typing import Any, get_type_hints
 
 from temporalio.converter import (
@@ -30,8 +33,9 @@ from temporalio.converter import (
 )
 
 # (name, type hint, init) per field, per dataclass: made on first use, read after.
-_PLANS: dict[type, tuple[tuple[str, Any, bool], ...]] = {}
-_NAMES: dict[type, tuple[str, ...]] = {}
+_PLANS: weakref.WeakKeyDictionary[type, tuple[tuple[str, Any, bool], ...]] = \
+    weakref.WeakKeyDictionary()
+_NAMES: weakref.WeakKeyDictionary[type, tuple[str, ...]] = weakref.WeakKeyDictionary()
 
 
 def _plan(cls: type) -> tuple[tuple[str, Any, bool], ...]:
