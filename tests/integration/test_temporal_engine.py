@@ -431,6 +431,33 @@ def test_the_mirror_asks_no_worker_for_the_live_events_of_an_ended_attempt(
     assert asyncio.run(live()) == []
 
 
+def test_the_repository_workflow_keeps_the_times_a_tasks_events_happened(
+        repo: Path, tmp_path: Path, temporal_server: str) -> None:
+    # A task's events reach the repository workflow with its attempt's result; it records
+    # them at the times they happened, not when the attempt ended (as the local engine
+    # has them). The agent waits for a gate that opens after it started.
+    journal, gate = tmp_path / "journal", tmp_path / "gate"
+    h = Harness(repo, tmp_path, temporal_server)
+    opened: list[float] = []
+
+    def open_gate(_: Any) -> None:
+        opened.append(time.time())
+        gate.touch()
+
+    watch = Watcher()
+    watch.when("attempt.spawned", "a", open_gate)
+    try:
+        out = h.run(h.plan(config({"g": agent_cmd("gated", str(gate), journal)})
+                           + task("a", "g")), observers=[watch])
+        recorded = asyncio.run(_events(temporal_server, f"{h.prefix}.repo", 0))
+    finally:
+        h.close()
+    watch.check()
+    assert out.exit_code == 0, out.tasks
+    ts = {e["type"]: e["ts"] for e in recorded if e["stream"] == "task:a"}
+    assert ts["task.worktree_ready"] <= ts["attempt.spawned"] < opened[0] < ts["attempt.finished"]
+
+
 # -- a stopped merge queue ------------------------------------------------------------------
 def test_a_stopped_merge_queue_starts_again_with_the_next_run(
         repo: Path, tmp_path: Path, temporal_server: str) -> None:

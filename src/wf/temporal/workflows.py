@@ -433,8 +433,8 @@ class RepoWorkflow:
         if self.running.get(tid) != n:
             return
         self.runs_of.pop(tid, None)
-        for w in result.events:
-            self._record(w.stream, w.type, w.data, w.key)
+        for w in result.events:  # at the time each happened, as the local engine has them
+            self._record(w.stream, w.type, w.data, w.key, ts=w.ts)
         if result.host:
             self.hosts[tid] = result.host
         else:  # lost (or never reached): the next attempt is prepared on whichever host takes it
