@@ -13,7 +13,9 @@ names the server, as ``wf run FILE`` does.
 
 1. ``--tasks`` no-op tasks (``sh -c 'echo x > out-$WF_TASK_ID.txt'``), local engine vs
    Temporal engine (one worker, slots = max_parallel = 8), interleaved when repeated: wall of
-   each ``run``; target Temporal ≤ 1.5 × local.
+   each ``run``; target Temporal ≤ 1.5 × local. Beside each wall: where a task's time went
+   (its events' times) and the CPU each process spent on it, the whole machine's too.
+   ``--server-core`` puts the dev server on a CPU of its own and the rest on the others.
 2. 40 tasks whose agent sleeps 5 s: one worker (4 slots, max_parallel 4) vs two workers on
    hosts h1 and h2 (4 slots each, max_parallel 8), each with its own clone; throughput ratio,
    target ≥ 1.8; how the tasks spread over the hosts (``task.worktree_ready`` carries it).
